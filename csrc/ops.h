@@ -1,0 +1,86 @@
+// fastconv's C++ API: the ops both backends implement, with the same signatures.
+//
+// Layout everywhere: images NCHW, filters OIHW, float32, dense row-major, no strides.
+// Pointers are raw and sizes are int64_t; all shape logic (padding words, output sizes,
+// argument checks with their messages) lives above these functions, in the bindings and
+// fastconv/functional.py. The CPU versions live in fastconv::cpu (csrc/cpu/), the CUDA
+// versions, taking device pointers, in fastconv::cuda (csrc/cuda/).
+#pragma once
+#include <cstdint>
+
+namespace fastconv {
+
+// Activation fused into an op's output pass (conv2d forward, linear forward).
+enum class Activation : int { None = 0, ReLU = 1, Tanh = 2, Sigmoid = 3 };
+
+// One 2-D convolution: x (N, C, H, W) * w (K, C, R, S) -> y (N, K, P, Q).
+// Padding is explicit per side: "same" may put one more pixel bottom/right than top/left.
+struct Conv2dParams {
+  int64_t N, C, H, W;         // input
+  int64_t K, R, S;            // output channels, filter height, filter width
+  int64_t stride_h, stride_w;
+  int64_t pad_top, pad_left, pad_bottom, pad_right;
+  int64_t dil_h, dil_w;
+  int64_t P, Q;               // output height, width
+};
+
+// One 2-D pooling: x (N, C, H, W) -> y (N, C, P, Q), window kh x kw.
+struct Pool2dParams {
+  int64_t N, C, H, W;
+  int64_t kh, kw;
+  int64_t stride_h, stride_w;
+  int64_t pad_top, pad_left, pad_bottom, pad_right;
+  int64_t P, Q;
+  bool count_include_pad;     // average pooling only: divide by kh*kw, or by the real cells
+};
+
+// Output size of one spatial dimension: floor((n + pads - d(k-1) - 1) / s) + 1.
+inline int64_t conv_out_size(int64_t n, int64_t k, int64_t s, int64_t pad_before, int64_t pad_after,
+                             int64_t d) {
+  return (n + pad_before + pad_after - d * (k - 1) - 1) / s + 1;
+}
+
+namespace cpu {
+// --- conv2d (csrc/cpu/conv2d.cpp) -------------------------------------------------------
+// y (N,K,P,Q) = act(conv(x, w) + b); b (K) may be null.
+void conv2d_forward(const float* x, const float* w, const float* b, float* y,
+                    const Conv2dParams& p, Activation act);
+// dx (N,C,H,W) from dy (N,K,P,Q) and w (K,C,R,S). dx is overwritten.
+void conv2d_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p);
+// dw (K,C,R,S) from dy (N,K,P,Q) and x (N,C,H,W), summed over the batch. dw is overwritten.
+void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Conv2dParams& p);
+// db (K) = sum of dy (N,K,P,Q) over N, P, Q. db is overwritten.
+void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t PQ);
+
+// --- pooling (csrc/cpu/pool2d.cpp) --------------------------------------------------------
+void max_pool2d_forward(const float* x, float* y, const Pool2dParams& p);
+// dx (N,C,H,W) gets each dy at the first maximum of its window (row-major order); overwritten.
+void max_pool2d_backward(const float* dy, const float* x, float* dx, const Pool2dParams& p);
+void avg_pool2d_forward(const float* x, float* y, const Pool2dParams& p);
+void avg_pool2d_backward(const float* dy, float* dx, const Pool2dParams& p);
+
+// --- activations (csrc/cpu/activations.cpp), n elements, in-place allowed (y == x) ---------
+void activation_forward(Activation act, const float* x, float* y, int64_t n);
+// dx = dy * act'(x), written with the forward output y: relu y>0, tanh 1-y^2, sigmoid y(1-y).
+void activation_backward(Activation act, const float* dy, const float* y, float* dx, int64_t n);
+
+// --- softmax and loss (csrc/cpu/softmax.cpp) -----------------------------------------------
+// Softmax over the last axis of a (rows, cols) matrix.
+void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols);
+// Mean cross-entropy of softmax(logits) (N, C) against integer labels (N); writes
+// dlogits (N, C) = (softmax - onehot) / N and returns the mean loss.
+float softmax_cross_entropy(const float* logits, const int64_t* labels, float* dlogits,
+                            int64_t N, int64_t C);
+
+// --- linear (csrc/cpu/linear.cpp): y (N,O) = act(x (N,I) w^T + b), w (O,I) -----------------
+void linear_forward(const float* x, const float* w, const float* b, float* y, int64_t N,
+                    int64_t I, int64_t O, Activation act);
+// dx (N,I) = dy w; dw (O,I) = dy^T x; db (O) = sum dy. Any output pointer may be null.
+void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
+                     float* db, int64_t N, int64_t I, int64_t O);
+
+// --- threads ------------------------------------------------------------------------------
+int get_num_threads();
+void set_num_threads(int n);
+}  // namespace cpu
+}  // namespace fastconv
