@@ -387,7 +387,7 @@ def show_maps(image, maps, save=None, show=False, title=None, map_titles=None):
     save: a path: write a PNG. 1 + K tiles in rows of at most 8, 8 px apart with a 16 px band
         above each tile for its label, in a figure at least 320 px wide: width =
         max(320, 20 + n*96 + (n-1)*8) for n = min(1 + K, 8) columns, height =
-        56 + rows*96 + (rows-1)*24; e.g. 1 + 6 maps: 740 x 152 px, 1 + 2 maps: 320 x 152 px;
+        56 + rows*96 + (rows-1)*24; e.g. 1 + 6 maps: 740 x 152 px, 1 + 2 maps: 324 x 152 px;
         figure_size_px(fig) says it for any figure.
 
     Returns the Figure; it holds exactly 1 + K Axes (the image first).

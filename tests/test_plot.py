@@ -197,3 +197,156 @@ def test_saved_png_size_is_what_figure_size_px_says(tmp_path):
     # 3 rows x 2 columns of 48 px tiles 6 px apart, 54 px labels left, 46 px above, 10 below.
     assert (width, height) == (max(320, 54 + 2 * 48 + 6 + 10), 46 + 3 * 48 + 2 * 6 + 10)
     check_png(tmp_path / "f.png", fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model level: a small network trained a few steps on real digits
+
+@pytest.fixture(scope="module")
+def digits():
+    """The first 640 MNIST test digits, (640, 1, 28, 28) float32 in [0, 1], and their labels."""
+    from fastconv import datasets
+
+    images = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
+    labels = MNIST_DIR / "t10k-labels-idx1-ubyte.gz"
+    if not (images.is_file() and labels.is_file()):
+        pytest.skip(f"the shared MNIST copy is not at {MNIST_DIR}")
+    x = datasets.load_idx(images)[:640].astype(np.float32)[:, None] / 255.0
+    y = datasets.load_idx(labels)[:640].astype(np.int64)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """(model, history): conv 4@3x3 relu, max pool 2, conv 6@3x3 relu, flatten, dense 10,
+    trained one epoch on 512 digits (8 steps of 64), validated on 128 more."""
+    L = pytest.importorskip("fastconv.layers", reason="the layer API (fastconv.layers) is not on this branch")
+    from fastconv.models import Sequential
+
+    x, y = digits
+    model = Sequential([L.Conv2D(4, 3, activation="relu", name="conv"), L.MaxPool2D(2, name="pool"),
+                        L.Conv2D(6, 3, activation="relu", name="conv2"), L.Flatten(name="flat"),
+                        L.Dense(10, name="out")], input_shape=(1, 28, 28), seed=0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x[:512], y[:512], epochs=1, batch_size=64, validation_data=(x[512:], y[512:]),
+                        verbose=0)
+    return model, history
+
+
+def test_model_history(trained, tmp_path):
+    model, history = trained
+    fig = plot.plot_history(history, save=tmp_path / "h.png")
+    check_png(tmp_path / "h.png", fig, size=(800, 320))
+    loss_ax, acc_ax = fig.axes
+    assert loss_ax.get_lines()[0].get_ydata()[0] == pytest.approx(history.history["loss"][0])
+    assert acc_ax.get_lines()[1].get_ydata()[0] == pytest.approx(history.history["val_accuracy"][0])
+
+
+def test_model_filters(trained, tmp_path):
+    model, _ = trained
+    conv, conv2 = model.layers[0], model.layers[2]
+    fig = plot.show_filters(conv, save=tmp_path / "f1.png")
+    check_png(tmp_path / "f1.png", fig, size=(320, 104))
+    assert len(fig.axes) == 4 * 1
+    np.testing.assert_array_equal(fig.axes[3].images[0].get_array(), conv.get_weights()[0][3, 0])
+    fig = plot.show_filters(conv2, save=tmp_path / "f2.png")
+    check_png(tmp_path / "f2.png", fig, size=(320, 46 + 6 * 48 + 5 * 6 + 10))
+    assert len(fig.axes) == 6 * 4
+    np.testing.assert_array_equal(fig.axes[2 * 4 + 3].images[0].get_array(), conv2.get_weights()[0][2, 3])
+    assert len(plot.show_filters(model).axes) == 4   # a model: its first convolution
+    assert "conv" in " ".join(t.get_text() for t in fig.texts)
+
+
+def test_model_feature_maps_by_index_name_and_object(trained, digits, tmp_path):
+    import fastconv.functional as F
+
+    model, _ = trained
+    image = digits[0][0]                                  # (1, 28, 28), a 7
+    fig = plot.show_feature_maps(model, image, layer="conv", save=tmp_path / "m.png")
+    check_png(tmp_path / "m.png", fig, size=(max(320, 20 + 5 * 96 + 4 * 8), 152))
+    assert len(fig.axes) == 1 + 4
+    # The maps are the layers' real outputs: conv -> relu -> max pool -> conv -> relu.
+    k1, b1 = model.layers[0].get_weights()
+    k2, b2 = model.layers[2].get_weights()
+    c1 = np.maximum(F.conv2d(image[None], k1, b1), 0)
+    np.testing.assert_allclose(fig.axes[1].images[0].get_array(), c1[0, 0], rtol=1e-5, atol=1e-6)
+    c2 = np.maximum(F.conv2d(F.max_pool2d(c1, 2), k2, b2), 0)
+    maps = plot.feature_maps(model, image, layer=2)
+    assert maps.shape == (6, 11, 11)
+    np.testing.assert_allclose(maps, c2[0], rtol=1e-4, atol=1e-5)
+    for layer in (0, "conv", model.layers[0], None, -5):
+        np.testing.assert_allclose(plot.feature_maps(model, image[0], layer=layer), c1[0], rtol=1e-5,
+                                   atol=1e-6)
+    fig = plot.show_feature_maps(model, image, layer=model.layers[2])
+    assert len(fig.axes) == 1 + 6
+    with pytest.raises(ValueError, match="not maps"):
+        plot.show_feature_maps(model, image, layer="out")
+    with pytest.raises(ValueError, match="no layer named"):
+        plot.show_feature_maps(model, image, layer="C9")
+
+
+def test_model_predictions(trained, digits, tmp_path):
+    model, _ = trained
+    x, y = digits
+    fig = plot.show_predictions(model, x[600:616], y[600:616], save=tmp_path / "p.png")
+    check_png(tmp_path / "p.png", fig, size=(652, 224))
+    assert len(fig.axes) == 16
+    predicted = model.predict(x[600:616]).argmax(axis=1)
+    labels = [t.get_text() for t in fig.texts if " / " in t.get_text() and "right" not in t.get_text()]
+    assert labels == [f"{p} / {t}" for p, t in zip(predicted, y[600:616])]
+    right = int((predicted == y[600:616]).sum())
+    assert any(t.get_text().endswith(f"{right} of 16 right") for t in fig.texts)
+
+
+def test_save_training_pictures(trained, digits, tmp_path):
+    model, history = trained
+    paths = plot.save_training_pictures(model, history, digits[0][0], tmp_path / "pics")
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == [
+        "feature_maps.png", "filters.png", "history.png"]
+    for key, size in (("history", (800, 320)), ("filters", (320, 104)), ("feature_maps", (532, 152))):
+        pixels = mpimg.imread(paths[key])
+        assert Path(paths[key]).read_bytes()[:8] == PNG_SIGNATURE
+        assert pixels.shape[:2] == (size[1], size[0]) and pixels[..., :3].std() > 0.01
+
+
+# ---------------------------------------------------------------------------------------------
+# A hand-set edge detector on a real digit
+
+def _cross_correlate_same(image, kernel):
+    """3x3 cross-correlation with one pixel of zero padding, in float64 NumPy."""
+    padded = np.pad(image.astype(np.float64), 1)
+    h, w = image.shape
+    return sum(kernel[i, j] * padded[i:i + h, j:j + w] for i in range(3) for j in range(3))
+
+
+def test_hand_set_edge_filters_on_a_digit(digits, tmp_path):
+    L = pytest.importorskip("fastconv.layers", reason="the layer API (fastconv.layers) is not on this branch")
+    x, y = digits
+    one = x[int(np.argmax(y == 1))]                       # (1, 28, 28): a mostly vertical stroke
+    edges = L.Conv2D(2, 3, padding="same", name="edges")
+    edges.build((1, 28, 28))
+    edges.set_weights([np.stack([VERTICAL_EDGE, HORIZONTAL_EDGE])[:, None], np.zeros(2, np.float32)])
+
+    fig = plot.show_feature_maps(edges, one, save=tmp_path / "edges.png")
+    check_png(tmp_path / "edges.png", fig, size=(324, 152))
+    assert len(fig.axes) == 1 + 2
+    vertical, horizontal = plot.feature_maps(edges, one)
+    np.testing.assert_allclose(vertical, _cross_correlate_same(one[0], VERTICAL_EDGE), atol=1e-5)
+    np.testing.assert_allclose(horizontal, _cross_correlate_same(one[0], HORIZONTAL_EDGE), atol=1e-5)
+
+    ink = one[0] > 0
+    near_ink = _cross_correlate_same(ink, np.ones((3, 3))) > 0   # within one pixel of the digit
+    background = ~near_ink
+    assert background.sum() > 400
+    assert np.abs(vertical[background]).mean() < 1e-6
+    assert np.abs(horizontal[background]).mean() < 1e-6
+    assert np.abs(vertical[near_ink]).max() > 0.5
+    # The stroke of a 1 is vertical: the vertical detector answers it far more than the
+    # horizontal one, with opposite signs on its edges: [1, 0, -1] gives x[j-1] - x[j+1],
+    # negative on the left edge (dark to bright) and positive on the right edge.
+    assert np.abs(vertical).sum() > 2 * np.abs(horizontal).sum()
+    assert vertical.max() > 1.0 and vertical.min() < -1.0
+    rows = np.nonzero(ink.any(axis=1))[0]
+    middle = rows[len(rows) // 2]
+    cols = np.nonzero(ink[middle])[0]
+    assert vertical[middle, cols[0]] < -0.5 and vertical[middle, cols[-1]] > 0.5
