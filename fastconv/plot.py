@@ -23,7 +23,10 @@ DPI = 100 and laid out on a pixel grid (no tight_layout, no bbox_inches="tight")
     show_feature_maps    tiles of MAP_TILE_PX (96) px: the input, then the K maps,
                          in rows of at most 8
     show_predictions     tiles of PRED_TILE_PX (72) px in rows of at most 8, "pred / true" below
-    figure_size_px(fig)  gives the (width, height) a saved PNG will have.
+
+The tile grids are centred in a figure at least 320 px wide, and wider where the title needs
+it (a custom title= longer than the grid widens the figure). figure_size_px(fig) gives the
+(width, height) a saved PNG has; each function's docstring gives the formula.
 
 The array-level work is done by functions that take plain NumPy arrays: show_filters takes a
 (K, C, R, S) kernel as well as a layer, show_maps draws an image and its (K, H, W) maps, and
@@ -102,16 +105,27 @@ def _text_px(fig, x, y, text, **kwargs):
     return fig.text(x / width, 1.0 - y / height, text, **kwargs)
 
 
-def _grid(n_rows, n_cols, tile, gap_x, gap_y, left, top, right, bottom):
-    """Lay out an n_rows x n_cols grid of tile x tile boxes.
+def _title_width_px(title):
+    """Pixels the figure title needs: its rendered width in _TITLE_PT bold, plus the margins."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    font = FontProperties(size=_TITLE_PT, weight="bold")
+    width_pt, _, _ = TextToPath().get_text_width_height_descent(title, font, ismath=False)
+    return int(math.ceil(width_pt * DPI / 72.0)) + 2 * _MARGIN_PX + 4
+
+
+def _grid(n_rows, n_cols, tile, gap_x, gap_y, left, top, right, bottom, title=""):
+    """Lay out an n_rows x n_cols grid of tile x tile boxes under a title.
 
     Returns (width, height, origin) where origin(r, c) is the top-left pixel of box (r, c).
-    The grid is centred horizontally when the figure is widened to _MIN_WIDTH_PX.
+    The figure is at least _MIN_WIDTH_PX wide and wide enough for the title; the grid is
+    centred in it.
     """
     grid_w = n_cols * tile + (n_cols - 1) * gap_x
     grid_h = n_rows * tile + (n_rows - 1) * gap_y
     natural_w = left + grid_w + right
-    width = max(_MIN_WIDTH_PX, natural_w)
+    width = max(_MIN_WIDTH_PX, natural_w, _title_width_px(title))
     height = top + grid_h + bottom
     x0 = left + (width - natural_w) // 2
 
@@ -317,7 +331,7 @@ def show_filters(layer_or_weights, save=None, show=False, title=None, scale="sha
         first ones); the title says so when some are left out.
     save: a path: write a PNG. Tiles are FILTER_TILE_PX = 48 px, 6 px apart (the gap is 16 px
         taller between rows of one-channel kernels, for the numbers), in a figure at least
-        320 px wide: e.g. LeNet-5's C1 (6, 1, 5, 5) gives 338 x 104 px, C3 (16, 6, 5, 5) gives
+        320 px wide (or as wide as the title): e.g. LeNet-5's C1 (6, 1, 5, 5) gives 338 x 104 px, C3 (16, 6, 5, 5) gives
         382 x 914 px; figure_size_px(fig) says it for any figure.
 
     Returns the Figure; it holds exactly one Axes per tile drawn.
@@ -341,13 +355,14 @@ def show_filters(layer_or_weights, save=None, show=False, title=None, scale="sha
         label_w = 44
         width, height, origin = _grid(rows, cols, tile, _GAP_PX, _GAP_PX,
                                       _MARGIN_PX + label_w, _TITLE_PX + _LABEL_PX,
-                                      _MARGIN_PX, _MARGIN_PX)
+                                      _MARGIN_PX, _MARGIN_PX, heading)
         cells = [((k, c), k, c) for k in range(rows) for c in range(cols)]
     else:         # one channel: kernels side by side, wrapping
         cols = min(k_shown, MAX_COLUMNS)
         rows = math.ceil(k_shown / cols)
         width, height, origin = _grid(rows, cols, tile, _GAP_PX, _GAP_PX + _LABEL_PX,
-                                      _MARGIN_PX, _TITLE_PX + _LABEL_PX, _MARGIN_PX, _MARGIN_PX)
+                                      _MARGIN_PX, _TITLE_PX + _LABEL_PX, _MARGIN_PX, _MARGIN_PX,
+                                      heading)
         cells = [((k, 0), k // cols, k % cols) for k in range(k_shown)]
 
     fig = _new_figure(width, height, show)
@@ -386,7 +401,7 @@ def show_maps(image, maps, save=None, show=False, title=None, map_titles=None):
     map_titles: K labels (default "map k").
     save: a path: write a PNG. 1 + K tiles in rows of at most 8, 8 px apart with a 16 px band
         above each tile for its label, in a figure at least 320 px wide: width =
-        max(320, 20 + n*96 + (n-1)*8) for n = min(1 + K, 8) columns, height =
+        max(320, title, 20 + n*96 + (n-1)*8) for n = min(1 + K, 8) columns, height =
         56 + rows*96 + (rows-1)*24; e.g. 1 + 6 maps: 740 x 152 px, 1 + 2 maps: 324 x 152 px;
         figure_size_px(fig) says it for any figure.
 
@@ -409,8 +424,9 @@ def show_maps(image, maps, save=None, show=False, title=None, map_titles=None):
     cols = min(n_tiles, MAX_COLUMNS)
     rows = math.ceil(n_tiles / cols)
     tile, gap = MAP_TILE_PX, 8
+    heading = title or f"Input and {n_maps} feature maps"
     width, height, origin = _grid(rows, cols, tile, gap, gap + _LABEL_PX, _MARGIN_PX,
-                                  _TITLE_PX + _LABEL_PX, _MARGIN_PX, _MARGIN_PX)
+                                  _TITLE_PX + _LABEL_PX, _MARGIN_PX, _MARGIN_PX, heading)
     fig = _new_figure(width, height, show)
     labels = ["input"] + list(map_titles)
     for i in range(n_tiles):
@@ -424,8 +440,8 @@ def show_maps(image, maps, save=None, show=False, title=None, map_titles=None):
             ax.imshow(m, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
         _bare(ax)
         _text_px(fig, x + tile / 2, y - 2, labels[i], ha="center", va="bottom")
-    _text_px(fig, width / 2, 6, title or f"Input and {n_maps} feature maps", ha="center",
-             va="top", fontsize=_TITLE_PT, fontweight="bold")
+    _text_px(fig, width / 2, 6, heading, ha="center", va="top", fontsize=_TITLE_PT,
+             fontweight="bold")
     return _finish(fig, save, show)
 
 
@@ -514,13 +530,15 @@ def feature_maps(model, image, layer=None):
     return y[0]
 
 
-def show_feature_maps(model, image, layer=None, save=None, show=False, title=None):
+def show_feature_maps(model, image, layer=None, save=None, show=False, title=None, map_titles=None):
     """The input image and every map that one layer of ``model`` computes from it.
 
     model: a Sequential (or a single layer, e.g. a hand-set Conv2D).
     image: one image, (H, W), (C, H, W) or (1, C, H, W) ((H, W, C) for a channels_last model).
     layer: which layer: index, name (e.g. "C1") or the layer object; None: the first
         convolution. Its output is computed by running the layers before it (feature_maps).
+    title: figure title (default "Feature maps of <layer name> (K x H' x W')").
+    map_titles: K labels for the maps (default "map k").
     save: a path: write a PNG (sizes as in show_maps: 96 px tiles, e.g. 1 + 6 maps:
         740 x 152 px).
 
@@ -531,7 +549,7 @@ def show_feature_maps(model, image, layer=None, save=None, show=False, title=Non
     chosen = layers[_layer_index(layers, layer, "show_feature_maps")]
     name = getattr(chosen, "name", None) or type(chosen).__name__
     heading = title or f"Feature maps of {name} ({maps.shape[0]} x {maps.shape[1]} x {maps.shape[2]})"
-    return show_maps(image, maps, save=save, show=show, title=heading)
+    return show_maps(image, maps, save=save, show=show, title=heading, map_titles=map_titles)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -547,7 +565,7 @@ def show_predictions(model, images, labels, save=None, class_names=None, show=Fa
     class_names: optional names for the class ids (e.g. Fashion-MNIST's "Shirt").
     save: a path: write a PNG. Tiles of PRED_TILE_PX = 72 px in rows of at most 8, 8 px apart
         with a 16 px label band under each, in a figure at least 320 px wide: width =
-        max(320, 20 + n*72 + (n-1)*8) for n = min(N, 8) columns, height =
+        max(320, title, 20 + n*72 + (n-1)*8) for n = min(N, 8) columns, height =
         66 + rows*72 + (rows-1)*24; e.g. 16 images: 652 x 224 px.
 
     Returns the Figure, with one Axes per image.
@@ -576,24 +594,23 @@ def show_predictions(model, images, labels, save=None, class_names=None, show=Fa
     def name(c):
         return str(class_names[c]) if class_names is not None else str(int(c))
 
+    right = predicted == labels
+    heading = title or f"predicted / true: {int(right.sum())} of {n} right"
     cols = min(n, MAX_COLUMNS)
     rows = math.ceil(n / cols)
     tile, gap = PRED_TILE_PX, 8
     width, height, origin = _grid(rows, cols, tile, gap, gap + _LABEL_PX, _MARGIN_PX, _TITLE_PX,
-                                  _MARGIN_PX, _LABEL_PX + _MARGIN_PX)
+                                  _MARGIN_PX, _LABEL_PX + _MARGIN_PX, heading)
     fig = _new_figure(width, height, show)
-    wrong = 0
     for i in range(n):
         x, y = origin(i // cols, i % cols)
         ax = _add_axes_px(fig, x, y, tile, tile)
         _show_image(ax, _as_picture(images[i]))
-        ok = predicted[i] == labels[i]
-        wrong += not ok
+        ok = bool(right[i])
         _bare(ax, None if ok else _WRONG, 0.8 if ok else 2.5)
         _text_px(fig, x + tile / 2, y + tile + 2, f"{name(predicted[i])} / {name(labels[i])}",
                  ha="center", va="top", color="black" if ok else _WRONG,
                  fontweight="normal" if ok else "bold")
-    heading = title or f"predicted / true: {n - wrong} of {n} right"
     _text_px(fig, width / 2, 6, heading, ha="center", va="top", fontsize=_TITLE_PT,
              fontweight="bold")
     return _finish(fig, save, show)

@@ -350,3 +350,11 @@ def test_hand_set_edge_filters_on_a_digit(digits, tmp_path):
     middle = rows[len(rows) // 2]
     cols = np.nonzero(ink[middle])[0]
     assert vertical[middle, cols[0]] < -0.5 and vertical[middle, cols[-1]] > 0.5
+
+
+def test_long_title_widens_the_figure():
+    w = np.ones((2, 1, 3, 3), dtype=np.float32)
+    narrow = plot.show_filters(w, title="k")
+    wide = plot.show_filters(w, title="a title much longer than two small 48 px kernel tiles " * 2)
+    assert plot.figure_size_px(narrow) == (320, 104)
+    assert plot.figure_size_px(wide)[0] > 700 and plot.figure_size_px(wide)[1] == 104
