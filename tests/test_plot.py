@@ -358,3 +358,18 @@ def test_long_title_widens_the_figure():
     wide = plot.show_filters(w, title="a title much longer than two small 48 px kernel tiles " * 2)
     assert plot.figure_size_px(narrow) == (320, 104)
     assert plot.figure_size_px(wide)[0] > 700 and plot.figure_size_px(wide)[1] == 104
+
+
+def test_nothing_is_shown_unless_asked(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda *args, **kwargs: shown.append(True))
+    w = np.ones((2, 1, 3, 3), dtype=np.float32)
+    fig = plot.show_filters(w)
+    assert shown == [] and fig not in [plt.figure(n) for n in plt.get_fignums()]
+    fig = plot.show_filters(w, show=True)   # a pyplot figure, handed to plt.show
+    try:
+        assert shown == [True] and fig.number in plt.get_fignums()
+    finally:
+        plt.close(fig)
