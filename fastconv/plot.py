@@ -459,12 +459,10 @@ def _layer_index(layers, layer, what):
     layer object; None means the first layer with a 4-D kernel (the first convolution)."""
     if layer is None:
         for i, lay in enumerate(layers):
-            weights = lay.get_weights() if hasattr(lay, "get_weights") and lay.built else []
+            weights = lay.get_weights() if hasattr(lay, "get_weights") else []
             if weights and np.ndim(weights[0]) == 4:
                 return i
-            if not getattr(lay, "built", True) and hasattr(lay, "kernel_size"):
-                return i
-        raise ValueError(f"{what}: the model has no convolution layer; pass layer=")
+        raise ValueError(f"{what}: the model has no (built) convolution layer; pass layer=")
     if isinstance(layer, (int, np.integer)):
         i = int(layer)
         if not -len(layers) <= i < len(layers):
@@ -482,6 +480,15 @@ def _layer_index(layers, layer, what):
     raise ValueError(f"{what}: {layer!r} is not one of the model's layers")
 
 
+def _channels_last(model):
+    """Whether ``model`` takes NHWC input: its data_format, else its first layer's (as
+    Sequential decides)."""
+    fmt = getattr(model, "data_format", None)
+    if fmt is None:
+        fmt = getattr(_layers_of(model)[0], "data_format", None)
+    return fmt == "channels_last"
+
+
 def _one_sample(model, image):
     """image as a contiguous float32 batch of one, NCHW, for ``model``.
 
@@ -490,8 +497,7 @@ def _one_sample(model, image):
     its boundary.
     """
     x = np.asarray(image, dtype=np.float32)
-    channels_last = (getattr(model, "data_format", None) == "channels_last" or
-                     getattr(_layers_of(model)[0], "data_format", None) == "channels_last")
+    channels_last = _channels_last(model)
     if x.ndim == 2:
         x = x[None, None]
     elif x.ndim == 3:
@@ -515,12 +521,11 @@ def feature_maps(model, image, layer=None):
     layers = _layers_of(model)
     x = _one_sample(model, image)
     if hasattr(model, "layers") and not getattr(model, "built", True):
-        model.build(x.shape[1:] if getattr(model, "data_format", None) != "channels_last"
-                    else (x.shape[2], x.shape[3], x.shape[1]))
+        model.build((x.shape[2], x.shape[3], x.shape[1]) if _channels_last(model) else x.shape[1:])
+    elif not hasattr(model, "layers") and not getattr(model, "built", True):
+        model.build(x.shape[1:])
     index = _layer_index(layers, layer, "show_feature_maps")
     for lay in layers[:index + 1]:
-        if not getattr(lay, "built", True):
-            lay.build(x.shape[1:])
         x = lay.forward(x, False)
     y = np.asarray(x, dtype=np.float32)
     if y.ndim != 4:

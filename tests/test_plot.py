@@ -373,3 +373,25 @@ def test_nothing_is_shown_unless_asked(monkeypatch):
         assert shown == [True] and fig.number in plt.get_fignums()
     finally:
         plt.close(fig)
+
+
+def test_feature_maps_build_unbuilt_models_and_take_channels_last():
+    L = pytest.importorskip("fastconv.layers", reason="the layer API (fastconv.layers) is not on this branch")
+    from fastconv.models import Sequential
+    import fastconv.functional as F
+
+    image = np.random.default_rng(4).random((1, 12, 12)).astype(np.float32)
+    conv = L.Conv2D(3, 3, name="c")
+    maps = plot.feature_maps(conv, image)                 # a lone layer, built for the image
+    assert conv.built and maps.shape == (3, 10, 10)
+    kernel, bias = conv.get_weights()
+    np.testing.assert_allclose(maps, F.conv2d(image[None], kernel, bias)[0], rtol=1e-5, atol=1e-6)
+
+    model = Sequential([L.Conv2D(2, 3, name="c"), L.MaxPool2D(2, name="p")], seed=1)
+    assert plot.feature_maps(model, image[0], layer="p").shape == (2, 5, 5)
+    assert model.built
+
+    nhwc = L.Conv2D(3, 3, data_format="channels_last", name="c")
+    nhwc.build((1, 12, 12))
+    nhwc.set_weights([kernel, bias])
+    np.testing.assert_allclose(plot.feature_maps(nhwc, image.transpose(1, 2, 0)), maps, rtol=1e-6)
