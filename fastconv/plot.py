@@ -17,7 +17,8 @@ Sizes are fixed in pixels, so a saved PNG has a predictable size. Figures are ma
 DPI = 100 and laid out on a pixel grid (no tight_layout, no bbox_inches="tight"):
 
     plot_history         800 x 320 px (two panels: loss, accuracy; 400 x 320 with only loss)
-    show_filters         tiles of FILTER_TILE_PX (48) px, 6 px apart;
+    show_filters         tiles of FILTER_TILE_PX (48) px (4 px per weight for kernels
+                         larger than 12), 6 px apart;
                          C > 1: K rows x C columns, with "out k" / "in c" labels;
                          C = 1: the K kernels in rows of at most 8, numbered above
     show_feature_maps    tiles of MAP_TILE_PX (96) px: the input, then the K maps,
@@ -329,7 +330,8 @@ def show_filters(layer_or_weights, save=None, show=False, title=None, scale="sha
         "tile": each tile scaled to its own +-max|w| (shows each one's pattern).
     max_filters, max_channels: at most this many output maps / input channels are drawn (the
         first ones); the title says so when some are left out.
-    save: a path: write a PNG. Tiles are FILTER_TILE_PX = 48 px, 6 px apart (the gap is 16 px
+    save: a path: write a PNG. Tiles are FILTER_TILE_PX = 48 px (4 px per weight for kernels
+        larger than 12 x 12), 6 px apart (the gap is 16 px
         taller between rows of one-channel kernels, for the numbers), in a figure at least
         320 px wide (or as wide as the title): e.g. LeNet-5's C1 (6, 1, 5, 5) gives 338 x 104 px, C3 (16, 6, 5, 5) gives
         382 x 914 px; figure_size_px(fig) says it for any figure.
