@@ -331,10 +331,10 @@ def show_filters(layer_or_weights, save=None, show=False, title=None, scale="sha
     max_filters, max_channels: at most this many output maps / input channels are drawn (the
         first ones); the title says so when some are left out.
     save: a path: write a PNG. Tiles are FILTER_TILE_PX = 48 px (4 px per weight for kernels
-        larger than 12 x 12), 6 px apart (the gap is 16 px
-        taller between rows of one-channel kernels, for the numbers), in a figure at least
-        320 px wide (or as wide as the title): e.g. LeNet-5's C1 (6, 1, 5, 5) gives 338 x 104 px, C3 (16, 6, 5, 5) gives
-        382 x 914 px; figure_size_px(fig) says it for any figure.
+        larger than 12 x 12), 6 px apart (the gap is 16 px taller between rows of one-channel
+        kernels, for the numbers), in a figure at least 320 px wide (or as wide as the title):
+        e.g. LeNet-5's C1 (6, 1, 5, 5) gives 338 x 104 px, C3 (16, 6, 5, 5) 382 x 914 px;
+        figure_size_px(fig) says it for any figure.
 
     Returns the Figure; it holds exactly one Axes per tile drawn.
     """
