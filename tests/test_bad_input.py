@@ -306,6 +306,42 @@ def test_matmul_inner_dimension_mismatch():
 
 
 # --------------------------------------------------------------------------------------
+# empty arrays: refused with a message naming the argument, or computed correctly; never a crash
+# --------------------------------------------------------------------------------------
+
+z = lambda *shape: np.zeros(shape, np.float32)   # noqa: E731
+
+EMPTY_CASES = {
+    # name: (call, argument the message must name, expected result shape if accepted)
+    "conv2d_batch0": (lambda: F.conv2d(z(0, 3, 8, 8), z(4, 3, 3, 3)), "x", (0, 4, 6, 6)),
+    "conv2d_channels0": (lambda: F.conv2d(z(2, 0, 8, 8), z(4, 0, 3, 3)), "x", (2, 4, 6, 6)),
+    "conv2d_filters0": (lambda: F.conv2d(z(2, 3, 8, 8), z(0, 3, 3, 3)), "w", (2, 0, 6, 6)),
+    "max_pool2d_batch0": (lambda: F.max_pool2d(z(0, 3, 8, 8), 2), "x", (0, 3, 4, 4)),
+    "avg_pool2d_channels0": (lambda: F.avg_pool2d(z(2, 0, 8, 8), 2), "x", (2, 0, 4, 4)),
+    "relu_empty": (lambda: F.relu(z(0)), "x", (0,)),
+    "softmax_rows0": (lambda: F.softmax(z(0, 3)), "x", (0, 3)),
+    "softmax_classes0": (lambda: F.softmax(z(2, 0)), "x", (2, 0)),
+    "linear_batch0": (lambda: F.linear(z(0, 4), z(3, 4)), "x", (0, 3)),
+    "matmul_k0": (lambda: F.matmul(z(2, 0), z(0, 3)), "a", (2, 3)),
+    "cross_entropy_rows0": (lambda: F.softmax_cross_entropy(z(0, 3), np.zeros(0, np.int64)), "logits", None),
+}
+
+
+@pytest.mark.parametrize("case", list(EMPTY_CASES))
+def test_empty_arrays_refused_by_name_or_computed(case):
+    call, name, shape = EMPTY_CASES[case]
+    try:
+        result = call()
+    except (ValueError, TypeError) as exc:
+        assert re.search(word(name), str(exc)), f"{case}: message does not name {name!r}: {exc}"
+        return
+    if shape is not None:
+        result = np.asarray(result)
+        assert result.shape == shape
+        assert np.all(result == 0)      # an empty sum is 0, and an empty array has no values
+
+
+# --------------------------------------------------------------------------------------
 # sizes past 32-bit indices: refused cleanly, in a child process with a memory cap so that
 # an unchecked 16 GiB allocation fails there instead of exhausting this machine
 # --------------------------------------------------------------------------------------

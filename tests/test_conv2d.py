@@ -137,6 +137,12 @@ EXPLICIT = [
     ((2, 3, 5, 5), (2, 3, 5, 5), 1, "valid", 1),         # kernel covers the whole image
     ((2, 3, 4, 10), (2, 3, 1, 5), 1, (0, 2), 1),         # non-square kernel, pad width only
     ((1, 8, 16, 16), (8, 8, 5, 5), 1, 2, 1),             # LeNet-ish
+    # Larger channel counts, so the GEMM under conv2d runs past its block sizes:
+    ((2, 16, 20, 20), (32, 16, 3, 3), 1, 1, 1),          # C*R*S = 144, K = 32, 400 positions
+    ((1, 64, 12, 12), (70, 64, 3, 3), 1, "same", 1),      # C*R*S = 576, K = 70
+    ((2, 130, 9, 9), (65, 130, 1, 1), 1, 0, 1),          # 1x1, C = 130
+    ((1, 3, 64, 64), (8, 3, 5, 5), 2, 2, 1),             # 1024 output positions
+    ((3, 33, 13, 11), (17, 33, 3, 5), (2, 1), "same", (1, 2)),
 ]
 
 

@@ -1,6 +1,12 @@
 """linear forward/backward and the float32 GEMM (matmul, _core.sgemm) on edge sizes."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -109,3 +115,45 @@ def test_sgemm_transposes(m, n, k, trans_a, trans_b):
     c = np.asarray(sgemm(a_stored, b_stored, trans_a=trans_a, trans_b=trans_b))
     assert c.shape == (m, n)
     ref.assert_close(c, ref.matmul(a, b), TOL, f"sgemm trans_a={trans_a} trans_b={trans_b} {m},{n},{k}")
+
+
+# --------------------------------------------------------------------------------------
+# every CPU micro-kernel, not only the one dispatch picks: FASTCONV_ISA forces one per process
+# --------------------------------------------------------------------------------------
+
+ISA_CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import fastconv, fastconv.functional as F
+    print("isa", fastconv.cpu_isa())
+    worst = 0.0
+    rng = np.random.default_rng(0)
+    for m, n, k in [(1, 1, 1), (7, 13, 31), (33, 65, 129), (97, 31, 257), (129, 481, 13), (257, 7, 513)]:
+        a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+        b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+        want = a.astype(np.float64) @ b.astype(np.float64)
+        got = F.matmul(a, b).astype(np.float64)
+        worst = max(worst, np.abs(got - want).max() / max(np.abs(want).max(), 1.0))
+    x = rng.standard_normal((2, 19, 15, 13)).astype(np.float32)
+    w = rng.standard_normal((37, 19, 3, 3)).astype(np.float32)
+    y = F.conv2d(x, w, padding=1).astype(np.float64)
+    # conv2d as a float64 sum over taps, for comparison
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    want = sum(np.einsum("nchw,kc->nkhw", xp[:, :, r:r + 15, s:s + 13], w[:, :, r, s].astype(np.float64))
+               for r in range(3) for s in range(3))
+    worst = max(worst, np.abs(y - want).max() / max(np.abs(want).max(), 1.0))
+    print("worst", worst)
+""")
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_each_cpu_isa_kernel_matches_reference(isa):
+    package_parent = str(Path(fastconv.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=package_parent, FASTCONV_ISA=isa, OMP_NUM_THREADS="2")
+    done = subprocess.run([sys.executable, "-c", ISA_CHILD], capture_output=True, text=True, env=env,
+                          cwd=package_parent, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    if lines["isa"] != isa:
+        pytest.skip(f"FASTCONV_ISA={isa} not available here (dispatch picked {lines['isa']})")
+    assert float(lines["worst"]) < TOL, f"{isa}: relative error {lines['worst']}"
