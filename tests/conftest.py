@@ -32,7 +32,8 @@ def _cuda_status():
         return False, "fastconv.cuda has no is_available()"
     try:
         if not is_available():
-            return False, "fastconv.cuda.is_available() is False"
+            why = getattr(fastconv_cuda, "why_unavailable", None)
+            return False, why() if why is not None else "fastconv.cuda.is_available() is False"
     except Exception as exc:
         return False, f"fastconv.cuda.is_available() raised {type(exc).__name__}: {exc}"
     return True, ""
