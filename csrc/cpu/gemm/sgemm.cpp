@@ -1,0 +1,334 @@
+// The blocked sgemm driver: BLIS's five loops around a register-blocked micro-kernel.
+//
+//   C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C,  then the epilogue
+//
+//   for jc in N step nc:                       B block  (kc x nc)  -> L3, shared by threads
+//     for pc in K step kc:
+//       pack op(B)[pc:pc+kc, jc:jc+nc]          all threads, disjoint NR panels; barrier
+//       for (ic, column slice) in my work items:
+//         pack op(A)[ic:ic+mc, pc:pc+kc]        A block (mc x kc)  -> L2, private to a thread
+//         for jr in the slice step NR:          B micro-panel (kc x NR) -> L1
+//           for ir in mc step MR:
+//             micro-kernel: C[ic+ir : +MR, jc+jr : +NR]  (alpha; beta on the first pc
+//             slice, 1 on the later ones; the epilogue after the last)
+//       barrier                                 (the B block is about to be overwritten)
+//
+// MR, NR, MC, KC, NC come from the dispatch table's entry (dispatch.cpp). The block sizes
+// are then evened out per problem (M = 150 with MC = 144 runs as two blocks of 78 rows,
+// not 144 + 6), which also balances the threads.
+//
+// Threads: outside an OpenMP parallel region the work of each (jc, pc) step is cut into
+// (A block, B column slice) items, as many as needed for every thread to get the same
+// share: with many A blocks the threads split the ic loop, with one (conv2d's M = 6..64
+// output channels) they split the jr loop and each packs the same small A block. Inside a
+// parallel region (conv2d over the batch) everything runs on the calling thread.
+//
+// Packing buffers are thread_local, 64-byte aligned and kept between calls: the first call
+// on a thread allocates them, later ones reuse them.
+#include "cpu/gemm/sgemm.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <new>
+
+#include "cpu/gemm/sgemm_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fastconv {
+namespace cpu {
+
+namespace {
+
+using gemm::SgemmKernel;
+
+// A growable 64-byte-aligned float buffer that keeps its memory between calls.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer() { std::free(data_); }
+  float* get(int64_t n_floats) {
+    if (n_floats > capacity_) {
+      std::free(data_);
+      const size_t bytes = (static_cast<size_t>(n_floats) * sizeof(float) + 63) / 64 * 64;
+      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!data_) {
+        capacity_ = 0;
+        throw std::bad_alloc();
+      }
+      capacity_ = n_floats;
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  int64_t capacity_ = 0;
+};
+
+thread_local AlignedBuffer tls_a_block;  // this thread's packed A block (MC x KC)
+thread_local AlignedBuffer tls_b_block;  // the packed B block of the GEMMs this thread calls
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Where op(B) comes from: a stored matrix, or a caller's packing callback.
+struct BSource {
+  bool trans_b = false;
+  const float* B = nullptr;
+  int64_t ldb = 0;
+  const SgemmPackB* packer = nullptr;
+
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, float* dst) const {
+    if (packer)
+      (*packer)(k0, kc, j0, nc, nr, dst);
+    else
+      sgemm_pack_b(trans_b, B, ldb, k0, kc, j0, nc, nr, dst);
+  }
+};
+
+struct Problem {
+  bool trans_a;
+  int64_t M, N, K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  BSource b;
+  float beta;
+  float* C;
+  int64_t ldc;
+  const SgemmEpilogue* epilogue;  // null: none
+};
+
+inline float activate(Activation act, float v) {
+  switch (act) {
+    case Activation::ReLU: return v > 0.0f ? v : 0.0f;
+    case Activation::Tanh: return std::tanh(v);
+    case Activation::Sigmoid: return 1.0f / (1.0f + std::exp(-v));
+    default: return v;
+  }
+}
+
+// C[i][j] = act(C[i][j] + row_bias[row0 + i] + col_bias[col0 + j]) on an m x n tile of C.
+void apply_epilogue(const SgemmEpilogue& ep, float* C, int64_t ldc, int64_t m, int64_t n,
+                    int64_t row0, int64_t col0) {
+  for (int64_t i = 0; i < m; ++i) {
+    float* c = C + i * ldc;
+    const float rb = ep.row_bias ? ep.row_bias[row0 + i] : 0.0f;
+    if (ep.col_bias) {
+      const float* cb = ep.col_bias + col0;
+      for (int64_t j = 0; j < n; ++j) c[j] += rb + cb[j];
+    } else if (ep.row_bias) {
+      for (int64_t j = 0; j < n; ++j) c[j] += rb;
+    }
+    switch (ep.act) {
+      case Activation::None: break;
+      case Activation::ReLU:
+        for (int64_t j = 0; j < n; ++j) c[j] = c[j] > 0.0f ? c[j] : 0.0f;
+        break;
+      default:
+        for (int64_t j = 0; j < n; ++j) c[j] = activate(ep.act, c[j]);
+        break;
+    }
+  }
+}
+
+bool has_effect(const SgemmEpilogue* ep) {
+  return ep && (ep->row_bias || ep->col_bias || ep->act != Activation::None);
+}
+
+// K == 0 or alpha == 0: C = beta * C (zeros when beta == 0, C not read), then the epilogue.
+void scale_only(const Problem& p) {
+  for (int64_t i = 0; i < p.M; ++i) {
+    float* c = p.C + i * p.ldc;
+    if (p.beta == 0.0f) {
+      for (int64_t j = 0; j < p.N; ++j) c[j] = 0.0f;
+    } else if (p.beta != 1.0f) {
+      for (int64_t j = 0; j < p.N; ++j) c[j] *= p.beta;
+    }
+  }
+  if (has_effect(p.epilogue)) apply_epilogue(*p.epilogue, p.C, p.ldc, p.M, p.N, 0, 0);
+}
+
+// Block sizes for one problem: the kernel's MC, KC, NC evened out so the blocks of a loop
+// are about equal (MC, NC rounded up to the register tile).
+struct Blocking {
+  int64_t mc, kc, nc;
+};
+
+Blocking blocking_for(const SgemmKernel& kr, const Problem& p) {
+  Blocking b;
+  b.mc = round_up(ceil_div(p.M, ceil_div(p.M, kr.MC)), kr.MR);
+  b.kc = ceil_div(p.K, ceil_div(p.K, kr.KC));
+  b.nc = round_up(ceil_div(p.N, ceil_div(p.N, kr.NC)), kr.NR);
+  return b;
+}
+
+int64_t gcd64(int64_t a, int64_t b) {
+  while (b) {
+    const int64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+// The whole GEMM as seen by thread `tid` of `nthreads` (1 when it runs alone). b_block is
+// the shared packed-B buffer (KC x NC rounded up to NR).
+void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl, float* b_block,
+                 int tid, int nthreads) {
+  const int MR = kr.MR, NR = kr.NR;
+  float* a_block = tls_a_block.get(bl.mc * bl.kc);
+  const bool epilogue = has_effect(p.epilogue);
+  const int64_t n_ic = ceil_div(p.M, bl.mc);
+
+  for (int64_t jc = 0; jc < p.N; jc += bl.nc) {
+    const int64_t nc = min64(bl.nc, p.N - jc);
+    const int64_t n_panels = ceil_div(nc, NR);
+    // Column slices per A block: enough (ic, slice) items to split evenly over the threads.
+    const int64_t n_slices = min64(nthreads / gcd64(n_ic, nthreads), n_panels);
+    const int64_t n_items = n_ic * n_slices;
+
+    for (int64_t pc = 0; pc < p.K; pc += bl.kc) {
+      const int64_t kc = min64(bl.kc, p.K - pc);
+      const float beta = pc == 0 ? p.beta : 1.0f;
+      const bool last_pc = pc + kc == p.K;
+
+      // Pack this thread's share of the B block's panels.
+      {
+        const int64_t p0 = n_panels * tid / nthreads, p1 = n_panels * (tid + 1) / nthreads;
+        if (p1 > p0)
+          p.b.pack(pc, kc, jc + p0 * NR, min64(nc, p1 * NR) - p0 * NR, NR, b_block + p0 * kc * NR);
+      }
+#ifdef _OPENMP
+      if (nthreads > 1) {
+#pragma omp barrier
+      }
+#endif
+
+      int64_t packed_ic = -1;
+      const int64_t item0 = n_items * tid / nthreads, item1 = n_items * (tid + 1) / nthreads;
+      for (int64_t item = item0; item < item1; ++item) {
+        const int64_t ic = (item / n_slices) * bl.mc;
+        const int64_t slice = item % n_slices;
+        const int64_t mc = min64(bl.mc, p.M - ic);
+        if (ic != packed_ic) {
+          gemm::pack_a(p.trans_a, p.A, p.lda, ic, mc, pc, kc, MR, a_block);
+          packed_ic = ic;
+        }
+        const int64_t jp0 = n_panels * slice / n_slices, jp1 = n_panels * (slice + 1) / n_slices;
+        for (int64_t jp = jp0; jp < jp1; ++jp) {
+          const int64_t jr = jp * NR;
+          const int n = static_cast<int>(min64(NR, nc - jr));
+          const float* b_panel = b_block + jp * kc * NR;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int m = static_cast<int>(min64(MR, mc - ir));
+            float* c_tile = p.C + (ic + ir) * p.ldc + jc + jr;
+            kr.micro_kernel(kc, a_block + ir * kc, b_panel, c_tile, p.ldc, m, n, p.alpha, beta);
+            if (last_pc && epilogue)
+              apply_epilogue(*p.epilogue, c_tile, p.ldc, m, n, ic + ir, jc + jr);
+          }
+        }
+      }
+#ifdef _OPENMP
+      if (nthreads > 1) {
+#pragma omp barrier
+      }
+#endif
+    }
+  }
+}
+
+// Threads worth using: all of them outside a parallel region, unless the problem is too
+// small to pay for waking them (about 1 MFLOP per thread) or has too few tiles.
+int threads_for(const SgemmKernel& kr, const Problem& p) {
+#ifdef _OPENMP
+  if (omp_in_parallel()) return 1;
+  int64_t nthreads = omp_get_max_threads();
+  const double flops = 2.0 * static_cast<double>(p.M) * static_cast<double>(p.N) * p.K;
+  nthreads = min64(nthreads, static_cast<int64_t>(flops / 1.0e6));
+  nthreads = min64(nthreads, ceil_div(p.M, kr.MR) * ceil_div(p.N, kr.NR));
+  return nthreads < 1 ? 1 : static_cast<int>(nthreads);
+#else
+  return 1;
+#endif
+}
+
+void run(const Problem& p) {
+  if (p.M <= 0 || p.N <= 0) return;
+  if (p.K <= 0 || p.alpha == 0.0f) {
+    scale_only(p);
+    return;
+  }
+  const SgemmKernel& kr = gemm::selected_kernel();
+  const Blocking bl = blocking_for(kr, p);
+  float* b_block = tls_b_block.get(bl.kc * round_up(bl.nc, kr.NR));
+  const int nthreads = threads_for(kr, p);
+  if (nthreads == 1) {
+    gemm_thread(kr, p, bl, b_block, 0, 1);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+  gemm_thread(kr, p, bl, b_block, omp_get_thread_num(), omp_get_num_threads());
+#endif
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  BSource b;
+  b.trans_b = trans_b;
+  b.B = B;
+  b.ldb = ldb;
+  run(Problem{trans_a, M, N, K, alpha, A, lda, b, beta, C, ldc, nullptr});
+}
+
+void sgemm_ex(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+              int64_t ldc, const SgemmEpilogue& epilogue) {
+  BSource b;
+  b.trans_b = trans_b;
+  b.B = B;
+  b.ldb = ldb;
+  run(Problem{trans_a, M, N, K, alpha, A, lda, b, beta, C, ldc, &epilogue});
+}
+
+void sgemm_packed_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                    int64_t lda, const SgemmPackB& pack_b, float beta, float* C, int64_t ldc,
+                    const SgemmEpilogue& epilogue) {
+  BSource b;
+  b.packer = &pack_b;
+  run(Problem{trans_a, M, N, K, alpha, A, lda, b, beta, C, ldc, &epilogue});
+}
+
+const char* sgemm_isa() { return gemm::selected_kernel().isa; }
+
+namespace gemm {
+
+void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                     float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double sum = 0.0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double a = trans_a ? A[k * lda + i] : A[i * lda + k];
+        const double b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+        sum += a * b;
+      }
+      float& c = C[i * ldc + j];
+      c = static_cast<float>(alpha * sum + (beta == 0.0f ? 0.0 : static_cast<double>(beta) * c));
+    }
+}
+
+}  // namespace gemm
+}  // namespace cpu
+}  // namespace fastconv
