@@ -12,7 +12,9 @@
 //                                         epilogue, packed-B (im2col) entry, nested parallel
 //   /tmp/gh/gemm_harness bench [reps]     GFLOP/s (best and median of reps) at n = 256..2048
 //                                         and conv-shaped sizes
-//   FASTCONV_ISA=avx2|generic|avx512 picks the kernel; OMP_NUM_THREADS=1|2 the threads.
+//   /tmp/gh/gemm_harness size M N K [ta tb]  one size
+//   FASTCONV_ISA=avx2|generic|avx512 picks the kernel; OMP_NUM_THREADS=1|2 the threads;
+//   FASTCONV_BENCH_CPUTIME=1 times by thread CPU time (one thread on a busy machine).
 //
 // Napkin math for the development EPYC (Zen 1, 2 GHz, AVX2 on 128-bit FMA units):
 // 2 FMA pipes x 4 floats x 2 FLOP = 16 FLOP/cycle = ~32 GFLOP/s per core at 2 GHz (more
@@ -25,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <random>
 #include <vector>
 
@@ -198,7 +201,15 @@ int run_checks() {
   return failures ? 1 : 0;
 }
 
+// Wall-clock seconds, or with FASTCONV_BENCH_CPUTIME=1 the calling thread's CPU seconds: on
+// a shared machine a one-thread run then ignores the time it spent descheduled.
 double now() {
+  static const bool cpu_time = std::getenv("FASTCONV_BENCH_CPUTIME") != nullptr;
+  if (cpu_time) {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+  }
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
@@ -242,6 +253,12 @@ int run_bench(int reps, const char* which) {
 
 int main(int argc, char** argv) {
   if (argc >= 2 && !std::strcmp(argv[1], "check")) return run_checks();
+  if (argc >= 5 && !std::strcmp(argv[1], "size")) {  // size M N K [ta tb]
+    std::printf("isa=%s threads=%d\n", sgemm_isa(), omp_get_max_threads());
+    bench_one("size", argc >= 6 && argv[5][0] == '1', argc >= 7 && argv[6][0] == '1', std::atol(argv[2]),
+              std::atol(argv[3]), std::atol(argv[4]), 7);
+    return 0;
+  }
   if (argc >= 2 && !std::strcmp(argv[1], "bench"))
     return run_bench(argc >= 3 ? std::atoi(argv[2]) : 7, argc >= 4 ? argv[3] : nullptr);
   std::printf("usage: %s check | bench [reps] [all|square|trans|conv]\n", argv[0]);

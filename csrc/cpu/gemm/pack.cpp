@@ -9,6 +9,10 @@
 // compile-time tile width (MR = 6 or 12, NR = 8, 16 or 32: the kernels in the table) so the
 // compiler unrolls and vectorises the copies; other widths take the same code at run time.
 // Baseline ISA: this file is shared by every kernel.
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
+
 #include "cpu/gemm/sgemm.h"
 #include "cpu/gemm/sgemm_kernels.h"
 
@@ -48,33 +52,70 @@ void pack_a_panel(bool trans_a, const float* A, int64_t lda, int64_t i0, int row
     for (int r = 0; r < mr; ++r) dst[k * mr + r] = r < rows ? A[(i0 + r) * lda + k0 + k] : 0.0f;
 }
 
-// One B panel of `cols` <= NR columns. B is (K, N) row-major, or (N, K) with trans_b.
+// op(B)[k0 : k0+kc, j0 : j0+nc] of a stored B (K, N) into NR-column panels. Rows of B
+// are read in groups of 8 (8 sequential streams), each group copied into every panel
+// before the next: about twice as fast as one panel at a time down all kc rows.
 template <int NR>
-void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0,
-                  int cols, int nr_runtime, float* dst) {
+void pack_b_rows(const float* __restrict B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0,
+                 int64_t nc, int nr_runtime, float* __restrict dst) {
   const int nr = NR > 0 ? NR : nr_runtime;
-  if (!trans_b) {
-    // op(B)[k][j] = B[k][j]: each k is a contiguous run of `cols` floats.
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* src = B + (k0 + k) * ldb + j0;
-      float* d = dst + k * nr;
-      if (cols == nr) {
-        for (int c = 0; c < nr; ++c) d[c] = src[c];
-      } else {
-        for (int c = 0; c < cols; ++c) d[c] = src[c];
-        for (int c = cols; c < nr; ++c) d[c] = 0.0f;
-      }
+  const int64_t full_panels = nc / nr;
+  for (int64_t kb = 0; kb < kc; kb += 8) {
+    const int64_t kb_end = kb + 8 < kc ? kb + 8 : kc;
+    for (int64_t p = 0; p < full_panels; ++p) {
+      const float* __restrict src = B + (k0 + kb) * ldb + j0 + p * nr;
+      float* __restrict d = dst + p * kc * nr + kb * nr;
+      for (int64_t k = 0; k < kb_end - kb; ++k)
+        for (int c = 0; c < nr; ++c) d[k * nr + c] = src[k * ldb + c];
     }
-    return;
   }
-  // op(B)[k][j] = B[j][k]: read each stored row of B contiguously, write it down a column.
-  for (int c = 0; c < cols; ++c) {
-    const float* src = B + (j0 + c) * ldb + k0;
-    for (int64_t k = 0; k < kc; ++k) dst[k * nr + c] = src[k];
+  const int cols = static_cast<int>(nc - full_panels * nr);
+  if (cols == 0) return;
+  float* __restrict d = dst + full_panels * kc * nr;
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* __restrict src = B + (k0 + k) * ldb + j0 + full_panels * nr;
+    for (int c = 0; c < cols; ++c) d[k * nr + c] = src[c];
+    for (int c = cols; c < nr; ++c) d[k * nr + c] = 0.0f;
   }
-  if (cols < nr)
-    for (int64_t k = 0; k < kc; ++k)
-      for (int c = cols; c < nr; ++c) dst[k * nr + c] = 0.0f;
+}
+
+// op(B)[k0 : k0+kc, j0 : j0+nc] of a stored B^T (N, K): each stored row of B^T is one
+// column of op(B). On x86 (SSE is baseline) full panels go through 4 x 4 register
+// transposes: 4 rows of B^T x 4 k in, 4 k x 4 columns of the panel out; the rest (and
+// other CPUs) read a row of B^T contiguously and write it down the panel with stride nr.
+template <int NR>
+void pack_b_cols(const float* __restrict B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0,
+                 int64_t nc, int nr_runtime, float* __restrict dst) {
+  const int nr = NR > 0 ? NR : nr_runtime;
+  for (int64_t p = 0; p * nr < nc; ++p) {
+    const int cols = static_cast<int>(nc - p * nr < nr ? nc - p * nr : nr);
+    float* __restrict d = dst + p * kc * nr;
+    const float* panel_src = B + (j0 + p * nr) * ldb + k0;  // row c of B^T: panel_src + c*ldb
+    int64_t k_done = 0;
+#if defined(__SSE2__)
+    if (cols == nr && nr % 4 == 0) {
+      k_done = kc / 4 * 4;
+      for (int64_t k = 0; k < k_done; k += 4)
+        for (int c = 0; c < nr; c += 4) {
+          __m128 r0 = _mm_loadu_ps(panel_src + (c + 0) * ldb + k);
+          __m128 r1 = _mm_loadu_ps(panel_src + (c + 1) * ldb + k);
+          __m128 r2 = _mm_loadu_ps(panel_src + (c + 2) * ldb + k);
+          __m128 r3 = _mm_loadu_ps(panel_src + (c + 3) * ldb + k);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // now r_i = op(B)[k + i][c .. c+3]
+          _mm_storeu_ps(d + (k + 0) * nr + c, r0);
+          _mm_storeu_ps(d + (k + 1) * nr + c, r1);
+          _mm_storeu_ps(d + (k + 2) * nr + c, r2);
+          _mm_storeu_ps(d + (k + 3) * nr + c, r3);
+        }
+    }
+#endif
+    for (int c = 0; c < cols; ++c) {
+      const float* __restrict src = panel_src + c * ldb;
+      for (int64_t k = k_done; k < kc; ++k) d[k * nr + c] = src[k];
+    }
+    for (int64_t k = 0; k < kc && cols < nr; ++k)
+      for (int c = cols; c < nr; ++c) d[k * nr + c] = 0.0f;
+  }
 }
 
 template <int MR>
@@ -89,10 +130,10 @@ void pack_a_block(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t
 template <int NR>
 void pack_b_block(bool trans_b, const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0,
                   int64_t nc, int nr, float* dst) {
-  for (int64_t p = 0; p * nr < nc; ++p) {
-    const int cols = static_cast<int>(nc - p * nr < nr ? nc - p * nr : nr);
-    pack_b_panel<NR>(trans_b, B, ldb, k0, kc, j0 + p * nr, cols, nr, dst + p * kc * nr);
-  }
+  if (trans_b)
+    pack_b_cols<NR>(B, ldb, k0, kc, j0, nc, nr, dst);
+  else
+    pack_b_rows<NR>(B, ldb, k0, kc, j0, nc, nr, dst);
 }
 
 }  // namespace
