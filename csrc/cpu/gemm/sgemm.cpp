@@ -18,15 +18,19 @@
 // not 144 + 6), which also balances the threads.
 //
 // Threads: outside an OpenMP parallel region the work of each (jc, pc) step is cut into
-// (A block, B column slice) items, as many as needed for every thread to get the same
-// share: with many A blocks the threads split the ic loop, with one (conv2d's M = 6..64
-// output channels) they split the jr loop and each packs the same small A block. Inside a
-// parallel region (conv2d over the batch) everything runs on the calling thread.
+// (A block, B column slice) items: with many A blocks the threads split the ic loop, with
+// one (conv2d's M = 6..64 output channels) they split the jr loop and each packs the same
+// small A block. Each thread owns a contiguous range of items (so it packs each A block
+// once) and steals from the others' ranges when its own is done, which keeps both cores
+// busy when a neighbour process takes one away for a while. Every C tile is computed the
+// same way whatever the thread count, so results are bit-identical for 1 or 2 threads.
+// Inside a parallel region (conv2d over the batch) everything runs on the calling thread.
 //
 // Packing buffers are thread_local, 64-byte aligned and kept between calls: the first call
 // on a thread allocates them, later ones reuse them.
 #include "cpu/gemm/sgemm.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <new>
@@ -178,23 +182,54 @@ int64_t gcd64(int64_t a, int64_t b) {
   return a;
 }
 
+// Claims work items of one (jc, pc) step. Thread t owns the contiguous items
+// [first(t), first(t+1)) and takes them in order (consecutive items share an A block, so
+// it packs each A block once); a thread that runs out steals the next unclaimed item of
+// the other ranges, so a thread descheduled by a busy machine does not hold up the step.
+// Two sets of counters alternate between steps: set s % 2 serves step s, and each owner
+// clears its counter of the other set during step s (all threads finished step s - 1, the
+// set's last use, at the barrier before).
+struct WorkQueue {
+  static constexpr int kMaxThreads = 256;
+  std::atomic<int64_t> claimed[2][kMaxThreads];  // items taken from thread t's range, per set
+
+  static int64_t first(int64_t n_items, int t, int nthreads) { return n_items * t / nthreads; }
+
+  // The next item for thread tid, or -1 when the step has none left.
+  int64_t next(int set, int64_t n_items, int tid, int nthreads) {
+    for (int i = 0; i < nthreads; ++i) {
+      const int owner = (tid + i) % nthreads;
+      const int64_t lo = first(n_items, owner, nthreads), hi = first(n_items, owner + 1, nthreads);
+      if (lo + claimed[set][owner].load(std::memory_order_relaxed) >= hi) continue;
+      const int64_t item = lo + claimed[set][owner].fetch_add(1, std::memory_order_relaxed);
+      if (item < hi) return item;
+    }
+    return -1;
+  }
+};
+
 // The whole GEMM as seen by thread `tid` of `nthreads` (1 when it runs alone). b_block is
-// the shared packed-B buffer (KC x NC rounded up to NR).
+// the shared packed-B buffer (KC x NC rounded up to NR); queue is null when running alone.
 void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl, float* b_block,
-                 int tid, int nthreads) {
+                 WorkQueue* queue, int tid, int nthreads) {
   const int MR = kr.MR, NR = kr.NR;
   float* a_block = tls_a_block.get(bl.mc * bl.kc);
   const bool epilogue = has_effect(p.epilogue);
   const int64_t n_ic = ceil_div(p.M, bl.mc);
+  int step = 0;
 
   for (int64_t jc = 0; jc < p.N; jc += bl.nc) {
     const int64_t nc = min64(bl.nc, p.N - jc);
     const int64_t n_panels = ceil_div(nc, NR);
-    // Column slices per A block: enough (ic, slice) items to split evenly over the threads.
-    const int64_t n_slices = min64(nthreads / gcd64(n_ic, nthreads), n_panels);
+    // Column slices per A block: enough (ic, slice) items that each thread's range is a
+    // whole number of them and, when there are threads, at least 4 per thread to steal
+    // from; but no slice narrower than 4 panels.
+    int64_t n_slices = nthreads / gcd64(n_ic, nthreads);
+    while (nthreads > 1 && n_ic * n_slices < 4 * nthreads && n_panels >= 8 * n_slices) n_slices *= 2;
+    n_slices = min64(n_slices, n_panels);
     const int64_t n_items = n_ic * n_slices;
 
-    for (int64_t pc = 0; pc < p.K; pc += bl.kc) {
+    for (int64_t pc = 0; pc < p.K; pc += bl.kc, ++step) {
       const int64_t kc = min64(bl.kc, p.K - pc);
       const float beta = pc == 0 ? p.beta : 1.0f;
       const bool last_pc = pc + kc == p.K;
@@ -210,10 +245,17 @@ void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl, fl
 #pragma omp barrier
       }
 #endif
+      if (queue) queue->claimed[(step + 1) % 2][tid].store(0, std::memory_order_relaxed);
 
       int64_t packed_ic = -1;
-      const int64_t item0 = n_items * tid / nthreads, item1 = n_items * (tid + 1) / nthreads;
-      for (int64_t item = item0; item < item1; ++item) {
+      int64_t item = 0;
+      while (true) {
+        if (queue) {
+          item = queue->next(step % 2, n_items, tid, nthreads);
+          if (item < 0) break;
+        } else if (item >= n_items) {
+          break;
+        }
         const int64_t ic = (item / n_slices) * bl.mc;
         const int64_t slice = item % n_slices;
         const int64_t mc = min64(bl.mc, p.M - ic);
@@ -234,6 +276,7 @@ void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl, fl
               apply_epilogue(*p.epilogue, c_tile, p.ldc, m, n, ic + ir, jc + jr);
           }
         }
+        if (!queue) ++item;
       }
 #ifdef _OPENMP
       if (nthreads > 1) {
@@ -253,6 +296,7 @@ int threads_for(const SgemmKernel& kr, const Problem& p) {
   const double flops = 2.0 * static_cast<double>(p.M) * static_cast<double>(p.N) * p.K;
   nthreads = min64(nthreads, static_cast<int64_t>(flops / 1.0e6));
   nthreads = min64(nthreads, ceil_div(p.M, kr.MR) * ceil_div(p.N, kr.NR));
+  nthreads = min64(nthreads, WorkQueue::kMaxThreads);
   return nthreads < 1 ? 1 : static_cast<int>(nthreads);
 #else
   return 1;
@@ -270,12 +314,15 @@ void run(const Problem& p) {
   float* b_block = tls_b_block.get(bl.kc * round_up(bl.nc, kr.NR));
   const int nthreads = threads_for(kr, p);
   if (nthreads == 1) {
-    gemm_thread(kr, p, bl, b_block, 0, 1);
+    gemm_thread(kr, p, bl, b_block, nullptr, 0, 1);
     return;
   }
 #ifdef _OPENMP
+  WorkQueue queue;
+  for (auto& set : queue.claimed)
+    for (auto& count : set) count.store(0, std::memory_order_relaxed);
 #pragma omp parallel num_threads(nthreads)
-  gemm_thread(kr, p, bl, b_block, omp_get_thread_num(), omp_get_num_threads());
+  gemm_thread(kr, p, bl, b_block, &queue, omp_get_thread_num(), omp_get_num_threads());
 #endif
 }
 
