@@ -7,8 +7,8 @@
 // 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers. 12 FMAs hide
 // the FMA latency (4-5 cycles at 2 FMAs per cycle needs 8-10 independent chains).
 //
-// a_panel is (kc, 6) k-major, b_panel is (kc, 16) k-major and 64-byte aligned, C (m, n) is
-// row-major with leading dimension ldc, m <= 6, n <= 16. Compiled with -mavx2 -mfma; reached
+// a_panel is (kc, 6) k-major, b_panel is (kc, 16) with rows b_stride apart (16 when packed),
+// C (m, n) is row-major with leading dimension ldc, m <= 6, n <= 16. Compiled with -mavx2 -mfma; reached
 // only through dispatch.cpp after the CPU check.
 #include <immintrin.h>
 
@@ -36,8 +36,9 @@ inline void store_row(float* c, __m256 acc0, __m256 acc1, __m256 alpha, __m256 b
 }
 }  // namespace
 
-void sgemm_avx2_6x16(int64_t kc, const float* a_panel, const float* b_panel, float* C,
-                     int64_t ldc, int m, int n, float alpha, float beta) {
+void sgemm_avx2_6x16(int64_t kc, const float* a_panel, const float* b_panel,
+                     int64_t b_stride, float* C, int64_t ldc, int m, int n, float alpha,
+                     float beta) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -54,8 +55,8 @@ void sgemm_avx2_6x16(int64_t kc, const float* a_panel, const float* b_panel, flo
   const float* b = b_panel;
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_load_ps(b);
-    const __m256 b1 = _mm256_load_ps(b + 8);
+    const __m256 b0 = _mm256_loadu_ps(b);
+    const __m256 b1 = _mm256_loadu_ps(b + 8);
     __m256 ar;
     ar = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(ar, b0, c00); c01 = _mm256_fmadd_ps(ar, b1, c01);
     ar = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(ar, b0, c10); c11 = _mm256_fmadd_ps(ar, b1, c11);
@@ -64,7 +65,7 @@ void sgemm_avx2_6x16(int64_t kc, const float* a_panel, const float* b_panel, flo
     ar = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(ar, b0, c40); c41 = _mm256_fmadd_ps(ar, b1, c41);
     ar = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(ar, b0, c50); c51 = _mm256_fmadd_ps(ar, b1, c51);
     a += MR;
-    b += NR;
+    b += b_stride;
   }
 
   const __m256 valpha = _mm256_set1_ps(alpha);

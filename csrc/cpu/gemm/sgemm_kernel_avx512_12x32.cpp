@@ -10,7 +10,7 @@
 // chains cover 2 FMA ports x 4 cycles of latency three times over.
 //
 // Same structure as sgemm_kernel_avx2_6x16.cpp. a_panel is (kc, 12) k-major, b_panel is
-// (kc, 32) k-major and 64-byte aligned, C (m, n) row-major with leading dimension ldc,
+// (kc, 32) with rows b_stride apart (32 when packed), C (m, n) row-major with leading dimension ldc,
 // m <= 12, n <= 32. Compiled with -mavx512f (dq, bw, vl); reached only through dispatch.cpp
 // after the CPU and OS checks. NOT run on the development machine (no AVX-512 there): the
 // tests exercise it only where the CPU supports it.
@@ -27,8 +27,9 @@ constexpr int MR = 12;
 constexpr int NR = 32;
 }  // namespace
 
-void sgemm_avx512_12x32(int64_t kc, const float* a_panel, const float* b_panel, float* C,
-                        int64_t ldc, int m, int n, float alpha, float beta) {
+void sgemm_avx512_12x32(int64_t kc, const float* a_panel, const float* b_panel,
+                        int64_t b_stride, float* C, int64_t ldc, int m, int n, float alpha,
+                        float beta) {
   // acc[r][v]: row r, columns 16v .. 16v+15. The loops below have constant trip counts and
   // are fully unrolled, so every acc element is a register.
   __m512 acc[MR][2];
@@ -49,8 +50,8 @@ void sgemm_avx512_12x32(int64_t kc, const float* a_panel, const float* b_panel, 
   const float* b = b_panel;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(b);
-    const __m512 b1 = _mm512_load_ps(b + 16);
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 12
     for (int r = 0; r < MR; ++r) {
       const __m512 ar = _mm512_set1_ps(a[r]);
@@ -58,7 +59,7 @@ void sgemm_avx512_12x32(int64_t kc, const float* a_panel, const float* b_panel, 
       acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
     }
     a += MR;
-    b += NR;
+    b += b_stride;
   }
 
   const __m512 valpha = _mm512_set1_ps(alpha);

@@ -8,8 +8,8 @@
 // 4-float SSE2/NEON vectors that is 12 vector accumulators + 2 B vectors + 1 broadcast,
 // which fits the 16 xmm registers (32 on aarch64) without spilling.
 //
-// a_panel is (kc, 6) k-major, b_panel is (kc, 8) k-major, C (m, n) row-major with leading
-// dimension ldc, m <= 6, n <= 8.
+// a_panel is (kc, 6) k-major, b_panel is (kc, 8) with rows b_stride apart (8 when packed),
+// C (m, n) row-major with leading dimension ldc, m <= 6, n <= 8.
 #include "cpu/gemm/sgemm_kernels.h"
 
 namespace fastconv {
@@ -21,8 +21,9 @@ constexpr int MR = 6;
 constexpr int NR = 8;
 }  // namespace
 
-void sgemm_generic_6x8(int64_t kc, const float* a_panel, const float* b_panel, float* C,
-                       int64_t ldc, int m, int n, float alpha, float beta) {
+void sgemm_generic_6x8(int64_t kc, const float* a_panel, const float* b_panel,
+                       int64_t b_stride, float* C, int64_t ldc, int m, int n, float alpha,
+                       float beta) {
   float acc[MR][NR] = {};
   const float* a = a_panel;
   const float* b = b_panel;
@@ -32,7 +33,7 @@ void sgemm_generic_6x8(int64_t kc, const float* a_panel, const float* b_panel, f
       for (int c = 0; c < NR; ++c) acc[r][c] += ar * b[c];
     }
     a += MR;
-    b += NR;
+    b += b_stride;
   }
   if (m == MR && n == NR) {
     for (int r = 0; r < MR; ++r) {

@@ -19,9 +19,12 @@ namespace gemm {
 // One MR x NR tile:  C (m, n) = alpha * a_panel (MR, kc) * b_panel (kc, NR) + beta * C,
 // keeping only the top-left m x n of the product (m <= MR, n <= NR: edge tiles are the
 // micro-kernel's job). C is row-major with leading dimension ldc; beta == 0: C is not read.
-// b_panel is 64-byte aligned; a_panel is 4-byte aligned only.
+// Row k of the B panel starts at b_panel + k * b_stride: b_stride is NR for a packed panel,
+// or ldb when the driver reads NR columns of a stored B (K, N) in place (small M, see
+// sgemm.cpp). Neither panel needs more than 4-byte alignment.
 using SgemmMicroKernel = void (*)(int64_t kc, const float* a_panel, const float* b_panel,
-                                  float* C, int64_t ldc, int m, int n, float alpha, float beta);
+                                  int64_t b_stride, float* C, int64_t ldc, int m, int n,
+                                  float alpha, float beta);
 
 // One entry of the dispatch table: a micro-kernel with the blocking tuned for it.
 //   MR x NR   the register tile
@@ -43,13 +46,16 @@ const SgemmKernel* supported_kernel(const char* isa);
 
 // The micro-kernels, one file each.
 #ifdef FASTCONV_X86
-void sgemm_avx512_12x32(int64_t kc, const float* a_panel, const float* b_panel, float* C,
-                        int64_t ldc, int m, int n, float alpha, float beta);
-void sgemm_avx2_6x16(int64_t kc, const float* a_panel, const float* b_panel, float* C,
-                     int64_t ldc, int m, int n, float alpha, float beta);
+void sgemm_avx512_12x32(int64_t kc, const float* a_panel, const float* b_panel,
+                        int64_t b_stride, float* C, int64_t ldc, int m, int n, float alpha,
+                        float beta);
+void sgemm_avx2_6x16(int64_t kc, const float* a_panel, const float* b_panel,
+                     int64_t b_stride, float* C, int64_t ldc, int m, int n, float alpha,
+                     float beta);
 #endif
-void sgemm_generic_6x8(int64_t kc, const float* a_panel, const float* b_panel, float* C,
-                       int64_t ldc, int m, int n, float alpha, float beta);
+void sgemm_generic_6x8(int64_t kc, const float* a_panel, const float* b_panel,
+                       int64_t b_stride, float* C, int64_t ldc, int m, int n, float alpha,
+                       float beta);
 
 // Writes the top-left m x n of a full MR x NR product tile (row-major, leading dimension
 // tile_ld) into C: C = alpha * tile + beta * C, C not read when beta == 0. The micro-kernels
