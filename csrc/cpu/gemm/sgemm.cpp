@@ -279,14 +279,15 @@ void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl, fl
         for (int64_t jp = jp0; jp < jp1; ++jp) {
           const int64_t jr = jp * NR;
           const int n = static_cast<int>(min64(NR, nc - jr));
-          const float* b_panel = b_block + jp * kc * NR;
+          const float* b_panel = b_edge;
           int64_t b_stride = NR;
-          if (b_in_place && n == NR) {  // NR columns of B (K, N) straight from memory
+          if (!b_in_place) {            // the packed panel
+            b_panel = b_block + jp * kc * NR;
+          } else if (n == NR) {         // NR columns of B (K, N) straight from memory
             b_panel = p.b.B + pc * p.b.ldb + jc + jr;
             b_stride = p.b.ldb;
-          } else if (b_in_place) {      // the last columns: pack them, zero-padded
+          } else {                      // the last columns: pack them, zero-padded
             sgemm_pack_b(false, p.b.B, p.b.ldb, pc, kc, jc + jr, n, NR, b_edge);
-            b_panel = b_edge;
           }
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int m = static_cast<int>(min64(MR, mc - ir));
