@@ -194,6 +194,11 @@ int run_checks() {
   for (int t = 0; t < 4; ++t)
     for (const Size& s : big)
       for (auto& x : {ab[0], ab[2]}) check_one(t & 1, t & 2, s.M, s.N, s.K, x[0], x[1]);
+  // Several jc and pc steps, small M (B read in place) and large: the threads' step
+  // hand-over (double-buffered B, work-queue counters) is exercised by OMP_NUM_THREADS > 2.
+  const Size steps[] = {{20, 2 * kr.NC + 5, 2 * kr.KC + 3}, {2 * kr.MC + 7, kr.NC + 7, 2 * kr.KC + 9}};
+  for (int t = 0; t < 4; t += 3)
+    for (const Size& s : steps) check_one(t & 1, t & 2, s.M, s.N, s.K, ab[2][0], ab[2][1]);
   check_epilogue();
   check_packed_b_conv();
   check_nested();

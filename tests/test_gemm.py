@@ -146,9 +146,11 @@ def test_default_isa_is_the_best_supported():
 
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
-def test_one_and_two_threads_agree_bit_for_bit(trans_a, trans_b):
+@pytest.mark.parametrize("m,n,k", [(301, 517, 600), (20, 9000, 700)])
+def test_one_and_two_threads_agree_bit_for_bit(trans_a, trans_b, m, n, k):
+    """Several K slices and column blocks; M = 20 reads B in place when not transposed."""
     rng = np.random.default_rng(1)
-    a, b = operands(rng, 301, 517, 600, trans_a, trans_b)
+    a, b = operands(rng, m, n, k, trans_a, trans_b)
     before = fastconv.get_num_threads()
     try:
         fastconv.set_num_threads(1)

@@ -4,15 +4,15 @@
 //
 //   for jc in N step nc:                       B block  (kc x nc)  -> L3, shared by threads
 //     for pc in K step kc:
-//       pack op(B)[pc:pc+kc, jc:jc+nc]          all threads, disjoint NR panels; barrier
-//                                              (small M: B is read in place, no packing)
+//       pack op(B)[pc:pc+kc, jc:jc+nc]          all threads, disjoint NR panels, into one of
+//                                              two buffers; barrier (small M: B is read in
+//                                              place, no packing)
 //       for (ic, column slice) in my work items:
 //         pack op(A)[ic:ic+mc, pc:pc+kc]        A block (mc x kc)  -> L2, private to a thread
 //         for jr in the slice step NR:          B micro-panel (kc x NR) -> L1
 //           for ir in mc step MR:
 //             micro-kernel: C[ic+ir : +MR, jc+jr : +NR]  (alpha; beta on the first pc
 //             slice, 1 on the later ones; the epilogue after the last)
-//       barrier                                 (the B block is about to be overwritten)
 //
 // MR, NR, MC, KC, NC come from the dispatch table's entry (dispatch.cpp). The block sizes
 // are then evened out per problem (M = 150 with MC = 144 runs as two blocks of 78 rows,
@@ -76,7 +76,7 @@ class AlignedBuffer {
 };
 
 thread_local AlignedBuffer tls_a_block;  // this thread's packed A block (MC x KC)
-thread_local AlignedBuffer tls_b_block;  // the packed B block of the GEMMs this thread calls
+thread_local AlignedBuffer tls_b_blocks[2];  // the packed B blocks (two: see gemm_thread)
 thread_local AlignedBuffer tls_b_edge;   // the last, partial B panel when B is read in place
 
 // Read a stored B (K, N) in place instead of packing it when M is at most this many
@@ -218,11 +218,17 @@ struct WorkQueue {
   }
 };
 
-// The whole GEMM as seen by thread `tid` of `nthreads` (1 when it runs alone). b_block is
-// the shared packed-B buffer (KC x NC rounded up to NR), null when B is read in place
+// The whole GEMM as seen by thread `tid` of `nthreads` (1 when it runs alone). b_blocks
+// are the shared packed-B buffers (kc x nc each), null when B is read in place
 // (b_in_place); queue is null when running alone.
-void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl, float* b_block,
-                 bool b_in_place, WorkQueue* queue, int tid, int nthreads) {
+//
+// One barrier per (jc, pc) step, after packing B: step s packs into b_blocks[s % 2], so
+// packing step s + 1 cannot overwrite the block a slower thread is still computing step s
+// from, and the barrier of step s + 1 (everyone has packed, so everyone finished step s)
+// is all it takes before b_blocks[s % 2] is packed again at step s + 2.
+void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl,
+                 float* const b_blocks[2], bool b_in_place, WorkQueue* queue, int tid,
+                 int nthreads) {
   const int MR = kr.MR, NR = kr.NR;
   float* a_block = tls_a_block.get(bl.mc * bl.kc);
   float* b_edge = b_in_place ? tls_b_edge.get(bl.kc * NR) : nullptr;
@@ -245,18 +251,21 @@ void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl, fl
       const int64_t kc = min64(bl.kc, p.K - pc);
       const float beta = pc == 0 ? p.beta : 1.0f;
       const bool last_pc = pc + kc == p.K;
+      float* b_block = b_in_place ? nullptr : b_blocks[step % 2];
 
-      // Pack this thread's share of the B block's panels.
+      // Pack this thread's share of the B block's panels, then wait for the others'. With
+      // B read in place the barrier only keeps the steps apart (the work queue's counters
+      // of step s are reused at step s + 2), so the first step needs none.
       if (!b_in_place) {
         const int64_t p0 = n_panels * tid / nthreads, p1 = n_panels * (tid + 1) / nthreads;
         if (p1 > p0)
           p.b.pack(pc, kc, jc + p0 * NR, min64(nc, p1 * NR) - p0 * NR, NR, b_block + p0 * kc * NR);
-#ifdef _OPENMP
-        if (nthreads > 1) {
-#pragma omp barrier
-        }
-#endif
       }
+#ifdef _OPENMP
+      if (nthreads > 1 && (!b_in_place || step > 0)) {
+#pragma omp barrier
+      }
+#endif
       if (queue) queue->claimed[(step + 1) % 2][tid].store(0, std::memory_order_relaxed);
 
       int64_t packed_ic = -1;
@@ -300,11 +309,6 @@ void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl, fl
         }
         if (!queue) ++item;
       }
-#ifdef _OPENMP
-      if (nthreads > 1) {
-#pragma omp barrier
-      }
-#endif
     }
   }
 }
@@ -336,10 +340,14 @@ void run(const Problem& p) {
   // Small M: the micro-kernel reads a stored B (K, N) in place, NR columns at a time.
   const bool b_in_place = !p.b.packer && !p.b.trans_b && p.M <= kBInPlaceMaxTiles * kr.MR &&
                           p.b.ldb % kBInPlaceBadStride != 0;
-  float* b_block = b_in_place ? nullptr : tls_b_block.get(bl.kc * round_up(bl.nc, kr.NR));
+  float* b_blocks[2] = {nullptr, nullptr};
+  if (!b_in_place) {
+    b_blocks[0] = b_blocks[1] = tls_b_blocks[0].get(bl.kc * bl.nc);
+    if (p.N > bl.nc || p.K > bl.kc) b_blocks[1] = tls_b_blocks[1].get(bl.kc * bl.nc);
+  }
   const int nthreads = threads_for(kr, p);
   if (nthreads == 1) {
-    gemm_thread(kr, p, bl, b_block, b_in_place, nullptr, 0, 1);
+    gemm_thread(kr, p, bl, b_blocks, b_in_place, nullptr, 0, 1);
     return;
   }
 #ifdef _OPENMP
@@ -347,7 +355,8 @@ void run(const Problem& p) {
   for (auto& set : queue.claimed)
     for (auto& count : set) count.store(0, std::memory_order_relaxed);
 #pragma omp parallel num_threads(nthreads)
-  gemm_thread(kr, p, bl, b_block, b_in_place, &queue, omp_get_thread_num(), omp_get_num_threads());
+  gemm_thread(kr, p, bl, b_blocks, b_in_place, &queue, omp_get_thread_num(),
+              omp_get_num_threads());
 #endif
 }
 
