@@ -18,14 +18,18 @@
 // are then evened out per problem (M = 150 with MC = 144 runs as two blocks of 78 rows,
 // not 144 + 6), which also balances the threads.
 //
-// Threads: outside an OpenMP parallel region the work of each (jc, pc) step is cut into
-// (A block, B column slice) items: with many A blocks the threads split the ic loop, with
-// one (conv2d's M = 6..64 output channels) they split the jr loop and each packs the same
-// small A block. Each thread owns a contiguous range of items (so it packs each A block
-// once) and steals from the others' ranges when its own is done, which keeps both cores
-// busy when a neighbour process takes one away for a while. Every C tile is computed the
-// same way whatever the thread count, so results are bit-identical for 1 or 2 threads.
-// Inside a parallel region (conv2d over the batch) everything runs on the calling thread.
+// Threads: outside an OpenMP parallel region the work is cut into items claimed from a
+// queue. Each thread owns a contiguous range of items and steals from the others' ranges
+// when its own is done, which keeps both cores busy when a neighbour process takes one
+// away for a while. Two schedules:
+//   * M <= MC (one A block; conv2d's M = 6..128 output channels): items are column slices
+//     of C. Each thread packs all of op(A) once and packs the B panels of its own slices,
+//     so threads never wait for each other (gemm_thread_columns).
+//   * larger M: per (jc, pc) step, all threads pack the shared B block, one barrier, then
+//     (A block, B column slice) items, so each B panel is packed once (gemm_thread).
+// Every C tile is computed the same way whatever the thread count, so results are
+// bit-identical for 1 or 2 threads. Inside a parallel region (conv2d over the batch)
+// everything runs on the calling thread.
 //
 // Packing buffers are thread_local, 64-byte aligned and kept between calls: the first call
 // on a thread allocates them, later ones reuse them.
@@ -90,6 +94,7 @@ constexpr int64_t kBInPlaceBadStride = 512;
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // Where op(B) comes from: a stored matrix, or a caller's packing callback.
 struct BSource {
@@ -218,6 +223,77 @@ struct WorkQueue {
   }
 };
 
+// The macro-kernel: C[ic : ic+mc, jc + jp0*NR : jc + jp1*NR] (clipped to the block's nc
+// columns) += the packed A block (mc x kc) times B panels jp0 .. jp1-1 of the block at jc,
+// row slice pc. Panel jp is at b_panels + (jp - first_panel) * kc * NR, or with b_in_place
+// read from the stored B (the last, partial one packed into b_edge). beta applies to this
+// slice (the caller's beta on the first, 1 after); the epilogue runs after the last.
+void macro_kernel(const SgemmKernel& kr, const Problem& p, int64_t ic, int64_t mc,
+                  const float* a_block, int64_t pc, int64_t kc, float beta, bool last_pc,
+                  int64_t jc, int64_t nc, int64_t jp0, int64_t jp1, const float* b_panels,
+                  int64_t first_panel, bool b_in_place, float* b_edge) {
+  const int MR = kr.MR, NR = kr.NR;
+  const bool epilogue = last_pc && has_effect(p.epilogue);
+  for (int64_t jp = jp0; jp < jp1; ++jp) {
+    const int64_t jr = jp * NR;
+    const int n = static_cast<int>(min64(NR, nc - jr));
+    const float* b_panel = b_edge;
+    int64_t b_stride = NR;
+    if (!b_in_place) {            // the packed panel
+      b_panel = b_panels + (jp - first_panel) * kc * NR;
+    } else if (n == NR) {         // NR columns of B (K, N) straight from memory
+      b_panel = p.b.B + pc * p.b.ldb + jc + jr;
+      b_stride = p.b.ldb;
+    } else {                      // the last columns: pack them, zero-padded
+      sgemm_pack_b(false, p.b.B, p.b.ldb, pc, kc, jc + jr, n, NR, b_edge);
+    }
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+      const int m = static_cast<int>(min64(MR, mc - ir));
+      float* c_tile = p.C + (ic + ir) * p.ldc + jc + jr;
+      kr.micro_kernel(kc, a_block + ir * kc, b_panel, b_stride, c_tile, p.ldc, m, n, p.alpha,
+                      beta);
+      if (epilogue) apply_epilogue(*p.epilogue, c_tile, p.ldc, m, n, ic + ir, jc + jr);
+    }
+  }
+}
+
+// Few rows (M <= MC, one A block) and op(A) small enough to pack whole: the threads split
+// the columns of C into slices and never wait for each other. Each thread packs all of
+// op(A) (every KC slice) once, then for each column slice it claims, for each KC slice,
+// packs that slice's B panels into its own buffer (or reads B in place) and runs the
+// macro-kernel. conv2d's GEMMs (M = output channels) take this path.
+void gemm_thread_columns(const SgemmKernel& kr, const Problem& p, const Blocking& bl,
+                         bool b_in_place, WorkQueue* queue, int tid, int nthreads) {
+  const int MR = kr.MR, NR = kr.NR;
+  const int64_t mc = p.M, mc_padded = round_up(p.M, MR);
+  // a_all holds ceil(K / kc) packed A blocks (mc_padded x kc each), block pc at pc * mc_padded.
+  float* a_all = tls_a_block.get(mc_padded * p.K);
+  for (int64_t pc = 0; pc < p.K; pc += bl.kc)
+    gemm::pack_a(p.trans_a, p.A, p.lda, 0, mc, pc, min64(bl.kc, p.K - pc), MR, a_all + pc * mc_padded);
+
+  // Slices of at most nc columns, at least 4 per thread to share out, none under 4 panels.
+  const int64_t n_panels = ceil_div(p.N, NR);
+  int64_t n_slices = ceil_div(p.N, bl.nc);
+  while (nthreads > 1 && n_slices < 4 * nthreads && n_panels >= 8 * n_slices) n_slices *= 2;
+  n_slices = max64(min64(n_slices, n_panels), nthreads > 1 ? min64(nthreads, n_panels) : 1);
+  const int64_t max_slice_panels = ceil_div(n_panels, n_slices);
+  float* b_slice = b_in_place ? nullptr : tls_b_blocks[0].get(bl.kc * max_slice_panels * NR);
+  float* b_edge = b_in_place ? tls_b_edge.get(bl.kc * NR) : nullptr;
+
+  for (int64_t slice = 0;; ++slice) {
+    if (queue) slice = queue->next(0, n_slices, tid, nthreads);
+    if (slice < 0 || slice >= n_slices) break;
+    const int64_t jp0 = n_panels * slice / n_slices, jp1 = n_panels * (slice + 1) / n_slices;
+    for (int64_t pc = 0; pc < p.K; pc += bl.kc) {
+      const int64_t kc = min64(bl.kc, p.K - pc);
+      if (!b_in_place)
+        p.b.pack(pc, kc, jp0 * NR, min64(p.N, jp1 * NR) - jp0 * NR, NR, b_slice);
+      macro_kernel(kr, p, 0, mc, a_all + pc * mc_padded, pc, kc, pc == 0 ? p.beta : 1.0f,
+                   pc + kc == p.K, 0, p.N, jp0, jp1, b_slice, jp0, b_in_place, b_edge);
+    }
+  }
+}
+
 // The whole GEMM as seen by thread `tid` of `nthreads` (1 when it runs alone). b_blocks
 // are the shared packed-B buffers (kc x nc each), null when B is read in place
 // (b_in_place); queue is null when running alone.
@@ -232,7 +308,6 @@ void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl,
   const int MR = kr.MR, NR = kr.NR;
   float* a_block = tls_a_block.get(bl.mc * bl.kc);
   float* b_edge = b_in_place ? tls_b_edge.get(bl.kc * NR) : nullptr;
-  const bool epilogue = has_effect(p.epilogue);
   const int64_t n_ic = ceil_div(p.M, bl.mc);
   int step = 0;
 
@@ -285,28 +360,8 @@ void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl,
           packed_ic = ic;
         }
         const int64_t jp0 = n_panels * slice / n_slices, jp1 = n_panels * (slice + 1) / n_slices;
-        for (int64_t jp = jp0; jp < jp1; ++jp) {
-          const int64_t jr = jp * NR;
-          const int n = static_cast<int>(min64(NR, nc - jr));
-          const float* b_panel = b_edge;
-          int64_t b_stride = NR;
-          if (!b_in_place) {            // the packed panel
-            b_panel = b_block + jp * kc * NR;
-          } else if (n == NR) {         // NR columns of B (K, N) straight from memory
-            b_panel = p.b.B + pc * p.b.ldb + jc + jr;
-            b_stride = p.b.ldb;
-          } else {                      // the last columns: pack them, zero-padded
-            sgemm_pack_b(false, p.b.B, p.b.ldb, pc, kc, jc + jr, n, NR, b_edge);
-          }
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int m = static_cast<int>(min64(MR, mc - ir));
-            float* c_tile = p.C + (ic + ir) * p.ldc + jc + jr;
-            kr.micro_kernel(kc, a_block + ir * kc, b_panel, b_stride, c_tile, p.ldc, m, n, p.alpha,
-                            beta);
-            if (last_pc && epilogue)
-              apply_epilogue(*p.epilogue, c_tile, p.ldc, m, n, ic + ir, jc + jr);
-          }
-        }
+        macro_kernel(kr, p, ic, mc, a_block, pc, kc, beta, last_pc, jc, nc, jp0, jp1, b_block, 0,
+                     b_in_place, b_edge);
         if (!queue) ++item;
       }
     }
@@ -340,14 +395,19 @@ void run(const Problem& p) {
   // Small M: the micro-kernel reads a stored B (K, N) in place, NR columns at a time.
   const bool b_in_place = !p.b.packer && !p.b.trans_b && p.M <= kBInPlaceMaxTiles * kr.MR &&
                           p.b.ldb % kBInPlaceBadStride != 0;
+  const int nthreads = threads_for(kr, p);
+  // One A block, small enough to pack whole (<= 4 MiB): split columns, no barriers.
+  const bool by_columns = p.M <= kr.MC && round_up(p.M, kr.MR) * p.K <= (int64_t(1) << 20);
   float* b_blocks[2] = {nullptr, nullptr};
-  if (!b_in_place) {
+  if (!b_in_place && !by_columns) {
     b_blocks[0] = b_blocks[1] = tls_b_blocks[0].get(bl.kc * bl.nc);
     if (p.N > bl.nc || p.K > bl.kc) b_blocks[1] = tls_b_blocks[1].get(bl.kc * bl.nc);
   }
-  const int nthreads = threads_for(kr, p);
   if (nthreads == 1) {
-    gemm_thread(kr, p, bl, b_blocks, b_in_place, nullptr, 0, 1);
+    if (by_columns)
+      gemm_thread_columns(kr, p, bl, b_in_place, nullptr, 0, 1);
+    else
+      gemm_thread(kr, p, bl, b_blocks, b_in_place, nullptr, 0, 1);
     return;
   }
 #ifdef _OPENMP
@@ -355,8 +415,13 @@ void run(const Problem& p) {
   for (auto& set : queue.claimed)
     for (auto& count : set) count.store(0, std::memory_order_relaxed);
 #pragma omp parallel num_threads(nthreads)
-  gemm_thread(kr, p, bl, b_blocks, b_in_place, &queue, omp_get_thread_num(),
-              omp_get_num_threads());
+  {
+    if (by_columns)
+      gemm_thread_columns(kr, p, bl, b_in_place, &queue, omp_get_thread_num(), omp_get_num_threads());
+    else
+      gemm_thread(kr, p, bl, b_blocks, b_in_place, &queue, omp_get_thread_num(),
+                  omp_get_num_threads());
+  }
 #endif
 }
 
