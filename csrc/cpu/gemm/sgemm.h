@@ -79,8 +79,8 @@ void sgemm_ex(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 // with zeros for the columns past j0 + nc (the last panel's padding). The GEMM calls it
 // from several threads at once for disjoint column ranges (j0 is then a multiple of nr),
 // so it must be safe to call concurrently, and it must not throw (it runs inside an
-// OpenMP region). Each block is requested once per GEMM when M <= MC (the kernel's A block
-// height: 96..192 rows), else once per (jc, pc) step; kc <= KC (256) and nc <= NC.
+// OpenMP region). Every element of op(B) is requested exactly once per GEMM, in blocks of
+// kc <= KC (256) rows and nc <= NC (2048..4080) columns.
 using SgemmPackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                                       int64_t nr, float* dst)>;
 
