@@ -119,9 +119,10 @@ def main():
         return
 
     import fastconv
-    header = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "machine": cpu_model(), "cores": os.cpu_count(), "fastconv": fastconv.__version__,
-              "fastconv_isa": fastconv.cpu_isa(), "numpy": np.__version__, "numpy_blas": blas_info(),
-              "python": platform.python_version(), "load_average": os.getloadavg()}
+    header = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "machine": cpu_model(),
+              "cores": os.cpu_count(), "load_average": os.getloadavg(),
+              "fastconv": fastconv.__version__, "fastconv_isa": fastconv.cpu_isa(),
+              "numpy": np.__version__, "numpy_blas": blas_info(), "python": platform.python_version()}
     for key, value in header.items():
         print(f"# {key}: {value}")
     results = []

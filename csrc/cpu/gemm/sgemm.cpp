@@ -269,7 +269,8 @@ void gemm_thread_columns(const SgemmKernel& kr, const Problem& p, const Blocking
   // a_all holds ceil(K / kc) packed A blocks (mc_padded x kc each), block pc at pc * mc_padded.
   float* a_all = tls_a_block.get(mc_padded * p.K);
   for (int64_t pc = 0; pc < p.K; pc += bl.kc)
-    gemm::pack_a(p.trans_a, p.A, p.lda, 0, mc, pc, min64(bl.kc, p.K - pc), MR, a_all + pc * mc_padded);
+    gemm::pack_a(p.trans_a, p.A, p.lda, 0, mc, pc, min64(bl.kc, p.K - pc), MR,
+                 a_all + pc * mc_padded);
 
   // Slices of at most nc columns, at least 4 per thread to share out, none under 4 panels.
   const int64_t n_panels = ceil_div(p.N, NR);
@@ -318,7 +319,8 @@ void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl,
     // whole number of them and, when there are threads, at least 4 per thread to steal
     // from; but no slice narrower than 4 panels.
     int64_t n_slices = nthreads / gcd64(n_ic, nthreads);
-    while (nthreads > 1 && n_ic * n_slices < 4 * nthreads && n_panels >= 8 * n_slices) n_slices *= 2;
+    while (nthreads > 1 && n_ic * n_slices < 4 * nthreads && n_panels >= 8 * n_slices)
+      n_slices *= 2;
     n_slices = min64(n_slices, n_panels);
     const int64_t n_items = n_ic * n_slices;
 
@@ -417,7 +419,8 @@ void run(const Problem& p) {
 #pragma omp parallel num_threads(nthreads)
   {
     if (by_columns)
-      gemm_thread_columns(kr, p, bl, b_in_place, &queue, omp_get_thread_num(), omp_get_num_threads());
+      gemm_thread_columns(kr, p, bl, b_in_place, &queue, omp_get_thread_num(),
+                          omp_get_num_threads());
     else
       gemm_thread(kr, p, bl, b_blocks, b_in_place, &queue, omp_get_thread_num(),
                   omp_get_num_threads());

@@ -43,7 +43,8 @@ void tile_kernel(int64_t kc, const float* a, const float* b, int64_t b_stride, f
 
   // Touch the C rows now so they are in cache when the tile is written back.
   if (beta != 0.0f) {
-    for (int r = 0; r < m; ++r) _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+    for (int r = 0; r < m; ++r)
+      _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
   }
 
 #pragma GCC unroll 4

@@ -77,7 +77,8 @@ void tile_kernel(int64_t kc, const float* a, const float* b, int64_t b_stride, f
         _mm512_storeu_ps(c + 16 * v, out);
       } else if (cols > 0) {
         const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);  // lanes [0, cols)
-        if (beta != 0.0f) out = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(mask, c + 16 * v), out);
+        if (beta != 0.0f)
+          out = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(mask, c + 16 * v), out);
         _mm512_mask_storeu_ps(c + 16 * v, mask, out);
       }
     }

@@ -62,8 +62,8 @@ void sgemm_generic_6x8(int64_t kc, const float* a_panel, const float* b_panel,
 // use it for edge tiles after storing their registers to a small buffer on the stack.
 // static: each ISA file gets its own copy, compiled with its own flags (an inline function
 // with external linkage could be merged with the AVX-512 file's copy and run on any CPU).
-static inline void store_edge_tile(const float* tile, int tile_ld, float* C, int64_t ldc, int m, int n,
-                            float alpha, float beta) {
+static inline void store_edge_tile(const float* tile, int tile_ld, float* C, int64_t ldc, int m,
+                                   int n, float alpha, float beta) {
   for (int i = 0; i < m; ++i) {
     const float* t = tile + i * tile_ld;
     float* c = C + i * ldc;
