@@ -14,7 +14,9 @@
 //                                         and conv-shaped sizes
 //   /tmp/gh/gemm_harness size M N K [ta tb]  one size
 //   FASTCONV_ISA=avx2|generic|avx512 picks the kernel; OMP_NUM_THREADS=1|2 the threads;
-//   FASTCONV_BENCH_CPUTIME=1 times by thread CPU time (one thread on a busy machine).
+//   FASTCONV_BENCH_CPUTIME=1 times by thread CPU time (one thread on a busy machine);
+//   FASTCONV_BENCH_CPUTIME=process by all threads' CPU time (with OMP_WAIT_POLICY=passive:
+//   GFLOP per CPU second, i.e. parallel efficiency, on a machine too busy for wall time).
 //
 // Napkin math for the development EPYC (Zen 1, 2 GHz, AVX2 on 128-bit FMA units):
 // 2 FMA pipes x 4 floats x 2 FLOP = 16 FLOP/cycle = ~32 GFLOP/s per core at 2 GHz (more
@@ -214,11 +216,15 @@ int run_checks() {
 
 // Wall-clock seconds, or with FASTCONV_BENCH_CPUTIME=1 the calling thread's CPU seconds: on
 // a shared machine a one-thread run then ignores the time it spent descheduled.
+// With FASTCONV_BENCH_CPUTIME=process: the CPU seconds of all threads, so GFLOP/s per
+// thread = the printed figure (per CPU second) -- how well threads use the cores they get,
+// spinning at barriers included, whatever the neighbours take.
 double now() {
-  static const bool cpu_time = std::getenv("FASTCONV_BENCH_CPUTIME") != nullptr;
+  static const char* cpu_time = std::getenv("FASTCONV_BENCH_CPUTIME");
   if (cpu_time) {
     timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(std::strcmp(cpu_time, "process") == 0 ? CLOCK_PROCESS_CPUTIME_ID
+                                                        : CLOCK_THREAD_CPUTIME_ID, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
   }
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
