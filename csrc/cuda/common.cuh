@@ -1,0 +1,74 @@
+// Shared by every fastconv .cu file: the error check, launch helpers, small device functions.
+//
+// CUDA_CHECK(call) turns a failing CUDA runtime call into a std::runtime_error naming the file,
+// the line and cudaGetErrorString; CUDA_CHECK_LAUNCH() does the same for the kernel launched
+// just before it (cudaGetLastError), as llm.c's cudaCheck does. The host-side runtime (device
+// queries, the caching allocator) is declared in runtime.h so plain C++ can use it too.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "cuda/runtime.h"
+#include "ops.h"
+
+namespace fastconv {
+namespace cuda {
+
+[[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* what, const char* file,
+                                          int line) {
+  throw std::runtime_error(std::string("fastconv.cuda: CUDA error at ") + file + ":" +
+                           std::to_string(line) + " (" + what + "): " + cudaGetErrorString(err));
+}
+
+#define CUDA_CHECK(call)                                                           \
+  do {                                                                             \
+    cudaError_t fastconv_err_ = (call);                                            \
+    if (fastconv_err_ != cudaSuccess)                                              \
+      ::fastconv::cuda::throw_cuda_error(fastconv_err_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+// Blocks needed to cover n items with `threads` per block, capped to what a 1-D grid
+// addresses; kernels using it loop with a grid stride, so the cap never loses items.
+inline unsigned int grid_for(int64_t n, int threads) {
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks < 1) blocks = 1;
+  const int64_t cap = int64_t(1) << 20;  // ~1M blocks is plenty for any GPU with a grid stride
+  return static_cast<unsigned int>(blocks < cap ? blocks : cap);
+}
+
+// Number of streaming multiprocessors of the current device (cached after the first call).
+int sm_count();
+
+// A device buffer from the caching allocator, returned to it when it goes out of scope.
+// Used for workspaces inside an op (split-K partial sums, per-row losses).
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t bytes) : ptr_(bytes ? device_alloc(bytes) : nullptr) {}
+  ~DeviceBuffer() { device_free(ptr_); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  template <class T>
+  T* as() const { return static_cast<T*>(ptr_); }
+
+ private:
+  void* ptr_;
+};
+
+// The activation fused into an output pass; codes as in ops.h (0 none, 1 relu, 2 tanh,
+// 3 sigmoid).
+__device__ __forceinline__ float apply_activation(int act, float v) {
+  switch (act) {
+    case 1: return v > 0.f ? v : 0.f;
+    case 2: return tanhf(v);
+    case 3: return 1.f / (1.f + expf(-v));
+    default: return v;
+  }
+}
+
+}  // namespace cuda
+}  // namespace fastconv
