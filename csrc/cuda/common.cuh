@@ -59,9 +59,23 @@ class DeviceBuffer {
   void* ptr_;
 };
 
+// Loaders, epilogues and tile helpers are __host__ __device__ so that the host emulation of
+// the GEMM engine (tests/cuda_host_emulation.cu) runs the very same index code on the CPU.
+#define FC_HD __host__ __device__ __forceinline__
+
+// Read-only load: through the texture path on the GPU, a plain load on the host.
+template <class T>
+FC_HD T ldg(const T* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
+
 // The activation fused into an output pass; codes as in ops.h (0 none, 1 relu, 2 tanh,
 // 3 sigmoid).
-__device__ __forceinline__ float apply_activation(int act, float v) {
+FC_HD float apply_activation(int act, float v) {
   switch (act) {
     case 1: return v > 0.f ? v : 0.f;
     case 2: return tanhf(v);

@@ -55,9 +55,9 @@ struct FwdFilterLoader {
   const float* w;  // (K, C*R*S)
   int64_t CRS;
   struct Pre { int64_t crs; };
-  __device__ __forceinline__ Pre pre(int64_t k) const { return Pre{k}; }
-  __device__ __forceinline__ float at(const Pre& p, int64_t m) const {
-    return __ldg(w + m * CRS + p.crs);
+  FC_HD Pre pre(int64_t k) const { return Pre{k}; }
+  FC_HD float at(const Pre& p, int64_t m) const {
+    return ldg(w + m * CRS + p.crs);
   }
 };
 
@@ -67,19 +67,19 @@ struct FwdImageLoader {
   const float* x;  // (N, C, H, W)
   ConvGeom g;
   struct Pre { int64_t base; int h0, w0; };
-  __device__ __forceinline__ Pre pre(int64_t col) const {
+  FC_HD Pre pre(int64_t col) const {
     const int n = int(col);
     const int img = n / g.PQ, pq = n - img * g.PQ;
     const int p = pq / g.Q, q = pq - p * g.Q;
     return Pre{int64_t(img) * g.C * g.HW, p * g.sh - g.pt, q * g.sw - g.pl};
   }
-  __device__ __forceinline__ float at(const Pre& pre, int64_t k) const {
+  FC_HD float at(const Pre& pre, int64_t k) const {
     const int crs = int(k);
     const int c = crs / g.RS, rs = crs - c * g.RS;
     const int r = rs / g.S, s = rs - r * g.S;
     const int h = pre.h0 + r * g.dh, w_ = pre.w0 + s * g.dw;
     if (unsigned(h) >= unsigned(g.H) || unsigned(w_) >= unsigned(g.W)) return 0.f;
-    return __ldg(x + pre.base + (int64_t(c) * g.H + h) * g.W + w_);
+    return ldg(x + pre.base + (int64_t(c) * g.H + h) * g.W + w_);
   }
 };
 
@@ -88,9 +88,9 @@ struct FwdOutputStore {
   float* y;  // (N, K, P, Q)
   const float* b;
   int K, PQ, act;
-  __device__ __forceinline__ void operator()(int64_t m, int64_t col, float v, int) const {
+  FC_HD void operator()(int64_t m, int64_t col, float v, int) const {
     const int img = int(col) / PQ, pq = int(col) - img * PQ;
-    if (b) v += __ldg(b + m);
+    if (b) v += ldg(b + m);
     y[(int64_t(img) * K + m) * PQ + pq] = apply_activation(act, v);
   }
 };
@@ -102,13 +102,13 @@ struct BwdInFilterLoader {
   const float* w;  // (K, C, R, S)
   int C, RS;
   struct Pre { int64_t off; };
-  __device__ __forceinline__ Pre pre(int64_t kd) const {
+  FC_HD Pre pre(int64_t kd) const {
     const int krs = int(kd);
     const int k = krs / RS, rs = krs - k * RS;
     return Pre{int64_t(k) * C * RS + rs};
   }
-  __device__ __forceinline__ float at(const Pre& p, int64_t c) const {
-    return __ldg(w + p.off + c * RS);
+  FC_HD float at(const Pre& p, int64_t c) const {
+    return ldg(w + p.off + c * RS);
   }
 };
 
@@ -119,13 +119,13 @@ struct BwdInGradLoader {
   const float* dy;  // (N, K, P, Q)
   ConvGeom g;
   struct Pre { int64_t base; int hp, wp; };
-  __device__ __forceinline__ Pre pre(int64_t col) const {
+  FC_HD Pre pre(int64_t col) const {
     const int n = int(col);
     const int img = n / g.HW, hw = n - img * g.HW;
     const int h = hw / g.W, w_ = hw - h * g.W;
     return Pre{int64_t(img) * g.K * g.PQ, h + g.pt, w_ + g.pl};
   }
-  __device__ __forceinline__ float at(const Pre& pre, int64_t kd) const {
+  FC_HD float at(const Pre& pre, int64_t kd) const {
     const int krs = int(kd);
     const int k = krs / g.RS, rs = krs - k * g.RS;
     const int r = rs / g.S, s = rs - r * g.S;
@@ -133,7 +133,7 @@ struct BwdInGradLoader {
     if (ph < 0 || qw < 0) return 0.f;
     const int p = ph / g.sh, q = qw / g.sw;
     if (p * g.sh != ph || q * g.sw != qw || p >= g.P || q >= g.Q) return 0.f;
-    return __ldg(dy + pre.base + (int64_t(k) * g.P + p) * g.Q + q);
+    return ldg(dy + pre.base + (int64_t(k) * g.P + p) * g.Q + q);
   }
 };
 
@@ -141,7 +141,7 @@ struct BwdInGradLoader {
 struct BwdInStore {
   float* dx;  // (N, C, H, W)
   int C, HW;
-  __device__ __forceinline__ void operator()(int64_t c, int64_t col, float v, int) const {
+  FC_HD void operator()(int64_t c, int64_t col, float v, int) const {
     const int img = int(col) / HW, hw = int(col) - img * HW;
     dx[(int64_t(img) * C + c) * HW + hw] = v;
   }
@@ -154,13 +154,13 @@ struct BwdWGradLoader {
   const float* dy;  // (N, K, P, Q)
   int K, PQ;
   struct Pre { int64_t off; };
-  __device__ __forceinline__ Pre pre(int64_t kd) const {
+  FC_HD Pre pre(int64_t kd) const {
     const int npq = int(kd);
     const int img = npq / PQ, pq = npq - img * PQ;
     return Pre{int64_t(img) * K * PQ + pq};
   }
-  __device__ __forceinline__ float at(const Pre& p, int64_t k) const {
-    return __ldg(dy + p.off + k * PQ);
+  FC_HD float at(const Pre& p, int64_t k) const {
+    return ldg(dy + p.off + k * PQ);
   }
 };
 
@@ -170,19 +170,19 @@ struct BwdWImageLoader {
   const float* x;  // (N, C, H, W)
   ConvGeom g;
   struct Pre { int64_t base; int h0, w0; };
-  __device__ __forceinline__ Pre pre(int64_t kd) const {
+  FC_HD Pre pre(int64_t kd) const {
     const int npq = int(kd);
     const int img = npq / g.PQ, pq = npq - img * g.PQ;
     const int p = pq / g.Q, q = pq - p * g.Q;
     return Pre{int64_t(img) * g.C * g.HW, p * g.sh - g.pt, q * g.sw - g.pl};
   }
-  __device__ __forceinline__ float at(const Pre& pre, int64_t col) const {
+  FC_HD float at(const Pre& pre, int64_t col) const {
     const int crs = int(col);
     const int c = crs / g.RS, rs = crs - c * g.RS;
     const int r = rs / g.S, s = rs - r * g.S;
     const int h = pre.h0 + r * g.dh, w_ = pre.w0 + s * g.dw;
     if (unsigned(h) >= unsigned(g.H) || unsigned(w_) >= unsigned(g.W)) return 0.f;
-    return __ldg(x + pre.base + (int64_t(c) * g.H + h) * g.W + w_);
+    return ldg(x + pre.base + (int64_t(c) * g.H + h) * g.W + w_);
   }
 };
 
@@ -190,7 +190,7 @@ struct BwdWImageLoader {
 struct BwdWStore {
   float* dw;
   int64_t CRS;
-  __device__ __forceinline__ void operator()(int64_t k, int64_t crs, float v, int) const {
+  FC_HD void operator()(int64_t k, int64_t crs, float v, int) const {
     dw[k * CRS + crs] = v;
   }
 };
@@ -210,7 +210,7 @@ __global__ void bias_grad_partial_kernel(const float* dy, float* partial, int64_
   float s = 0.f;
   for (int64_t i = begin + threadIdx.x; i < end; i += kBiasThreads) {
     const int64_t n = i / PQ, pq = i - n * PQ;
-    s += __ldg(dy + (n * K + k) * PQ + pq);
+    s += ldg(dy + (n * K + k) * PQ + pq);
   }
   // Block reduction: warp shuffles, then the warp sums in shared memory.
   __shared__ float warp_sums[kBiasThreads / 32];
@@ -234,28 +234,47 @@ __global__ void bias_grad_finish_kernel(const float* partial, float* db, int64_t
   }
 }
 
+// The three GEMMs, wired once for any engine: DeviceGemm on the GPU, the host emulation in
+// tests/cuda_host_emulation.cu.
+template <class Gemm>
+void conv2d_forward_with(const Gemm& gemm, const float* x, const float* w, const float* b,
+                         float* y, const Conv2dParams& p, Activation act) {
+  const ConvGeom g = make_geom(p);
+  const int64_t M = p.K, N = p.N * p.P * p.Q, Kd = p.C * p.R * p.S;
+  gemm(M, N, Kd, FwdFilterLoader{w, Kd}, FwdImageLoader{x, g},
+       FwdOutputStore{y, b, g.K, g.PQ, int(act)});
+}
+
+template <class Gemm>
+void conv2d_backward_input_with(const Gemm& gemm, const float* dy, const float* w, float* dx,
+                                const Conv2dParams& p) {
+  const ConvGeom g = make_geom(p);
+  const int64_t M = p.C, N = p.N * p.H * p.W, Kd = p.K * p.R * p.S;
+  gemm(M, N, Kd, BwdInFilterLoader{w, g.C, g.RS}, BwdInGradLoader{dy, g},
+       BwdInStore{dx, g.C, g.HW});
+}
+
+template <class Gemm>
+void conv2d_backward_weight_with(const Gemm& gemm, const float* dy, const float* x, float* dw,
+                                 const Conv2dParams& p) {
+  const ConvGeom g = make_geom(p);
+  const int64_t M = p.K, N = p.C * p.R * p.S, Kd = p.N * p.P * p.Q;
+  gemm(M, N, Kd, BwdWGradLoader{dy, g.K, g.PQ}, BwdWImageLoader{x, g}, BwdWStore{dw, N});
+}
+
 }  // namespace
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, Activation act) {
-  const ConvGeom g = make_geom(p);
-  const int64_t M = p.K, N = p.N * p.P * p.Q, Kd = p.C * p.R * p.S;
-  implicit_gemm(M, N, Kd, FwdFilterLoader{w, Kd}, FwdImageLoader{x, g},
-                FwdOutputStore{y, b, g.K, g.PQ, int(act)});
+  conv2d_forward_with(DeviceGemm{}, x, w, b, y, p, act);
 }
 
 void conv2d_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
-  const ConvGeom g = make_geom(p);
-  const int64_t M = p.C, N = p.N * p.H * p.W, Kd = p.K * p.R * p.S;
-  implicit_gemm(M, N, Kd, BwdInFilterLoader{w, g.C, g.RS}, BwdInGradLoader{dy, g},
-                BwdInStore{dx, g.C, g.HW});
+  conv2d_backward_input_with(DeviceGemm{}, dy, w, dx, p);
 }
 
 void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Conv2dParams& p) {
-  const ConvGeom g = make_geom(p);
-  const int64_t M = p.K, N = p.C * p.R * p.S, Kd = p.N * p.P * p.Q;
-  implicit_gemm(M, N, Kd, BwdWGradLoader{dy, g.K, g.PQ}, BwdWImageLoader{x, g},
-                BwdWStore{dw, N});
+  conv2d_backward_weight_with(DeviceGemm{}, dy, x, dw, p);
 }
 
 void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t PQ) {

@@ -60,7 +60,7 @@ struct TileOperand {
   typename L::Pre pre_mn;  // decode of this thread's fixed m/n (kFastK == false only)
   bool mn_ok;
 
-  __device__ TileOperand(const L& loader, int thread, int64_t first, int64_t count)
+  FC_HD TileOperand(const L& loader, int thread, int64_t first, int64_t count)
       : l(loader), tid(thread), mn0(first), MN(count), pre_mn{}, mn_ok(false) {
     if constexpr (!L::kFastK) {
       const int64_t mn = mn0 + tid % BMN;
@@ -70,7 +70,7 @@ struct TileOperand {
   }
 
   // Fetch the elements for k in [kt, kt + BK) (zeros past kend or past MN) into registers.
-  __device__ __forceinline__ void fetch(float (&r)[kPer], int64_t kt, int64_t kend) const {
+  FC_HD void fetch(float (&r)[kPer], int64_t kt, int64_t kend) const {
     if constexpr (L::kFastK) {
       const int64_t k = kt + tid % BK;
       const bool k_ok = k < kend;
@@ -89,7 +89,7 @@ struct TileOperand {
     }
   }
 
-  __device__ __forceinline__ void store(float (*tile)[kLd], const float (&r)[kPer]) const {
+  FC_HD void store(float (*tile)[kLd], const float (&r)[kPer]) const {
     if constexpr (L::kFastK) {
 #pragma unroll
       for (int i = 0; i < kPer; ++i) tile[tid % BK][tid / BK + i * (NT / BK)] = r[i];
@@ -99,6 +99,48 @@ struct TileOperand {
     }
   }
 };
+
+// One k-tile of FMAs for the thread at (ty, tx): acc[i][j] += As[kk][ty*TM + i] *
+// Bs[kk][tx*TN + j] for kk < BK. Shared by the kernel and the host emulation.
+template <class T>
+FC_HD void multiply_tile(float (&acc)[T::TM][T::TN], const float (*As)[T::BM + 4],
+                         const float (*Bs)[T::BN + 4], int tx, int ty) {
+  constexpr int BK = T::BK, TM = T::TM, TN = T::TN;
+#pragma unroll
+  for (int kk = 0; kk < BK; ++kk) {
+    float av[TM], bv[TN];
+#pragma unroll
+    for (int i = 0; i < TM; i += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(&As[kk][ty * TM + i]);
+      av[i] = v.x; av[i + 1] = v.y; av[i + 2] = v.z; av[i + 3] = v.w;
+    }
+#pragma unroll
+    for (int j = 0; j < TN; j += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(&Bs[kk][tx * TN + j]);
+      bv[j] = v.x; bv[j + 1] = v.y; bv[j + 2] = v.z; bv[j + 3] = v.w;
+    }
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+  }
+}
+
+// The thread's TM x TN results through the epilogue (rows/columns past M, N skipped).
+template <class T, class Epi>
+FC_HD void write_tile(const float (&acc)[T::TM][T::TN], const Epi& epi, int64_t M, int64_t N,
+                      int64_t m0, int64_t n0, int tx, int ty, int z) {
+#pragma unroll
+  for (int i = 0; i < T::TM; ++i) {
+    const int64_t m = m0 + ty * T::TM + i;
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < T::TN; ++j) {
+      const int64_t n = n0 + tx * T::TN + j;
+      if (n < N) epi(m, n, acc[i][j], z);
+    }
+  }
+}
 
 // Each block: the (blockIdx.y, blockIdx.x) tile of C over the k slice blockIdx.z.
 template <class T, class AL, class BL, class Epi>
@@ -141,24 +183,7 @@ implicit_gemm_kernel(int64_t M, int64_t N, int64_t Kd, int64_t k_chunk, AL a_loa
       a.fetch(ra, kt + BK, kend);
       b.fetch(rb, kt + BK, kend);
     }
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float av[TM], bv[TN];
-#pragma unroll
-      for (int i = 0; i < TM; i += 4) {
-        const float4 v = *reinterpret_cast<const float4*>(&As[buf][kk][ty * TM + i]);
-        av[i] = v.x; av[i + 1] = v.y; av[i + 2] = v.z; av[i + 3] = v.w;
-      }
-#pragma unroll
-      for (int j = 0; j < TN; j += 4) {
-        const float4 v = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * TN + j]);
-        bv[j] = v.x; bv[j + 1] = v.y; bv[j + 2] = v.z; bv[j + 3] = v.w;
-      }
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-    }
+    multiply_tile<T>(acc, As[buf], Bs[buf], tx, ty);
     if (has_next) {  // the other buffer was last read before the previous barrier
       a.store(As[buf ^ 1], ra);
       b.store(Bs[buf ^ 1], rb);
@@ -166,24 +191,14 @@ implicit_gemm_kernel(int64_t M, int64_t N, int64_t Kd, int64_t k_chunk, AL a_loa
     __syncthreads();
     buf ^= 1;
   }
-
-#pragma unroll
-  for (int i = 0; i < TM; ++i) {
-    const int64_t m = m0 + ty * TM + i;
-    if (m >= M) continue;
-#pragma unroll
-    for (int j = 0; j < TN; ++j) {
-      const int64_t n = n0 + tx * TN + j;
-      if (n < N) epi(m, n, acc[i][j], int(blockIdx.z));
-    }
-  }
+  write_tile<T>(acc, epi, M, N, m0, n0, tx, ty, int(blockIdx.z));
 }
 
 // Split-K, pass 1 epilogue: partial (splits, M, N) gets this slice's sums.
 struct PartialStore {
   float* partial;
   int64_t M, N;
-  __device__ __forceinline__ void operator()(int64_t m, int64_t n, float v, int z) const {
+  FC_HD void operator()(int64_t m, int64_t n, float v, int z) const {
     partial[(int64_t(z) * M + m) * N + n] = v;
   }
 };
@@ -201,17 +216,23 @@ __global__ void split_k_reduce_kernel(const float* partial, int splits, int64_t 
   }
 }
 
-template <class T, class AL, class BL, class Epi>
-void run_gemm(int64_t M, int64_t N, int64_t Kd, const AL& a, const BL& b, const Epi& epi) {
-  const int64_t grid_n = (N + T::BN - 1) / T::BN;
-  const int64_t grid_m = (M + T::BM - 1) / T::BM;
-  if (grid_m > 65535 || grid_n > 0x7fffffff)
+// How run_gemm cuts Kd: `splits` slices of k_chunk (a multiple of BK) each.
+struct SplitPlan {
+  int64_t grid_m, grid_n, splits, k_chunk;
+};
+
+// Split Kd when the tiles alone would leave most of the GPU (`sms` multiprocessors) idle;
+// each slice keeps at least 256 k's so the partial sums pay for themselves.
+template <class T>
+SplitPlan plan_gemm(int64_t M, int64_t N, int64_t Kd, int sms) {
+  SplitPlan plan;
+  plan.grid_n = (N + T::BN - 1) / T::BN;
+  plan.grid_m = (M + T::BM - 1) / T::BM;
+  if (plan.grid_m > 65535 || plan.grid_n > 0x7fffffff)
     throw std::invalid_argument("fastconv.cuda: GEMM of " + std::to_string(M) + " x " +
                                 std::to_string(N) + " is too large for one launch");
-  // Split Kd when the tiles alone would leave most of the GPU idle; each slice keeps at least
-  // 256 k's so the partial sums pay for themselves.
-  const int64_t tiles = grid_m * grid_n;
-  const int64_t want = 2 * int64_t(sm_count());
+  const int64_t tiles = plan.grid_m * plan.grid_n;
+  const int64_t want = 2 * int64_t(sms);
   int64_t splits = 1;
   if (tiles < want && Kd >= 512) {
     splits = std::min<int64_t>((want + tiles - 1) / tiles, Kd / 256);
@@ -219,37 +240,61 @@ void run_gemm(int64_t M, int64_t N, int64_t Kd, const AL& a, const BL& b, const 
   }
   int64_t k_chunk = (Kd + splits - 1) / splits;
   k_chunk = std::max<int64_t>(T::BK, (k_chunk + T::BK - 1) / T::BK * T::BK);
-  splits = std::max<int64_t>(1, (Kd + k_chunk - 1) / k_chunk);
+  plan.splits = std::max<int64_t>(1, (Kd + k_chunk - 1) / k_chunk);
+  plan.k_chunk = k_chunk;
+  return plan;
+}
 
-  const dim3 grid{unsigned(grid_n), unsigned(grid_m), unsigned(splits)};
-  if (splits == 1) {
-    implicit_gemm_kernel<T><<<grid, T::kThreads>>>(M, N, Kd, k_chunk, a, b, epi);
+template <class T, class AL, class BL, class Epi>
+void run_gemm(int64_t M, int64_t N, int64_t Kd, const AL& a, const BL& b, const Epi& epi) {
+  const SplitPlan plan = plan_gemm<T>(M, N, Kd, sm_count());
+  const dim3 grid{unsigned(plan.grid_n), unsigned(plan.grid_m), unsigned(plan.splits)};
+  if (plan.splits == 1) {
+    implicit_gemm_kernel<T><<<grid, T::kThreads>>>(M, N, Kd, plan.k_chunk, a, b, epi);
     CUDA_CHECK_LAUNCH();
     return;
   }
-  DeviceBuffer partial(size_t(splits) * size_t(M) * size_t(N) * sizeof(float));
-  implicit_gemm_kernel<T><<<grid, T::kThreads>>>(M, N, Kd, k_chunk, a, b,
+  DeviceBuffer partial(size_t(plan.splits) * size_t(M) * size_t(N) * sizeof(float));
+  implicit_gemm_kernel<T><<<grid, T::kThreads>>>(M, N, Kd, plan.k_chunk, a, b,
                                                  PartialStore{partial.as<float>(), M, N});
   CUDA_CHECK_LAUNCH();
-  split_k_reduce_kernel<<<grid_for(M * N, 256), 256>>>(partial.as<float>(), int(splits), M, N,
-                                                       epi);
+  split_k_reduce_kernel<<<grid_for(M * N, 256), 256>>>(partial.as<float>(), int(plan.splits),
+                                                       M, N, epi);
   CUDA_CHECK_LAUNCH();
 }
 
-// Picks the block tile from the shape: a short M (few output channels, as in LeNet's C1 with
-// K = 6) gets a wide, flat tile so fewer threads multiply padding rows.
+// Calls f(GemmTile<...>{}) with the block tile for this shape: a short M (few output
+// channels, as in LeNet's C1 with K = 6) gets a wide, flat tile so fewer threads multiply
+// padding rows; big problems with enough tiles get 128 x 128.
+template <class F>
+void dispatch_tile(int64_t M, int64_t N, int sms, F&& f) {
+  if (M <= 16) {
+    f(GemmTile<16, 256, 16, 4, 4>{});
+  } else if (M <= 32) {
+    f(GemmTile<32, 128, 16, 4, 4>{});
+  } else if (M >= 128 && N >= 128 && ((M + 127) / 128) * ((N + 127) / 128) >= sms) {
+    f(GemmTile<128, 128, 16, 8, 8>{});
+  } else {
+    f(GemmTile<64, 64, 16, 4, 4>{});
+  }
+}
+
+// The engine on the GPU, as a function object so an op's wiring (which loaders, which
+// epilogue) can also be run by the host emulation with another engine.
+struct DeviceGemm {
+  template <class AL, class BL, class Epi>
+  void operator()(int64_t M, int64_t N, int64_t Kd, const AL& a, const BL& b,
+                  const Epi& epi) const {
+    if (M <= 0 || N <= 0) return;
+    dispatch_tile(M, N, sm_count(), [&](auto tile) {
+      run_gemm<decltype(tile)>(M, N, Kd, a, b, epi);
+    });
+  }
+};
+
 template <class AL, class BL, class Epi>
 void implicit_gemm(int64_t M, int64_t N, int64_t Kd, const AL& a, const BL& b, const Epi& epi) {
-  if (M <= 0 || N <= 0) return;
-  if (M <= 16) {
-    run_gemm<GemmTile<16, 256, 16, 4, 4>>(M, N, Kd, a, b, epi);
-  } else if (M <= 32) {
-    run_gemm<GemmTile<32, 128, 16, 4, 4>>(M, N, Kd, a, b, epi);
-  } else if (M >= 128 && N >= 128 && ((M + 127) / 128) * ((N + 127) / 128) >= sm_count()) {
-    run_gemm<GemmTile<128, 128, 16, 8, 8>>(M, N, Kd, a, b, epi);
-  } else {
-    run_gemm<GemmTile<64, 64, 16, 4, 4>>(M, N, Kd, a, b, epi);
-  }
+  DeviceGemm{}(M, N, Kd, a, b, epi);
 }
 
 // A row-major matrix as a loader: element (slow, fast) at ptr[slow * ld + fast], where "fast"
@@ -262,9 +307,9 @@ struct MatrixLoader {
   const float* ptr;
   int64_t ld;
   struct Pre { int64_t fast; };
-  __device__ __forceinline__ Pre pre(int64_t fast) const { return Pre{fast}; }
-  __device__ __forceinline__ float at(const Pre& p, int64_t slow) const {
-    return __ldg(ptr + slow * ld + p.fast);
+  FC_HD Pre pre(int64_t fast) const { return Pre{fast}; }
+  FC_HD float at(const Pre& p, int64_t slow) const {
+    return ldg(ptr + slow * ld + p.fast);
   }
 };
 
@@ -274,8 +319,8 @@ struct MatrixStore {
   int64_t ldc;
   const float* bias;
   int act;
-  __device__ __forceinline__ void operator()(int64_t m, int64_t n, float v, int) const {
-    if (bias) v += __ldg(bias + n);
+  FC_HD void operator()(int64_t m, int64_t n, float v, int) const {
+    if (bias) v += ldg(bias + n);
     c[m * ldc + n] = apply_activation(act, v);
   }
 };

@@ -35,7 +35,7 @@ PoolGeom make_geom(const Pool2dParams& p) {
 
 // Row-major index (i*kw + j) of the first maximum of window (p, q) of one (H, W) plane, or -1
 // when the window holds no real cell. The value is written to *best.
-__device__ __forceinline__ int window_argmax(const float* plane, const PoolGeom& g, int64_t p,
+FC_HD int window_argmax(const float* plane, const PoolGeom& g, int64_t p,
                                              int64_t q, float* best) {
   const int64_t h0 = p * g.sh - g.pt, w0 = q * g.sw - g.pl;
   int arg = -1;
@@ -46,7 +46,7 @@ __device__ __forceinline__ int window_argmax(const float* plane, const PoolGeom&
     for (int j = 0; j < g.kw; ++j) {
       const int64_t w = w0 + j;
       if (w < 0 || w >= g.W) continue;
-      const float v = __ldg(plane + h * g.W + w);
+      const float v = ldg(plane + h * g.W + w);
       if (arg < 0 || v > m) {  // strictly greater: the first maximum wins
         m = v;
         arg = i * g.kw + j;
@@ -58,7 +58,7 @@ __device__ __forceinline__ int window_argmax(const float* plane, const PoolGeom&
 }
 
 // Range of outputs along one axis whose windows contain input index x (inclusive bounds).
-__device__ __forceinline__ void covering(int64_t x, int pad, int k, int s, int64_t out,
+FC_HD void covering(int64_t x, int pad, int k, int s, int64_t out,
                                          int64_t* lo, int64_t* hi) {
   const int64_t xp = x + pad;  // position in padded coordinates
   int64_t a = xp - k + 1;      // first window start that still reaches x
@@ -69,47 +69,8 @@ __device__ __forceinline__ void covering(int64_t x, int pad, int k, int s, int64
   *hi = b;
 }
 
-// x (N*C planes of H*W) -> y (N*C planes of P*Q)
-__global__ void max_pool_forward_kernel(const float* x, float* y, int64_t planes, PoolGeom g) {
-  const int64_t total = planes * g.P * g.Q;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t plane = i / (g.P * g.Q), pq = i - plane * g.P * g.Q;
-    const int64_t p = pq / g.Q, q = pq - p * g.Q;
-    float m;
-    window_argmax(x + plane * g.H * g.W, g, p, q, &m);
-    y[i] = m;
-  }
-}
-
-// dx (planes of H*W) from dy (planes of P*Q) and x (planes of H*W).
-__global__ void max_pool_backward_kernel(const float* dy, const float* x, float* dx,
-                                         int64_t planes, PoolGeom g) {
-  const int64_t total = planes * g.H * g.W;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t plane = i / (g.H * g.W), hw = i - plane * g.H * g.W;
-    const int64_t h = hw / g.W, w = hw - h * g.W;
-    const float* xp = x + plane * g.H * g.W;
-    const float* dyp = dy + plane * g.P * g.Q;
-    int64_t p0, p1, q0, q1;
-    covering(h, g.pt, g.kh, g.sh, g.P, &p0, &p1);
-    covering(w, g.pl, g.kw, g.sw, g.Q, &q0, &q1);
-    float s = 0.f;
-    for (int64_t p = p0; p <= p1; ++p) {
-      for (int64_t q = q0; q <= q1; ++q) {
-        float m;
-        const int arg = window_argmax(xp, g, p, q, &m);
-        const int64_t ah = p * g.sh - g.pt + arg / g.kw, aw = q * g.sw - g.pl + arg % g.kw;
-        if (arg >= 0 && ah == h && aw == w) s += __ldg(dyp + p * g.Q + q);
-      }
-    }
-    dx[i] = s;
-  }
-}
-
 // Number of real cells of window (p, q), or kh*kw with count_include_pad.
-__device__ __forceinline__ float window_divisor(const PoolGeom& g, int64_t p, int64_t q,
+FC_HD float window_divisor(const PoolGeom& g, int64_t p, int64_t q,
                                                 bool include_pad) {
   if (include_pad) return float(g.kh * g.kw);
   const int64_t h0 = p * g.sh - g.pt, w0 = q * g.sw - g.pl;
@@ -119,45 +80,92 @@ __device__ __forceinline__ float window_divisor(const PoolGeom& g, int64_t p, in
   return cells > 0 ? float(cells) : 1.f;
 }
 
+// One element each (flat index i into y for the forwards, into dx for the backwards). These
+// are the kernels' loop bodies, shared with the host emulation.
+// x (planes, H, W) -> y (planes, P, Q)
+FC_HD float max_pool_forward_at(const float* x, const PoolGeom& g, int64_t i) {
+  const int64_t plane = i / (g.P * g.Q), pq = i - plane * g.P * g.Q;
+  const int64_t p = pq / g.Q, q = pq - p * g.Q;
+  float m;
+  window_argmax(x + plane * g.H * g.W, g, p, q, &m);
+  return m;
+}
+
+// dx (planes, H, W) from dy (planes, P, Q) and x (planes, H, W).
+FC_HD float max_pool_backward_at(const float* dy, const float* x, const PoolGeom& g, int64_t i) {
+  const int64_t plane = i / (g.H * g.W), hw = i - plane * g.H * g.W;
+  const int64_t h = hw / g.W, w = hw - h * g.W;
+  const float* xp = x + plane * g.H * g.W;
+  const float* dyp = dy + plane * g.P * g.Q;
+  int64_t p0, p1, q0, q1;
+  covering(h, g.pt, g.kh, g.sh, g.P, &p0, &p1);
+  covering(w, g.pl, g.kw, g.sw, g.Q, &q0, &q1);
+  float s = 0.f;
+  for (int64_t p = p0; p <= p1; ++p) {
+    for (int64_t q = q0; q <= q1; ++q) {
+      float m;
+      const int arg = window_argmax(xp, g, p, q, &m);
+      if (arg < 0) continue;
+      const int64_t ah = p * g.sh - g.pt + arg / g.kw, aw = q * g.sw - g.pl + arg % g.kw;
+      if (ah == h && aw == w) s += ldg(dyp + p * g.Q + q);
+    }
+  }
+  return s;
+}
+
+FC_HD float avg_pool_forward_at(const float* x, const PoolGeom& g, bool include_pad, int64_t i) {
+  const int64_t plane = i / (g.P * g.Q), pq = i - plane * g.P * g.Q;
+  const int64_t p = pq / g.Q, q = pq - p * g.Q;
+  const float* xp = x + plane * g.H * g.W;
+  const int64_t h0 = p * g.sh - g.pt, w0 = q * g.sw - g.pl;
+  float s = 0.f;
+  for (int a = 0; a < g.kh; ++a) {
+    const int64_t h = h0 + a;
+    if (h < 0 || h >= g.H) continue;
+    for (int b = 0; b < g.kw; ++b) {
+      const int64_t w = w0 + b;
+      if (w >= 0 && w < g.W) s += ldg(xp + h * g.W + w);
+    }
+  }
+  return s / window_divisor(g, p, q, include_pad);
+}
+
+FC_HD float avg_pool_backward_at(const float* dy, const PoolGeom& g, bool include_pad,
+                                 int64_t i) {
+  const int64_t plane = i / (g.H * g.W), hw = i - plane * g.H * g.W;
+  const int64_t h = hw / g.W, w = hw - h * g.W;
+  const float* dyp = dy + plane * g.P * g.Q;
+  int64_t p0, p1, q0, q1;
+  covering(h, g.pt, g.kh, g.sh, g.P, &p0, &p1);
+  covering(w, g.pl, g.kw, g.sw, g.Q, &q0, &q1);
+  float s = 0.f;
+  for (int64_t p = p0; p <= p1; ++p)
+    for (int64_t q = q0; q <= q1; ++q)
+      s += ldg(dyp + p * g.Q + q) / window_divisor(g, p, q, include_pad);
+  return s;
+}
+
+#define FC_GRID_STRIDE(i, total)                                                   \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (total); \
+       i += int64_t(gridDim.x) * blockDim.x)
+
+__global__ void max_pool_forward_kernel(const float* x, float* y, int64_t planes, PoolGeom g) {
+  FC_GRID_STRIDE(i, planes * g.P * g.Q) y[i] = max_pool_forward_at(x, g, i);
+}
+
+__global__ void max_pool_backward_kernel(const float* dy, const float* x, float* dx,
+                                         int64_t planes, PoolGeom g) {
+  FC_GRID_STRIDE(i, planes * g.H * g.W) dx[i] = max_pool_backward_at(dy, x, g, i);
+}
+
 __global__ void avg_pool_forward_kernel(const float* x, float* y, int64_t planes, PoolGeom g,
                                         bool include_pad) {
-  const int64_t total = planes * g.P * g.Q;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t plane = i / (g.P * g.Q), pq = i - plane * g.P * g.Q;
-    const int64_t p = pq / g.Q, q = pq - p * g.Q;
-    const float* xp = x + plane * g.H * g.W;
-    const int64_t h0 = p * g.sh - g.pt, w0 = q * g.sw - g.pl;
-    float s = 0.f;
-    for (int a = 0; a < g.kh; ++a) {
-      const int64_t h = h0 + a;
-      if (h < 0 || h >= g.H) continue;
-      for (int b = 0; b < g.kw; ++b) {
-        const int64_t w = w0 + b;
-        if (w >= 0 && w < g.W) s += __ldg(xp + h * g.W + w);
-      }
-    }
-    y[i] = s / window_divisor(g, p, q, include_pad);
-  }
+  FC_GRID_STRIDE(i, planes * g.P * g.Q) y[i] = avg_pool_forward_at(x, g, include_pad, i);
 }
 
 __global__ void avg_pool_backward_kernel(const float* dy, float* dx, int64_t planes, PoolGeom g,
                                          bool include_pad) {
-  const int64_t total = planes * g.H * g.W;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t plane = i / (g.H * g.W), hw = i - plane * g.H * g.W;
-    const int64_t h = hw / g.W, w = hw - h * g.W;
-    const float* dyp = dy + plane * g.P * g.Q;
-    int64_t p0, p1, q0, q1;
-    covering(h, g.pt, g.kh, g.sh, g.P, &p0, &p1);
-    covering(w, g.pl, g.kw, g.sw, g.Q, &q0, &q1);
-    float s = 0.f;
-    for (int64_t p = p0; p <= p1; ++p)
-      for (int64_t q = q0; q <= q1; ++q)
-        s += __ldg(dyp + p * g.Q + q) / window_divisor(g, p, q, include_pad);
-    dx[i] = s;
-  }
+  FC_GRID_STRIDE(i, planes * g.H * g.W) dx[i] = avg_pool_backward_at(dy, g, include_pad, i);
 }
 
 }  // namespace
