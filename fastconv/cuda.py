@@ -106,6 +106,11 @@ def require() -> Any:
     return ext
 
 
+def _require_module() -> Any:
+    """The CUDA extension module for fastconv.functional's dispatch (RuntimeError if no GPU)."""
+    return require()
+
+
 def device_count() -> int:
     """Number of CUDA devices (0 without the extension or without a driver)."""
     ext = _extension()
