@@ -567,8 +567,8 @@ PYBIND11_MODULE(_cuda, m) {
   }, "The caching allocator's counters: allocated_bytes, cached_bytes, cuda_mallocs, "
      "cache_hits.");
   m.def("set_allow_tf32", &set_allow_tf32, py::arg("allow"),
-        "Allow TF32 tensor cores in conv2d and GEMM (default False). Reserved: the kernels "
-        "currently always compute in FP32.");
+        "Allow TF32 tensor cores (WMMA m16n16k8) in conv2d, linear and sgemm (default False: "
+        "exact FP32 FMAs). TF32 keeps 10 mantissa bits; expect relative errors near 1e-3.");
   m.def("get_allow_tf32", &allow_tf32, "Whether TF32 was allowed with set_allow_tf32.");
 
   // ---------------------------------------------------------------- Tensor

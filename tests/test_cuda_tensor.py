@@ -258,6 +258,37 @@ def test_conv2d_ops_against_numpy(case):
 
 @pytest.mark.gpu
 @requires_gpu
+@pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[3], CONV_CASES[5]])
+def test_conv2d_tf32_close_to_fp32(case):
+    ext = fc_cuda.require()
+    xs, ws, stride, pad, dil = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    want = _conv_ref(x, w, None, stride, pad, dil)
+    T = fc_cuda.Tensor.from_numpy
+    fc_cuda.set_allow_tf32(True)
+    try:
+        assert fc_cuda.get_allow_tf32()
+        y = ext.conv2d_forward(T(x), T(w), None, stride, pad, dil, 0).numpy()
+        dy = rng.standard_normal(want.shape).astype(np.float32)
+        dw = ext.conv2d_backward_weight(T(dy), T(x), ws, stride, pad, dil).numpy()
+        a = rng.standard_normal((100, 300)).astype(np.float32)
+        b = rng.standard_normal((300, 70)).astype(np.float32)
+        c = ext.sgemm(T(a), T(b), False, False).numpy()
+    finally:
+        fc_cuda.set_allow_tf32(False)
+    scale = np.abs(want).max()
+    assert np.abs(y - want).max() <= 5e-3 * scale
+    assert not np.array_equal(y, want.astype(np.float32)) or scale == 0
+    v = rng.standard_normal(ws)
+    assert np.isclose(np.sum(dw * v), np.sum(dy * _conv_ref(x, v, None, stride, pad, dil)),
+                      rtol=1e-2, atol=1e-1)
+    np.testing.assert_allclose(c, a @ b, rtol=0, atol=5e-3 * np.abs(a @ b).max())
+
+
+@pytest.mark.gpu
+@requires_gpu
 def test_pool_activation_softmax_linear_against_numpy():
     ext = fc_cuda.require()
     T = fc_cuda.Tensor.from_numpy

@@ -26,9 +26,21 @@
 // its partial tile to a workspace (splits, M, N); a second kernel sums the slices in a fixed
 // order and applies the epilogue, so the result is deterministic (no atomics).
 //
+// TF32 (set_allow_tf32(True), off by default): the same loaders, tiles and pipeline, but the
+// multiply is done by tensor cores through WMMA (m16n16k8, TF32 inputs rounded from FP32 with
+// __float_to_tf32, FP32 accumulation). Eight warps tile the block: warp (wm, wn) owns rows
+// [16*wm, 16*wm + 16) and BN/WN columns, i.e. FN 16x16 accumulator fragments. The shared tiles
+// already have the layouts WMMA reads: As[k][m] is a col-major A, Bs[k][n] a row-major B, and
+// every fragment pointer is 32-byte aligned (rows of BM+4 / BN+4 floats, k steps of 8). At
+// the end the accumulators go through shared memory (aliasing the A/B tiles) so the epilogue
+// sees one (m, n) at a time, as in the FP32 kernel. TF32 keeps 10 mantissa bits: expect
+// relative errors around 1e-3, as with cuDNN's TF32 convolutions.
+//
 // Indexing: m, n, k are int64; loaders decode their indices in int32 (the bindings keep every
 // decoded product below 2^31) and form addresses in int64.
 #pragma once
+#include <mma.h>
+
 #include <algorithm>
 
 #include "cuda/common.cuh"
@@ -194,6 +206,92 @@ implicit_gemm_kernel(int64_t M, int64_t N, int64_t Kd, int64_t k_chunk, AL a_loa
   write_tile<T>(acc, epi, M, N, m0, n0, tx, ty, int(blockIdx.z));
 }
 
+// The TF32 tensor-core variant of implicit_gemm_kernel (see the header comment).
+template <class T, class AL, class BL, class Epi>
+__global__ void __launch_bounds__(T::kThreads)
+implicit_gemm_tf32_kernel(int64_t M, int64_t N, int64_t Kd, int64_t k_chunk, AL a_loader,
+                          BL b_loader, Epi epi) {
+  using namespace nvcuda;
+  constexpr int BM = T::BM, BN = T::BN, BK = T::BK, NT = T::kThreads;
+  constexpr int kWarps = NT / 32, WM = BM / 16, WN = kWarps / WM, WARP_N = BN / WN;
+  constexpr int FN = WARP_N / 16;
+  static_assert(NT % 32 == 0 && BM % 16 == 0 && BK % 8 == 0, "WMMA m16n16k8 tiling");
+  static_assert(WM * WN == kWarps && WARP_N % 16 == 0, "warps must tile the block exactly");
+  using AOp = TileOperand<BM, BK, NT, AL>;
+  using BOp = TileOperand<BN, BK, NT, BL>;
+  constexpr int kLdA = AOp::kLd, kLdB = BOp::kLd, kLdC = BN + 4;
+  constexpr int kBytesA = 2 * BK * kLdA * 4, kBytesB = 2 * BK * kLdB * 4;
+  constexpr int kBytesC = BM * kLdC * 4;
+  constexpr int kBytes = kBytesA + kBytesB > kBytesC ? kBytesA + kBytesB : kBytesC;
+  static_assert(kBytesA % 32 == 0, "B tiles must start 32-byte aligned");
+  __shared__ __align__(128) unsigned char smem[kBytes];
+  auto As = reinterpret_cast<float (*)[BK][kLdA]>(smem);             // As[buf][k][m]
+  auto Bs = reinterpret_cast<float (*)[BK][kLdB]>(smem + kBytesA);   // Bs[buf][k][n]
+  auto Cs = reinterpret_cast<float (*)[kLdC]>(smem);                 // Cs[m][n], after the loop
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32, wm = warp % WM, wn = warp / WM;
+  const int64_t m0 = int64_t(blockIdx.y) * BM;
+  const int64_t n0 = int64_t(blockIdx.x) * BN;
+  const int64_t kbeg = int64_t(blockIdx.z) * k_chunk;
+  const int64_t kend = (kbeg + k_chunk < Kd) ? kbeg + k_chunk : Kd;
+
+  const AOp a(a_loader, tid, m0, M);
+  const BOp b(b_loader, tid, n0, N);
+  float ra[AOp::kPer], rb[BOp::kPer];
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FN];
+#pragma unroll
+  for (int f = 0; f < FN; ++f) wmma::fill_fragment(acc[f], 0.f);
+
+  int buf = 0;
+  if (kbeg < kend) {
+    a.fetch(ra, kbeg, kend);
+    b.fetch(rb, kbeg, kend);
+    a.store(As[0], ra);
+    b.store(Bs[0], rb);
+  }
+  __syncthreads();
+  for (int64_t kt = kbeg; kt < kend; kt += BK) {
+    const bool has_next = kt + BK < kend;
+    if (has_next) {
+      a.fetch(ra, kt + BK, kend);
+      b.fetch(rb, kt + BK, kend);
+    }
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 8) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa;
+      wmma::load_matrix_sync(fa, &As[buf][kk][wm * 16], kLdA);
+#pragma unroll
+      for (int t = 0; t < fa.num_elements; ++t) fa.x[t] = wmma::__float_to_tf32(fa.x[t]);
+#pragma unroll
+      for (int f = 0; f < FN; ++f) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
+        wmma::load_matrix_sync(fb, &Bs[buf][kk][wn * WARP_N + f * 16], kLdB);
+#pragma unroll
+        for (int t = 0; t < fb.num_elements; ++t) fb.x[t] = wmma::__float_to_tf32(fb.x[t]);
+        wmma::mma_sync(acc[f], fa, fb, acc[f]);
+      }
+    }
+    if (has_next) {
+      a.store(As[buf ^ 1], ra);
+      b.store(Bs[buf ^ 1], rb);
+    }
+    __syncthreads();
+    buf ^= 1;
+  }
+  // Every read of the A/B tiles finished before the last barrier: reuse them for C.
+#pragma unroll
+  for (int f = 0; f < FN; ++f)
+    wmma::store_matrix_sync(&Cs[wm * 16][wn * WARP_N + f * 16], acc[f], kLdC,
+                            wmma::mem_row_major);
+  __syncthreads();
+  for (int idx = tid; idx < BM * BN; idx += NT) {
+    const int mm = idx / BN, nn = idx % BN;
+    const int64_t m = m0 + mm, n = n0 + nn;
+    if (m < M && n < N) epi(m, n, Cs[mm][nn], int(blockIdx.z));
+  }
+}
+
 // Split-K, pass 1 epilogue: partial (splits, M, N) gets this slice's sums.
 struct PartialStore {
   float* partial;
@@ -245,19 +343,29 @@ SplitPlan plan_gemm(int64_t M, int64_t N, int64_t Kd, int sms) {
   return plan;
 }
 
-template <class T, class AL, class BL, class Epi>
+// Launches the FP32 or the TF32 kernel for tile T.
+template <class T, bool kTF32, class AL, class BL, class Epi>
+void launch_gemm_kernel(dim3 grid, int64_t M, int64_t N, int64_t Kd, int64_t k_chunk,
+                        const AL& a, const BL& b, const Epi& epi) {
+  if constexpr (kTF32) {
+    implicit_gemm_tf32_kernel<T><<<grid, T::kThreads>>>(M, N, Kd, k_chunk, a, b, epi);
+  } else {
+    implicit_gemm_kernel<T><<<grid, T::kThreads>>>(M, N, Kd, k_chunk, a, b, epi);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+template <class T, bool kTF32, class AL, class BL, class Epi>
 void run_gemm(int64_t M, int64_t N, int64_t Kd, const AL& a, const BL& b, const Epi& epi) {
   const SplitPlan plan = plan_gemm<T>(M, N, Kd, sm_count());
   const dim3 grid{unsigned(plan.grid_n), unsigned(plan.grid_m), unsigned(plan.splits)};
   if (plan.splits == 1) {
-    implicit_gemm_kernel<T><<<grid, T::kThreads>>>(M, N, Kd, plan.k_chunk, a, b, epi);
-    CUDA_CHECK_LAUNCH();
+    launch_gemm_kernel<T, kTF32>(grid, M, N, Kd, plan.k_chunk, a, b, epi);
     return;
   }
   DeviceBuffer partial(size_t(plan.splits) * size_t(M) * size_t(N) * sizeof(float));
-  implicit_gemm_kernel<T><<<grid, T::kThreads>>>(M, N, Kd, plan.k_chunk, a, b,
-                                                 PartialStore{partial.as<float>(), M, N});
-  CUDA_CHECK_LAUNCH();
+  launch_gemm_kernel<T, kTF32>(grid, M, N, Kd, plan.k_chunk, a, b,
+                               PartialStore{partial.as<float>(), M, N});
   split_k_reduce_kernel<<<grid_for(M * N, 256), 256>>>(partial.as<float>(), int(plan.splits),
                                                        M, N, epi);
   CUDA_CHECK_LAUNCH();
@@ -279,6 +387,19 @@ void dispatch_tile(int64_t M, int64_t N, int sms, F&& f) {
   }
 }
 
+// The TF32 kernel's tiles: eight warps of 16 x 32, so the C tile fits in the A/B tiles' shared
+// memory (no 128 x 128 here).
+template <class F>
+void dispatch_tile_tf32(int64_t M, F&& f) {
+  if (M <= 16) {
+    f(GemmTile<16, 256, 16, 4, 4>{});
+  } else if (M <= 32) {
+    f(GemmTile<32, 128, 16, 4, 4>{});
+  } else {
+    f(GemmTile<64, 64, 16, 4, 4>{});
+  }
+}
+
 // The engine on the GPU, as a function object so an op's wiring (which loaders, which
 // epilogue) can also be run by the host emulation with another engine.
 struct DeviceGemm {
@@ -286,9 +407,15 @@ struct DeviceGemm {
   void operator()(int64_t M, int64_t N, int64_t Kd, const AL& a, const BL& b,
                   const Epi& epi) const {
     if (M <= 0 || N <= 0) return;
-    dispatch_tile(M, N, sm_count(), [&](auto tile) {
-      run_gemm<decltype(tile)>(M, N, Kd, a, b, epi);
-    });
+    if (allow_tf32()) {
+      dispatch_tile_tf32(M, [&](auto tile) {
+        run_gemm<decltype(tile), true>(M, N, Kd, a, b, epi);
+      });
+    } else {
+      dispatch_tile(M, N, sm_count(), [&](auto tile) {
+        run_gemm<decltype(tile), false>(M, N, Kd, a, b, epi);
+      });
+    }
   }
 };
 
