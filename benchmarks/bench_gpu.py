@@ -7,7 +7,8 @@ One command, one table, JSON beside it:
 For each layer (LeNet-5 C1, C3, C5; the four VGG 3x3 "same" convolutions; 2x2 max pooling)
 at batch 64 and 256, it times fastconv's forward, backward-input and backward-weight
 (fastconv._cuda called directly, so the numbers are the kernels plus a thin binding) and
-PyTorch's cuDNN in FP32 and with TF32 allowed (torch.backends.cudnn.allow_tf32). Each time is
+PyTorch's cuDNN, both in FP32 and with TF32 allowed (fastconv.cuda.set_allow_tf32,
+torch.backends.cudnn.allow_tf32). Each time is
 the median of --reps runs after --warmup runs, measured with CUDA events on the default
 stream (fastconv and PyTorch both queue there). Ratios are fastconv time / PyTorch time, so
 below 1 means fastconv is faster. Without PyTorch only fastconv is timed (host timers around
@@ -149,6 +150,11 @@ def bench_conv(case: dict[str, Any], ext: Any, torch: Any, timer: Timer) -> list
         row = {"layer": case["layer"], "batch": case["batch"], "pass": name,
                "fastconv_ms": timer.median_ms(fn)}
         row["fastconv_gflops"] = case["flops"] / row["fastconv_ms"] / 1e6
+        ext.set_allow_tf32(True)
+        try:
+            row["fastconv_tf32_ms"] = timer.median_ms(fn)
+        finally:
+            ext.set_allow_tf32(False)
         if torch is not None:
             tfn = torch_passes[name]
             got = fn().numpy()
@@ -161,7 +167,7 @@ def bench_conv(case: dict[str, Any], ext: Any, torch: Any, timer: Timer) -> list
             row["torch_tf32_ms"] = timer.median_ms(tfn)
             torch.backends.cudnn.allow_tf32 = False
             row["ratio_fp32"] = row["fastconv_ms"] / row["torch_fp32_ms"]
-            row["ratio_tf32"] = row["fastconv_ms"] / row["torch_tf32_ms"]
+            row["ratio_tf32"] = row["fastconv_tf32_ms"] / row["torch_tf32_ms"]
         rows.append(row)
     return rows
 
@@ -203,20 +209,22 @@ def bench_pool(name: str, n: int, c: int, h: int, k: int, ext: Any, torch: Any,
 def print_table(info: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """One table: times in ms, fastconv GFLOP/s, ratios fastconv / torch."""
     print("fastconv CUDA vs PyTorch cuDNN: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    cols = f"{'layer':26} {'N':>4} {'pass':16} {'fastconv':>9} {'GFLOP/s':>8} " \
+    cols = f"{'layer':26} {'N':>4} {'pass':16} {'fastconv':>9} {'GFLOP/s':>8} {'fc TF32':>9} " \
            f"{'cudnn32':>9} {'cudnnTF32':>9} {'x fp32':>7} {'x tf32':>7} {'maxdiff':>8}"
     print(cols)
     print("-" * len(cols))
 
     def fmt(v: Any, spec: str) -> str:
-        return format(v, spec) if isinstance(v, float) else format("-", spec.split(".")[0] + "s")
+        return format(v, spec) if isinstance(v, float) else format("-", ">" + spec.split(".")[0])
 
     for r in rows:
         print(f"{r['layer']:26} {r['batch']:>4} {r['pass']:16} {fmt(r['fastconv_ms'], '9.4f')} "
-              f"{fmt(r.get('fastconv_gflops'), '8.0f')} {fmt(r.get('torch_fp32_ms'), '9.4f')} "
+              f"{fmt(r.get('fastconv_gflops'), '8.0f')} {fmt(r.get('fastconv_tf32_ms'), '9.4f')} "
+              f"{fmt(r.get('torch_fp32_ms'), '9.4f')} "
               f"{fmt(r.get('torch_tf32_ms'), '9.4f')} {fmt(r.get('ratio_fp32'), '7.2f')} "
               f"{fmt(r.get('ratio_tf32'), '7.2f')} {fmt(r.get('max_abs_diff_vs_torch'), '8.1e')}")
-    print("times: median ms; x fp32 / x tf32: fastconv time over cuDNN time (below 1: faster)")
+    print("times: median ms; x fp32: fastconv FP32 / cuDNN FP32, x tf32: fastconv TF32 / cuDNN "
+          "TF32 (below 1: fastconv faster); maxdiff: fastconv FP32 vs cuDNN FP32")
 
 
 def main(argv: list[str] | None = None) -> int:

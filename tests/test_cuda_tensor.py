@@ -280,7 +280,6 @@ def test_conv2d_tf32_close_to_fp32(case):
         fc_cuda.set_allow_tf32(False)
     scale = np.abs(want).max()
     assert np.abs(y - want).max() <= 5e-3 * scale
-    assert not np.array_equal(y, want.astype(np.float32)) or scale == 0
     v = rng.standard_normal(ws)
     assert np.isclose(np.sum(dw * v), np.sum(dy * _conv_ref(x, v, None, stride, pad, dil)),
                       rtol=1e-2, atol=1e-1)
