@@ -9,10 +9,14 @@
 // the same tile choice and split-K plan as on the GPU. The pooling kernels' loop bodies are
 // called for every element. Results are compared with naive float64 loops written here.
 //
-// Not covered: the warp-level softmax, the bias reduction, launch configuration errors, real
-// concurrency (races would not show up here). Build and run (about a minute to compile):
+// Not covered: the TF32 (WMMA) multiply, the warp-level softmax, the bias reduction, launch
+// configuration errors, real concurrency (races would not show up here). Build and run (a few
+// minutes to compile, since the kernels are compiled for sm_80 too):
 //   nvcc -std=c++17 -O1 -arch=sm_80 -Icsrc tests/cuda_host_emulation.cu csrc/cuda/runtime.cu \
 //        -o /tmp/cuda_host_emulation && /tmp/cuda_host_emulation
+// With AddressSanitizer, which turns any out-of-bounds read by a loader into an error (every
+// buffer here has its exact size), compile with -Xcompiler=-fsanitize=address and link with
+//   g++ -fsanitize=address emu.o runtime.o -L/usr/local/cuda/lib64 -lcudart_static -ldl -lpthread -lrt
 #include <cmath>
 #include <cstdio>
 #include <memory>
