@@ -226,7 +226,9 @@ Tensor tensor_reshape(const Tensor& t, std::vector<int64_t> shape) {
       known *= shape[i];
     }
   }
-  if (infer >= 0) {
+  if (infer >= 0 && known == 0 && t.numel() == 0) {
+    shape[size_t(infer)] = 0;  // (-1, 0) of an empty tensor: the -1 is free, take 0
+  } else if (infer >= 0) {
     if (known == 0 || t.numel() % known != 0)
       fail("Tensor.reshape: cannot reshape ", shape_str(t.shape), " into ", shape_str(shape));
     shape[size_t(infer)] = t.numel() / known;
