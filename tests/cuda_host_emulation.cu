@@ -348,9 +348,32 @@ void test_pool(const char* name, int64_t N, int64_t C, int64_t H, int64_t W, int
   check(what, dx, dxavg, 1e-6);
 }
 
+// FastDiv against the hardware divide: small divisors exhaustively over edge dividends, and
+// random (divisor, dividend) pairs up to 2^31 - 1.
+void test_fastdiv() {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> any(0, 0x7fffffff);
+  int64_t bad = 0, tried = 0;
+  auto probe = [&](int d, int n) {
+    ++tried;
+    if (FastDiv(d).div(n) != n / d) ++bad;
+  };
+  for (int d = 1; d <= 4096; ++d) {
+    for (int n : {0, 1, d - 1, d, d + 1, 2 * d - 1, 2 * d, 0x7fffffff, 0x7ffffffe, 0x40000000})
+      if (n >= 0) probe(d, n);
+    for (int i = 0; i < 64; ++i) probe(d, any(rng));
+  }
+  for (int i = 0; i < 200000; ++i) probe(std::max(1, any(rng) >> (i % 31)), any(rng));
+  const bool ok = bad == 0;
+  if (!ok) ++g_failures;
+  std::printf("%-4s %-60s %ld of %ld wrong\n", ok ? "ok" : "FAIL", "FastDiv vs integer divide",
+              long(bad), long(tried));
+}
+
 }  // namespace
 
 int main() {
+  test_fastdiv();
   // LeNet-5 and VGG layers at small batch, then odd geometry, every tile, split-K.
   test_conv("lenet C1 1->6 5x5 32x32 N=2", conv_params(2, 1, 32, 32, 6, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1));
   test_conv("lenet C3 6->16 5x5 14x14 N=2", conv_params(2, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1));

@@ -73,6 +73,29 @@ FC_HD T ldg(const T* p) {
 #endif
 }
 
+// Division by a fixed positive divisor with a multiply-high and a shift instead of an integer
+// divide (Granlund & Montgomery 1994; CUTLASS's FastDivmod): exact for 0 <= n < 2^31. The
+// im2col decodes divide by R*S, S, Q, P*Q, W, H*W and the strides for every element they
+// load; a hardware-less 32-bit divide costs ~20 instructions, this costs 3.
+struct FastDiv {
+  uint32_t d = 1, mul = 1, shr = 0;
+  FastDiv() = default;
+  explicit FastDiv(int64_t divisor) : d(uint32_t(divisor)) {
+    if (divisor < 1 || divisor > 0x7fffffff)
+      throw std::invalid_argument("FastDiv: divisor out of range: " + std::to_string(divisor));
+    while ((uint64_t(1) << shr) < d) ++shr;  // shr = ceil(log2(d))
+    mul = uint32_t(((uint64_t(1) << 32) * ((uint64_t(1) << shr) - d)) / d + 1);
+  }
+  FC_HD int div(int n) const {
+#ifdef __CUDA_ARCH__
+    const uint32_t hi = __umulhi(uint32_t(n), mul);
+#else
+    const uint32_t hi = uint32_t((uint64_t(uint32_t(n)) * mul) >> 32);
+#endif
+    return int((hi + uint32_t(n)) >> shr);
+  }
+};
+
 // The activation fused into an output pass; codes as in ops.h (0 none, 1 relu, 2 tanh,
 // 3 sigmoid).
 FC_HD float apply_activation(int act, float v) {

@@ -30,11 +30,13 @@ namespace fastconv {
 namespace cuda {
 namespace {
 
-// Geometry in int32 for fast index decoding (the binding keeps each product below 2^31).
+// Geometry in int32 for fast index decoding (the binding keeps each product below 2^31), with
+// a FastDiv for every divisor the decodes use.
 struct ConvGeom {
   int N, C, H, W, K, R, S, P, Q;
   int sh, sw, pt, pl, dh, dw;
   int RS, HW, PQ;
+  FastDiv div_S, div_Q, div_W, div_RS, div_HW, div_PQ, div_sh, div_sw;
 };
 
 ConvGeom make_geom(const Conv2dParams& p) {
@@ -45,6 +47,9 @@ ConvGeom make_geom(const Conv2dParams& p) {
   g.pt = int(p.pad_top); g.pl = int(p.pad_left);
   g.dh = int(p.dil_h); g.dw = int(p.dil_w);
   g.RS = g.R * g.S; g.HW = g.H * g.W; g.PQ = g.P * g.Q;
+  g.div_S = FastDiv(g.S); g.div_Q = FastDiv(g.Q); g.div_W = FastDiv(g.W);
+  g.div_RS = FastDiv(g.RS); g.div_HW = FastDiv(g.HW); g.div_PQ = FastDiv(g.PQ);
+  g.div_sh = FastDiv(g.sh); g.div_sw = FastDiv(g.sw);
   return g;
 }
 
@@ -69,14 +74,14 @@ struct FwdImageLoader {
   struct Pre { int64_t base; int h0, w0; };
   FC_HD Pre pre(int64_t col) const {
     const int n = int(col);
-    const int img = n / g.PQ, pq = n - img * g.PQ;
-    const int p = pq / g.Q, q = pq - p * g.Q;
+    const int img = g.div_PQ.div(n), pq = n - img * g.PQ;
+    const int p = g.div_Q.div(pq), q = pq - p * g.Q;
     return Pre{int64_t(img) * g.C * g.HW, p * g.sh - g.pt, q * g.sw - g.pl};
   }
   FC_HD float at(const Pre& pre, int64_t k) const {
     const int crs = int(k);
-    const int c = crs / g.RS, rs = crs - c * g.RS;
-    const int r = rs / g.S, s = rs - r * g.S;
+    const int c = g.div_RS.div(crs), rs = crs - c * g.RS;
+    const int r = g.div_S.div(rs), s = rs - r * g.S;
     const int h = pre.h0 + r * g.dh, w_ = pre.w0 + s * g.dw;
     if (unsigned(h) >= unsigned(g.H) || unsigned(w_) >= unsigned(g.W)) return 0.f;
     return ldg(x + pre.base + (int64_t(c) * g.H + h) * g.W + w_);
@@ -88,8 +93,9 @@ struct FwdOutputStore {
   float* y;  // (N, K, P, Q)
   const float* b;
   int K, PQ, act;
+  FastDiv div_PQ;
   FC_HD void operator()(int64_t m, int64_t col, float v, int) const {
-    const int img = int(col) / PQ, pq = int(col) - img * PQ;
+    const int img = div_PQ.div(int(col)), pq = int(col) - img * PQ;
     if (b) v += ldg(b + m);
     y[(int64_t(img) * K + m) * PQ + pq] = apply_activation(act, v);
   }
@@ -101,10 +107,11 @@ struct BwdInFilterLoader {
   static constexpr bool kFastK = true;
   const float* w;  // (K, C, R, S)
   int C, RS;
+  FastDiv div_RS;
   struct Pre { int64_t off; };
   FC_HD Pre pre(int64_t kd) const {
     const int krs = int(kd);
-    const int k = krs / RS, rs = krs - k * RS;
+    const int k = div_RS.div(krs), rs = krs - k * RS;
     return Pre{int64_t(k) * C * RS + rs};
   }
   FC_HD float at(const Pre& p, int64_t c) const {
@@ -121,17 +128,17 @@ struct BwdInGradLoader {
   struct Pre { int64_t base; int hp, wp; };
   FC_HD Pre pre(int64_t col) const {
     const int n = int(col);
-    const int img = n / g.HW, hw = n - img * g.HW;
-    const int h = hw / g.W, w_ = hw - h * g.W;
+    const int img = g.div_HW.div(n), hw = n - img * g.HW;
+    const int h = g.div_W.div(hw), w_ = hw - h * g.W;
     return Pre{int64_t(img) * g.K * g.PQ, h + g.pt, w_ + g.pl};
   }
   FC_HD float at(const Pre& pre, int64_t kd) const {
     const int krs = int(kd);
-    const int k = krs / g.RS, rs = krs - k * g.RS;
-    const int r = rs / g.S, s = rs - r * g.S;
+    const int k = g.div_RS.div(krs), rs = krs - k * g.RS;
+    const int r = g.div_S.div(rs), s = rs - r * g.S;
     const int ph = pre.hp - r * g.dh, qw = pre.wp - s * g.dw;  // p*stride_h, q*stride_w
     if (ph < 0 || qw < 0) return 0.f;
-    const int p = ph / g.sh, q = qw / g.sw;
+    const int p = g.div_sh.div(ph), q = g.div_sw.div(qw);
     if (p * g.sh != ph || q * g.sw != qw || p >= g.P || q >= g.Q) return 0.f;
     return ldg(dy + pre.base + (int64_t(k) * g.P + p) * g.Q + q);
   }
@@ -141,8 +148,9 @@ struct BwdInGradLoader {
 struct BwdInStore {
   float* dx;  // (N, C, H, W)
   int C, HW;
+  FastDiv div_HW;
   FC_HD void operator()(int64_t c, int64_t col, float v, int) const {
-    const int img = int(col) / HW, hw = int(col) - img * HW;
+    const int img = div_HW.div(int(col)), hw = int(col) - img * HW;
     dx[(int64_t(img) * C + c) * HW + hw] = v;
   }
 };
@@ -153,10 +161,11 @@ struct BwdWGradLoader {
   static constexpr bool kFastK = true;
   const float* dy;  // (N, K, P, Q)
   int K, PQ;
+  FastDiv div_PQ;
   struct Pre { int64_t off; };
   FC_HD Pre pre(int64_t kd) const {
     const int npq = int(kd);
-    const int img = npq / PQ, pq = npq - img * PQ;
+    const int img = div_PQ.div(npq), pq = npq - img * PQ;
     return Pre{int64_t(img) * K * PQ + pq};
   }
   FC_HD float at(const Pre& p, int64_t k) const {
@@ -172,14 +181,14 @@ struct BwdWImageLoader {
   struct Pre { int64_t base; int h0, w0; };
   FC_HD Pre pre(int64_t kd) const {
     const int npq = int(kd);
-    const int img = npq / g.PQ, pq = npq - img * g.PQ;
-    const int p = pq / g.Q, q = pq - p * g.Q;
+    const int img = g.div_PQ.div(npq), pq = npq - img * g.PQ;
+    const int p = g.div_Q.div(pq), q = pq - p * g.Q;
     return Pre{int64_t(img) * g.C * g.HW, p * g.sh - g.pt, q * g.sw - g.pl};
   }
   FC_HD float at(const Pre& pre, int64_t col) const {
     const int crs = int(col);
-    const int c = crs / g.RS, rs = crs - c * g.RS;
-    const int r = rs / g.S, s = rs - r * g.S;
+    const int c = g.div_RS.div(crs), rs = crs - c * g.RS;
+    const int r = g.div_S.div(rs), s = rs - r * g.S;
     const int h = pre.h0 + r * g.dh, w_ = pre.w0 + s * g.dw;
     if (unsigned(h) >= unsigned(g.H) || unsigned(w_) >= unsigned(g.W)) return 0.f;
     return ldg(x + pre.base + (int64_t(c) * g.H + h) * g.W + w_);
@@ -242,7 +251,7 @@ void conv2d_forward_with(const Gemm& gemm, const float* x, const float* w, const
   const ConvGeom g = make_geom(p);
   const int64_t M = p.K, N = p.N * p.P * p.Q, Kd = p.C * p.R * p.S;
   gemm(M, N, Kd, FwdFilterLoader{w, Kd}, FwdImageLoader{x, g},
-       FwdOutputStore{y, b, g.K, g.PQ, int(act)});
+       FwdOutputStore{y, b, g.K, g.PQ, int(act), g.div_PQ});
 }
 
 template <class Gemm>
@@ -250,8 +259,8 @@ void conv2d_backward_input_with(const Gemm& gemm, const float* dy, const float* 
                                 const Conv2dParams& p) {
   const ConvGeom g = make_geom(p);
   const int64_t M = p.C, N = p.N * p.H * p.W, Kd = p.K * p.R * p.S;
-  gemm(M, N, Kd, BwdInFilterLoader{w, g.C, g.RS}, BwdInGradLoader{dy, g},
-       BwdInStore{dx, g.C, g.HW});
+  gemm(M, N, Kd, BwdInFilterLoader{w, g.C, g.RS, g.div_RS}, BwdInGradLoader{dy, g},
+       BwdInStore{dx, g.C, g.HW, g.div_HW});
 }
 
 template <class Gemm>
@@ -259,7 +268,7 @@ void conv2d_backward_weight_with(const Gemm& gemm, const float* dy, const float*
                                  const Conv2dParams& p) {
   const ConvGeom g = make_geom(p);
   const int64_t M = p.K, N = p.C * p.R * p.S, Kd = p.N * p.P * p.Q;
-  gemm(M, N, Kd, BwdWGradLoader{dy, g.K, g.PQ}, BwdWImageLoader{x, g}, BwdWStore{dw, N});
+  gemm(M, N, Kd, BwdWGradLoader{dy, g.K, g.PQ, g.div_PQ}, BwdWImageLoader{x, g}, BwdWStore{dw, N});
 }
 
 }  // namespace
