@@ -1,14 +1,16 @@
 """Quick CPU comparison: fastconv vs PyTorch (oneDNN) on the LeNet-5 and small-VGG layers.
 
-One table: for each layer and batch, the median wall time of forward, backward-input and
-backward-weight for fastconv and torch, and their ratio (torch / fastconv; above 1 means
-fastconv is faster). Both libraries run on the same number of threads.
+One table: for each layer and batch, the wall time of forward, backward-input and
+backward-weight for fastconv and torch (best of --reps and median), and the ratio of the
+best times (torch / fastconv; above 1 means fastconv is faster). Both libraries run on the
+same number of threads, alternating call by call so both see the same machine load.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_conv_quick.py \
         [--threads 2] [--batch 64 256] [--reps 7] [--only C1,C3] [--pool]
 
-The machine is shared, so the numbers are noisy: compare the ratios within one run, and
-repeat a run before trusting a small difference. torch is a benchmark-time dependency only.
+The machine is shared, so the numbers are noisy: the best-of time is the least disturbed by
+other processes; compare the ratios within one run, and repeat a run before trusting a small
+difference. torch is a benchmark-time dependency only.
 """
 import argparse
 import time
@@ -30,14 +32,16 @@ LAYERS = {
 }
 
 
-def median_time(fn, reps):
-    fn()  # warm-up: workspaces, page faults, oneDNN primitive creation
-    times = []
+def time_pair(ours, theirs, reps):
+    """(best, median) seconds of ours and of theirs, timed alternately call by call."""
+    ours(), theirs()  # warm-up: workspaces, page faults, oneDNN primitive creation
+    t = {0: [], 1: []}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        for i, fn in enumerate((ours, theirs)):
+            t0 = time.perf_counter()
+            fn()
+            t[i].append(time.perf_counter() - t0)
+    return [(min(t[i]), float(np.median(t[i]))) for i in (0, 1)]
 
 
 def bench_conv(name, batch, reps, torch):
@@ -67,9 +71,8 @@ def bench_conv(name, batch, reps, torch):
             "bwd_w": lambda: gw(tx, tw.shape, tdy, padding=pad),
         }
         for op in ("fwd", "bwd_in", "bwd_w"):
-            t_ours = median_time(ours[op], reps)
-            t_torch = median_time(theirs[op], reps)
-            rows.append((f"{name} {C}->{K} {H}x{W} k{R}", batch, op, t_ours, t_torch))
+            t_ours, t_torch = time_pair(ours[op], theirs[op], reps)
+            rows.append((f"{name} {C}->{K} {H}x{W}", batch, op, t_ours, t_torch))
     return rows
 
 
@@ -89,14 +92,14 @@ def bench_pool(batch, reps, torch):
              lambda: torch.ops.aten.avg_pool2d_backward(tdy, tx, [2, 2], [2, 2], [0, 0], False, True, None)),
         ]
         for name, op, ours, theirs in cases:
-            rows.append((f"{name} 32x28x28", batch, op, median_time(ours, reps), median_time(theirs, reps)))
+            rows.append((f"{name} 32x28²", batch, op, *time_pair(ours, theirs, reps)))
 
     # max-pool backward needs torch's indices from the forward pass
     _, idx = torch.nn.functional.max_pool2d(tx, 2, return_indices=True)
-    rows.append(("maxpool 2x2 32x28x28", batch, "bwd",
-                 median_time(lambda: F.max_pool2d_backward(dy, x, 2), reps),
-                 median_time(lambda: torch.ops.aten.max_pool2d_with_indices_backward(
-                     tdy, txg, [2, 2], [2, 2], [0, 0], [1, 1], False, idx), reps)))
+    rows.append(("maxpool 2x2 32x28²", batch, "bwd", *time_pair(
+        lambda: F.max_pool2d_backward(dy, x, 2),
+        lambda: torch.ops.aten.max_pool2d_with_indices_backward(tdy, txg, [2, 2], [2, 2], [0, 0], [1, 1], False, idx),
+        reps)))
     return rows
 
 
@@ -116,8 +119,9 @@ def main():
     fastconv.set_num_threads(args.threads)
     names = [n for n in args.only.split(",") if n] or list(LAYERS)
     print(f"fastconv {fastconv.__version__} isa={fastconv.cpu_isa()} | torch {torch.__version__} "
-          f"| threads {args.threads} | median of {args.reps}")
-    print(f"{'layer':26s} {'batch':>5s} {'op':7s} {'fastconv ms':>12s} {'torch ms':>10s} {'torch/ours':>10s}")
+          f"| threads {args.threads} | best and median of {args.reps} | ms")
+    print(f"{'layer':22s} {'batch':>5s} {'op':6s} {'ours best':>10s} {'median':>8s} {'torch best':>10s} "
+          f"{'median':>8s} {'torch/ours':>10s}")
     for batch in args.batch:
         rows = []
         if not args.no_conv:
@@ -125,9 +129,9 @@ def main():
                 rows += bench_conv(n, batch, args.reps, torch)
         if args.pool:
             rows += bench_pool(batch, args.reps, torch)
-        for layer, bt, op, t_ours, t_torch in rows:
-            print(f"{layer:26s} {bt:5d} {op:7s} {t_ours * 1e3:12.3f} {t_torch * 1e3:10.3f} {t_torch / t_ours:10.2f}",
-                  flush=True)
+        for layer, bt, op, (o_best, o_med), (t_best, t_med) in rows:
+            print(f"{layer:22s} {bt:5d} {op:6s} {o_best * 1e3:10.3f} {o_med * 1e3:8.3f} {t_best * 1e3:10.3f} "
+                  f"{t_med * 1e3:8.3f} {t_best / o_best:10.2f}", flush=True)
 
 
 if __name__ == "__main__":
