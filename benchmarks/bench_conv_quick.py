@@ -1,12 +1,12 @@
 """Quick CPU comparison: fastconv vs PyTorch (oneDNN) on the LeNet-5 and small-VGG layers.
 
 One table: for each layer and batch, the wall time of forward, backward-input and
-backward-weight for fastconv and torch (best of --reps and median), and the ratio of the
+backward-weight for fastconv and torch (best and median of 2 x --reps calls), and the ratio of the
 best times (torch / fastconv; above 1 means fastconv is faster). Both libraries run on the
-same number of threads, alternating call by call so both see the same machine load.
+same number of threads, timed in alternating blocks so both see the same machine load.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_conv_quick.py \
-        [--threads 2] [--batch 64 256] [--reps 7] [--only C1,C3] [--pool]
+        [--threads 2] [--batch 64 256] [--reps 7] [--only C1,C3] [--pool] [--clock cpu]
 
 The machine is shared, so the numbers are noisy: the best-of time is the least disturbed by
 other processes; compare the ratios within one run, and repeat a run before trusting a small
@@ -32,15 +32,24 @@ LAYERS = {
 }
 
 
-def time_pair(ours, theirs, reps):
-    """(best, median) seconds of ours and of theirs, timed alternately call by call."""
-    ours(), theirs()  # warm-up: workspaces, page faults, oneDNN primitive creation
+CLOCK = time.perf_counter
+
+
+def time_pair(ours, theirs, reps, rounds=2):
+    """(best, median) seconds of ours and of theirs, in alternating blocks of reps calls.
+
+    Blocks, not call-by-call alternation: each library's OpenMP threads spin for a while after
+    a parallel region, and on 2 cores the other library's threads would fight them. A short
+    sleep between blocks lets the spinners go to sleep."""
     t = {0: [], 1: []}
-    for _ in range(reps):
+    for _ in range(rounds):
         for i, fn in enumerate((ours, theirs)):
-            t0 = time.perf_counter()
-            fn()
-            t[i].append(time.perf_counter() - t0)
+            fn()  # warm-up: workspaces, page faults, oneDNN primitive creation
+            for _ in range(reps):
+                t0 = CLOCK()
+                fn()
+                t[i].append(CLOCK() - t0)
+            time.sleep(0.25)
     return [(min(t[i]), float(np.median(t[i]))) for i in (0, 1)]
 
 
@@ -111,7 +120,12 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated layer names, e.g. C1,V2")
     ap.add_argument("--pool", action="store_true", help="also time 2x2 max/avg pooling")
     ap.add_argument("--no-conv", action="store_true")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: the process's CPU time (all threads summed), which other processes "
+                         "on a loaded machine disturb far less; with --threads 1 it is the work itself")
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
 
     import torch
 
@@ -119,7 +133,7 @@ def main():
     fastconv.set_num_threads(args.threads)
     names = [n for n in args.only.split(",") if n] or list(LAYERS)
     print(f"fastconv {fastconv.__version__} isa={fastconv.cpu_isa()} | torch {torch.__version__} "
-          f"| threads {args.threads} | best and median of {args.reps} | ms")
+          f"| threads {args.threads} | {args.clock} clock, best and median of 2x{args.reps} | ms")
     print(f"{'layer':22s} {'batch':>5s} {'op':6s} {'ours best':>10s} {'median':>8s} {'torch best':>10s} "
           f"{'median':>8s} {'torch/ours':>10s}")
     for batch in args.batch:

@@ -1,0 +1,23 @@
+// Direct (no im2col, no GEMM) conv2d kernels, by ISA; conv2d.cpp decides when to use them.
+#pragma once
+#include "ops.h"
+
+namespace fastconv {
+namespace cpu {
+
+// Where the direct forward wins over im2col + GEMM: few output channels (the GEMM's M is
+// small, so building and packing im2col costs more than the products) and enough taps per
+// output (C*R*S) that writing the output transposed, channel by channel, is cheap beside them.
+inline bool direct_forward_fits(const Conv2dParams& p) {
+  const int64_t CRS = p.C * p.R * p.S;
+  return p.K <= 32 && CRS >= 32 && CRS <= 4096;
+}
+
+#ifdef FASTCONV_X86
+// y (N, K, P, Q) = act(conv(x, w) + b), K <= 32, any stride, padding and dilation (AVX2+FMA).
+void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
+                                const Conv2dParams& p, Activation act);
+#endif
+
+}  // namespace cpu
+}  // namespace fastconv

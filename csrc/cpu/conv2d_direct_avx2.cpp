@@ -1,0 +1,130 @@
+// Direct conv2d forward with AVX2+FMA, for few output channels (K <= 32): no im2col, no GEMM.
+//
+//   x  is (N, C, H, W)    w is (K, C, R, S)    b is (K)    y is (N, K, P, Q)
+//
+// Why: with K small (LeNet's C3: K = 16, C*R*S = 150, P*Q = 100) im2col + GEMM spends more
+// time writing the im2col matrix and packing it for the micro-kernel than multiplying: every
+// element of it is used by only K rows. Here the image is read in place instead.
+//
+// Algorithm, per image (images spread over OpenMP threads):
+//   wt (CRS, KV*8)  = w transposed so one filter tap's K weights are KV vectors (zero-padded)
+//   xp (C, Hp, Wp)  = x_n zero-padded (only when there is padding; otherwise x_n itself)
+//   for blocks of PB consecutive output pixels (p_i, q_i) of the flattened P*Q plane:
+//       acc[i][v] (PB x KV vectors of 8 channels) += broadcast(xp[c][p_i*sh + r*dh][q_i*sw + s*dw])
+//                                                    * wt[(c, r, s)][v]     over every tap (c, r, s)
+//       (the last block is shifted back to end at P*Q, recomputing a few pixels, so there is
+//       no slow remainder loop)
+//       the block is written out transposed into y_n (K, P*Q) through a small stack tile
+//   then y_n = act(y_n + b), row by row, with the vectorised kernels of vmath.h.
+// Registers: PB*KV accumulators + KV weights + 1 broadcast <= 16 ymm; PB = 12 / KV.
+// Per tap: KV + PB loads for PB*KV FMAs, so the FMA units, not the loads, set the pace once
+// KV >= 2. Compiled with -mavx2 -mfma (the *avx2* file rule); conv2d.cpp calls it only when
+// sgemm_isa() is "avx2" or "avx512".
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/parallel.h"
+#include "cpu/conv2d_direct.h"
+#include "cpu/vmath.h"
+
+namespace fastconv {
+namespace cpu {
+
+namespace {
+
+// PB consecutive output pixels pix0 ... pix0+PB-1 of the flattened (P*Q) plane (a block may
+// span output rows) x KV*8 channels. tile receives (PB, KV*8).
+template <int KV, int PB>
+inline void block(const float* xp, int64_t Hp, int64_t Wp, const float* wt, const Conv2dParams& p,
+                  int64_t pix0, float* tile) {
+  const float* base[PB];                                      // x at tap (0, 0, 0) of each pixel
+  for (int i = 0; i < PB; ++i) {
+    const int64_t op = (pix0 + i) / p.Q, oq = (pix0 + i) % p.Q;
+    base[i] = xp + op * p.stride_h * Wp + oq * p.stride_w;
+  }
+  __m256 acc[PB][KV];
+  for (int i = 0; i < PB; ++i)
+    for (int v = 0; v < KV; ++v) acc[i][v] = _mm256_setzero_ps();
+  const float* wtap = wt;                                      // (CRS, KV*8), row (c, r, s)
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t r = 0; r < p.R; ++r) {
+      const int64_t row_off = (c * Hp + r * p.dil_h) * Wp;
+      for (int64_t s = 0; s < p.S; ++s, wtap += KV * 8) {
+        const int64_t off = row_off + s * p.dil_w;
+        __m256 wv[KV];
+        for (int v = 0; v < KV; ++v) wv[v] = _mm256_load_ps(wtap + v * 8);
+        for (int i = 0; i < PB; ++i) {
+          const __m256 xv = _mm256_broadcast_ss(base[i] + off);
+          for (int v = 0; v < KV; ++v) acc[i][v] = _mm256_fmadd_ps(xv, wv[v], acc[i][v]);
+        }
+      }
+    }
+  for (int i = 0; i < PB; ++i)
+    for (int v = 0; v < KV; ++v) _mm256_store_ps(tile + i * KV * 8 + v * 8, acc[i][v]);
+}
+
+template <int KV>
+void forward_image(const float* xp, int64_t Hp, int64_t Wp, const float* wt, float* yn,
+                   const Conv2dParams& p) {
+  constexpr int PB = 12 / KV;
+  const int64_t PQ = p.P * p.Q;
+  alignas(32) float tile[PB * KV * 8];
+  for (int64_t pix0 = 0; pix0 < PQ; pix0 += PB) {
+    if (pix0 + PB > PQ && PQ >= PB) pix0 = PQ - PB;           // last block: shift back, overlap
+    if (pix0 + PB <= PQ) {
+      block<KV, PB>(xp, Hp, Wp, wt, p, pix0, tile);
+      for (int64_t k = 0; k < p.K; ++k)
+        for (int i = 0; i < PB; ++i) yn[k * PQ + pix0 + i] = tile[i * KV * 8 + k];
+    } else {                                                   // a plane smaller than one block
+      for (int64_t pix = pix0; pix < PQ; ++pix) {
+        block<KV, 1>(xp, Hp, Wp, wt, p, pix, tile);
+        for (int64_t k = 0; k < p.K; ++k) yn[k * PQ + pix] = tile[k];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
+                                const Conv2dParams& p, Activation act) {
+  const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
+  const int KV = int((p.K + 7) / 8);                         // 1 ... 4
+  const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
+  const bool padded = Hp != p.H || Wp != p.W;
+  const VecFn out_pass = activation_kernel(vec_math(), act);
+
+  // wt (CRS, KV*8): wt[crs][k] = w[k][crs], zero for k >= K. Shared, read-only.
+  float* wt = thread_workspace(3, CRS * KV * 8);
+  for (int64_t crs = 0; crs < CRS; ++crs)
+    for (int64_t k = 0; k < KV * 8; ++k) wt[crs * KV * 8 + k] = k < p.K ? w[k * CRS + crs] : 0.f;
+
+#pragma omp parallel for schedule(static) if (p.N > 1)
+  for (int64_t n = 0; n < p.N; ++n) {
+    const float* xn = x + n * CHW;                           // (C, H, W)
+    float* yn = y + n * p.K * PQ;                            // (K, P*Q)
+    const float* xp = xn;                                    // (C, Hp, Wp)
+    if (padded) {
+      float* buf = thread_workspace(0, p.C * Hp * Wp);
+      std::memset(buf, 0, sizeof(float) * p.C * Hp * Wp);
+      for (int64_t c = 0; c < p.C; ++c)
+        for (int64_t h = 0; h < p.H; ++h)
+          std::memcpy(buf + (c * Hp + h + p.pad_top) * Wp + p.pad_left, xn + (c * p.H + h) * p.W,
+                      sizeof(float) * p.W);
+      xp = buf;
+    }
+    switch (KV) {
+      case 1: forward_image<1>(xp, Hp, Wp, wt, yn, p); break;
+      case 2: forward_image<2>(xp, Hp, Wp, wt, yn, p); break;
+      case 3: forward_image<3>(xp, Hp, Wp, wt, yn, p); break;
+      default: forward_image<4>(xp, Hp, Wp, wt, yn, p); break;
+    }
+    if (b || act != Activation::None)
+      for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
+  }
+}
+
+}  // namespace cpu
+}  // namespace fastconv
