@@ -9,6 +9,7 @@
 //                    y_n = act(out_g[:, g*PQ ...] + b)       the output pass, fused (vmath.h)
 //   backward input   col_g (CRS, G*PQ) = w^T (CRS, K) . dy_g (K, G*PQ); col2im each image
 //   backward weight  dw (K, CRS)      += dy_g (K, G*PQ) . col_g^T (G*PQ, CRS)
+//                    (or, for K >= 32, its transpose dw^T += col_g . dy_g^T)
 // where dy_g is the group's dy gathered from (G, K, PQ) into (K, G*PQ). A thread runs its
 // group's GEMM on its own (sgemm is single-threaded inside a parallel region).
 //
@@ -25,10 +26,12 @@
 //                 dx (N, CRS) = dy (N, K) . w, dw (K, CRS) = dy^T (K, N) . x (N, CRS); each
 //                 call sgemm outside a parallel region, which spreads it over the threads.
 //
-// Few output channels (K <= 32, e.g. LeNet's C3): the forward runs a direct kernel instead
-// (conv2d_direct_avx2.cpp) where the ISA has one, see direct_forward_fits().
+// Direct kernels: where the ISA has one (conv2d_direct_avx2.cpp) and the shape suits it (4 to 128
+// output channels and enough taps, see direct_forward_fits(): LeNet's C3, the VGG layers), the
+// forward runs it instead of im2col + GEMM, and so does backward input with stride 1, which is
+// a forward convolution of dy with the flipped filter (direct_backward_input below).
 //
-// Backward weight keeps one (K, CRS) partial sum per thread, each over a contiguous range of
+// Backward weight keeps one partial sum per thread, each over a contiguous range of
 // groups, added in thread order at the end: a given thread count always gives the same bits.
 #include <algorithm>
 #include <cstring>
@@ -91,6 +94,39 @@ const float* group_dy(const float* dy, int64_t n0, int64_t G, const Conv2dParams
   return buf;
 }
 
+#ifdef FASTCONV_X86
+// Backward input with stride 1 is itself a forward convolution: of dy (N, K, P, Q) with the
+// filter flipped in R and S and its K and C swapped, wf (C, K, R, S), padded so the output is
+// (N, C, H, W) again:
+//   dx[c][h][x] = sum over k, r, s of dy[k][h + pt - r*dh][x + pl - s*dw] w[k][c][r][s]
+//               = conv(dy, wf) with padding (R-1)*dh - pt on top, (R-1)*dh - pb at the bottom, ...
+// So the direct forward kernel serves it, where it fits (stride 1, those paddings >= 0, C and
+// the taps K*R*S in its range). Returns false where it does not apply.
+bool direct_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
+  if (p.stride_h != 1 || p.stride_w != 1 || std::strcmp(vec_math().isa, "generic") == 0) return false;
+  Conv2dParams q = p;
+  q.C = p.K; q.H = p.P; q.W = p.Q; q.K = p.C;
+  q.pad_top = (p.R - 1) * p.dil_h - p.pad_top;
+  q.pad_bottom = (p.R - 1) * p.dil_h - p.pad_bottom;
+  q.pad_left = (p.S - 1) * p.dil_w - p.pad_left;
+  q.pad_right = (p.S - 1) * p.dil_w - p.pad_right;
+  if (q.pad_top < 0 || q.pad_bottom < 0 || q.pad_left < 0 || q.pad_right < 0) return false;
+  q.P = conv_out_size(q.H, q.R, 1, q.pad_top, q.pad_bottom, q.dil_h);
+  q.Q = conv_out_size(q.W, q.S, 1, q.pad_left, q.pad_right, q.dil_w);
+  // C >= 16: with fewer input channels the flipped problem's K (= C) leaves most of each
+  // 8-channel vector empty, and im2col + GEMM + col2im is faster (LeNet's C3: 2x).
+  if (q.P != p.H || q.Q != p.W || q.K < 16 || !direct_forward_fits(q)) return false;
+  const int64_t RS = p.R * p.S;
+  std::vector<float> wf(size_t(p.C * p.K * RS));            // (C, K, R, S), flipped
+  for (int64_t k = 0; k < p.K; ++k)
+    for (int64_t c = 0; c < p.C; ++c)
+      for (int64_t rs = 0; rs < RS; ++rs)
+        wf[(c * p.K + k) * RS + (RS - 1 - rs)] = w[(k * p.C + c) * RS + rs];
+  conv2d_forward_direct_avx2(dy, wf.data(), nullptr, dx, q, Activation::None);
+  return true;
+}
+#endif
+
 }  // namespace
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
@@ -145,6 +181,10 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
     return;
   }
 
+#ifdef FASTCONV_X86
+  if (direct_backward_input(dy, w, dx, p)) return;
+#endif
+
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
   const bool pointwise = is_pointwise(p);
 #pragma omp parallel for schedule(static) if (groups > 1)
@@ -171,24 +211,37 @@ void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Co
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
   const int nt = static_cast<int>(std::min<int64_t>(omp_threads(), groups));
-  // Thread t sums groups [groups*t/nt, groups*(t+1)/nt) into its own (K, CRS) partial.
-  std::vector<float> partial(size_t(nt > 1 ? nt - 1 : 0) * KCRS);
+  // Thread t sums groups [groups*t/nt, groups*(t+1)/nt) into its own partial, in one of two
+  // orientations:
+  //   K >= 32:  dw^T (CRS, K) += col_g (CRS, G*PQ) . dy_g^T (G*PQ, K)
+  //             the GEMM's M is the long side (CRS), its A the im2col matrix, packed as stored;
+  //             dy_g, the small operand, is the one read transposed.
+  //   K < 32:   dw (K, CRS) += dy_g (K, G*PQ) . col_g^T (G*PQ, CRS)
+  //             a narrow N = K would leave the micro-kernel's 16 or 32 columns mostly empty
+  //             (LeNet's C1, K = 6: 1.7x slower the other way).
+  const bool transposed = K >= 32;
+  std::vector<float> partial(size_t(nt) * KCRS);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_thread_id();
-    float* acc = t == 0 ? dw : partial.data() + size_t(t - 1) * KCRS;   // (K, CRS)
+    float* acc = partial.data() + size_t(t) * KCRS;   // (CRS, K) or (K, CRS)
     std::memset(acc, 0, sizeof(float) * KCRS);
     for (int64_t grp = groups * t / nt; grp < groups * (t + 1) / nt; ++grp) {
       const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0);
       const float* dyg = group_dy(dy, n0, Gn, p, thread_workspace(2, K * Gn * PQ));     // (K, Gn*PQ)
       const float* col = group_col(x, n0, Gn, p, thread_workspace(0, CRS * Gn * PQ));   // (CRS, Gn*PQ)
-      sgemm(false, true, K, CRS, Gn * PQ, 1.f, dyg, Gn * PQ, col, Gn * PQ, 1.f, acc, CRS);
+      if (transposed) sgemm(false, true, CRS, K, Gn * PQ, 1.f, col, Gn * PQ, dyg, Gn * PQ, 1.f, acc, K);
+      else sgemm(false, true, K, CRS, Gn * PQ, 1.f, dyg, Gn * PQ, col, Gn * PQ, 1.f, acc, CRS);
     }
   }
-  for (int t = 1; t < nt; ++t) {
-    const float* part = partial.data() + size_t(t - 1) * KCRS;
-    for (int64_t i = 0; i < KCRS; ++i) dw[i] += part[i];
-  }
+  // dw (K, CRS) = the partials summed in thread order (transposed back where they are dw^T).
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t i = 0; i < CRS; ++i) {
+      const size_t at = transposed ? size_t(i * K + k) : size_t(k * CRS + i);
+      float sum = partial[at];
+      for (int t = 1; t < nt; ++t) sum += partial[size_t(t) * KCRS + at];
+      dw[k * CRS + i] = sum;
+    }
 }
 
 void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t PQ) {

@@ -1,4 +1,4 @@
-// Direct conv2d forward with AVX2+FMA, for few output channels (K <= 32): no im2col, no GEMM.
+// Direct conv2d forward with AVX2+FMA: no im2col, no GEMM.
 //
 //   x  is (N, C, H, W)    w is (K, C, R, S)    b is (K)    y is (N, K, P, Q)
 //
@@ -6,7 +6,8 @@
 // time writing the im2col matrix and packing it for the micro-kernel than multiplying: every
 // element of it is used by only K rows. Here the image is read in place instead.
 //
-// Algorithm, per image (images spread over OpenMP threads):
+// Algorithm, per image (images spread over OpenMP threads), per chunk of up to 32 output
+// channels (the image, a few KB to a few tens of KB, stays in cache across the chunks):
 //   wt (CRS, KV*8)  = w transposed so one filter tap's K weights are KV vectors (zero-padded)
 //   xp (C, Hp, Wp)  = x_n zero-padded (only when there is padding; otherwise x_n itself)
 //   for blocks of PB consecutive output pixels (p_i, q_i) of the flattened P*Q plane:
@@ -33,6 +34,8 @@ namespace fastconv {
 namespace cpu {
 
 namespace {
+
+constexpr int64_t kChunk = 32;   // output channels per pass over the image: 4 vectors
 
 // PB consecutive output pixels pix0 ... pix0+PB-1 of the flattened (P*Q) plane (a block may
 // span output rows) x KV*8 channels. tile receives (PB, KV*8).
@@ -65,9 +68,10 @@ inline void block(const float* xp, int64_t Hp, int64_t Wp, const float* wt, cons
     for (int v = 0; v < KV; ++v) _mm256_store_ps(tile + i * KV * 8 + v * 8, acc[i][v]);
 }
 
+// One chunk of kc <= KV*8 output channels of one image: yk is (kc, P*Q), wt (CRS, KV*8).
 template <int KV>
-void forward_image(const float* xp, int64_t Hp, int64_t Wp, const float* wt, float* yn,
-                   const Conv2dParams& p) {
+void forward_image(const float* xp, int64_t Hp, int64_t Wp, const float* wt, float* yk,
+                   int64_t kc, const Conv2dParams& p) {
   constexpr int PB = 12 / KV;
   const int64_t PQ = p.P * p.Q;
   alignas(32) float tile[PB * KV * 8];
@@ -75,12 +79,12 @@ void forward_image(const float* xp, int64_t Hp, int64_t Wp, const float* wt, flo
     if (pix0 + PB > PQ && PQ >= PB) pix0 = PQ - PB;           // last block: shift back, overlap
     if (pix0 + PB <= PQ) {
       block<KV, PB>(xp, Hp, Wp, wt, p, pix0, tile);
-      for (int64_t k = 0; k < p.K; ++k)
-        for (int i = 0; i < PB; ++i) yn[k * PQ + pix0 + i] = tile[i * KV * 8 + k];
+      for (int64_t k = 0; k < kc; ++k)
+        for (int i = 0; i < PB; ++i) yk[k * PQ + pix0 + i] = tile[i * KV * 8 + k];
     } else {                                                   // a plane smaller than one block
       for (int64_t pix = pix0; pix < PQ; ++pix) {
         block<KV, 1>(xp, Hp, Wp, wt, p, pix, tile);
-        for (int64_t k = 0; k < p.K; ++k) yn[k * PQ + pix] = tile[k];
+        for (int64_t k = 0; k < kc; ++k) yk[k * PQ + pix] = tile[k];
       }
     }
   }
@@ -91,15 +95,19 @@ void forward_image(const float* xp, int64_t Hp, int64_t Wp, const float* wt, flo
 void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
                                 const Conv2dParams& p, Activation act) {
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
-  const int KV = int((p.K + 7) / 8);                         // 1 ... 4
   const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
   const bool padded = Hp != p.H || Wp != p.W;
   const VecFn out_pass = activation_kernel(vec_math(), act);
 
-  // wt (CRS, KV*8): wt[crs][k] = w[k][crs], zero for k >= K. Shared, read-only.
-  float* wt = thread_workspace(3, CRS * KV * 8);
-  for (int64_t crs = 0; crs < CRS; ++crs)
-    for (int64_t k = 0; k < KV * 8; ++k) wt[crs * KV * 8 + k] = k < p.K ? w[k * CRS + crs] : 0.f;
+  // The output channels in chunks of kChunk; chunk k0 has kc channels, KV = ceil(kc / 8)
+  // vectors, and its wt (CRS, KV*8) at wt + k0*CRS: wt[crs][k] = w[k0 + k][crs], zero past kc.
+  // Shared by the threads, read-only.
+  float* wt = thread_workspace(3, CRS * ((p.K + 7) / 8) * 8);
+  for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
+    const int64_t kc = std::min(kChunk, p.K - k0), ld = (kc + 7) / 8 * 8;
+    for (int64_t crs = 0; crs < CRS; ++crs)
+      for (int64_t k = 0; k < ld; ++k) wt[k0 * CRS + crs * ld + k] = k < kc ? w[(k0 + k) * CRS + crs] : 0.f;
+  }
 
 #pragma omp parallel for schedule(static) if (p.N > 1)
   for (int64_t n = 0; n < p.N; ++n) {
@@ -115,11 +123,16 @@ void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, 
                       sizeof(float) * p.W);
       xp = buf;
     }
-    switch (KV) {
-      case 1: forward_image<1>(xp, Hp, Wp, wt, yn, p); break;
-      case 2: forward_image<2>(xp, Hp, Wp, wt, yn, p); break;
-      case 3: forward_image<3>(xp, Hp, Wp, wt, yn, p); break;
-      default: forward_image<4>(xp, Hp, Wp, wt, yn, p); break;
+    for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
+      const int64_t kc = std::min(kChunk, p.K - k0);
+      const float* wc = wt + k0 * CRS;
+      float* yk = yn + k0 * PQ;                              // (kc, P*Q)
+      switch ((kc + 7) / 8) {
+        case 1: forward_image<1>(xp, Hp, Wp, wc, yk, kc, p); break;
+        case 2: forward_image<2>(xp, Hp, Wp, wc, yk, kc, p); break;
+        case 3: forward_image<3>(xp, Hp, Wp, wc, yk, kc, p); break;
+        default: forward_image<4>(xp, Hp, Wp, wc, yk, kc, p); break;
+      }
     }
     if (b || act != Activation::None)
       for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
