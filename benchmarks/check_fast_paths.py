@@ -167,6 +167,10 @@ def main():
         combos = combos[::7]
     for (N, C, H, W, K, R, S), st, dl, pd in combos:
         check_conv(N, C, H, W, K, R, S, st, pd, dl, act=(H + K) % 4, bias=(W % 2 == 0))
+    # large im2col matrices: backward weight builds them in column tiles
+    for st, dl, pd in [((1, 1), (1, 1), (1, 1, 1, 1)), ((2, 1), (1, 2), (0, 2, 1, 0)), ((1, 3), (2, 1), (2, 0, 0, 1))]:
+        check_conv(2, 24, 31, 29, 40, 3, 3, st, pd, dl, act=1)
+        check_conv(1, 24, 31, 29, 8, 3, 3, st, pd, dl, act=0)
     # pooling: tiled fast path (stride == window, no pad) and the general path
     for (N, C, H, W) in [(1, 1, 28, 28), (2, 3, 7, 9), (3, 2, 6, 5), (64, 4, 14, 14), (1, 1, 1, 1), (2, 2, 2, 3)]:
         for k in [(2, 2), (3, 3), (1, 1), (2, 3), (3, 2)]:
