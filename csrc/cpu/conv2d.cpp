@@ -28,8 +28,8 @@
 //
 // Direct kernels: where the ISA has one (conv2d_direct_avx2.cpp) and the shape suits it (4 to 128
 // output channels and enough taps, see direct_forward_fits(): LeNet's C3, the VGG layers), the
-// forward runs it instead of im2col + GEMM, and so does backward input with stride 1, which is
-// a forward convolution of dy with the flipped filter (direct_backward_input below).
+// forward runs it instead of im2col + GEMM, and so do backward weight and backward input with
+// stride 1, which is a forward convolution of dy with the flipped filter (direct_backward_input).
 //
 // Backward weight keeps one partial sum per thread, each over a contiguous range of
 // groups, added in thread order at the end: a given thread count always gives the same bits.
@@ -208,6 +208,13 @@ void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Co
     sgemm(true, false, K, CRS, p.N, 1.f, dy, K, x, CRS, 0.f, dw, CRS);
     return;
   }
+
+#ifdef FASTCONV_X86
+  if (direct_forward_fits(p) && std::strcmp(vec_math().isa, "generic") != 0) {
+    conv2d_backward_weight_direct_avx2(dy, x, dw, p);
+    return;
+  }
+#endif
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
   const int nt = static_cast<int>(std::min<int64_t>(omp_threads(), groups));

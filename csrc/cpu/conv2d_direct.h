@@ -20,6 +20,9 @@ inline bool direct_forward_fits(const Conv2dParams& p) {
 // y (N, K, P, Q) = act(conv(x, w) + b), any K, stride, padding and dilation (AVX2+FMA).
 void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
                                 const Conv2dParams& p, Activation act);
+// dw (K, C, R, S) from dy (N, K, P, Q) and x (N, C, H, W), same shapes as the forward (AVX2+FMA).
+void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* dw,
+                                        const Conv2dParams& p);
 #endif
 
 }  // namespace cpu
