@@ -394,9 +394,13 @@ def print_header(h):
 def warn_slow_env():
     slow = [v for v in SLOW_OPENBLAS_VARS if v in os.environ]
     if slow:
-        print(f"WARNING: {', '.join(f'{v}={os.environ[v]}' for v in slow)} set; on this machine they slow "
-              "NumPy's OpenBLAS down. Rerun as: env " + " ".join(f"-u {v}" for v in slow) +
+        print(f"WARNING: {', '.join(f'{v}={os.environ[v]}' for v in slow)} set: OpenBLAS tuning variables that "
+              "slow NumPy's sgemm down on this machine. Rerun as: env " + " ".join(f"-u {v}" for v in slow) +
               " python benchmarks/bench.py ...", file=sys.stderr)
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cpus:
+        print(f"WARNING: load average {load:.1f} on {cpus} CPUs: other processes are competing for the "
+              "cores, so the timings (the multi-thread ones most) are noisy", file=sys.stderr)
     if threadpoolctl is None:
         print("WARNING: threadpoolctl is not installed: NumPy's BLAS runs with its default thread count "
               "in every row (pip install threadpoolctl)", file=sys.stderr)
@@ -417,9 +421,9 @@ def _rate(case, r):
     if r is None:
         return "-"
     if case.flops:
-        return f"{case.flops / r['median_s'] / 1e9:.1f} GF/s"
+        return f"{case.flops / r['median_s'] / 1e9:.3g} GF/s"
     if case.bytes:
-        return f"{case.bytes / r['median_s'] / 1e9:.1f} GB/s"
+        return f"{case.bytes / r['median_s'] / 1e9:.3g} GB/s"
     return "-"
 
 
@@ -473,6 +477,9 @@ def parse_args(argv=None):
                    help="each sample repeats the op to last at least this long (default 5; --quick: 1)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
     p.add_argument("--no-check", action="store_true", help="skip the startup check that providers agree")
+    p.add_argument("--gemm", action="store_true",
+                   help="afterwards run benchmarks/bench_gemm.py (fastconv's sgemm vs NumPy) with the same "
+                        "threads, writing OUT's stem + _gemm.json")
     return p.parse_args(argv)
 
 
@@ -534,6 +541,22 @@ def main(argv=None):
           f"{header['load_average_end'][0]:.2f}; JSON: {args.out}")
     with open(args.out, "w") as f:
         json.dump({"header": header, "rows": records}, f, indent=1)
+    if args.gemm:
+        run_gemm_benchmark(args)
+
+
+def run_gemm_benchmark(args):
+    """Run bench_gemm.py (beside this file, written separately) as a subprocess, if it is there."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_gemm.py")
+    if not os.path.exists(script):
+        print(f"--gemm: {script} is not in this checkout; skipped", file=sys.stderr)
+        return
+    out = os.path.splitext(args.out)[0] + "_gemm.json"
+    cmd = [sys.executable, script, "--threads", *map(str, args.threads), "--out", out]
+    if args.quick:
+        cmd.append("--quick")
+    print(f"\n$ {' '.join(cmd)}", flush=True)
+    subprocess.run(cmd, check=False)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Whole-model training speed: fastconv's layer API against PyTorch, same model, same work.
 
-    python benchmarks/bench_train.py [--threads 1,2] [--steps 100] [--vgg-steps 20]
+    python benchmarks/bench_train.py [--threads 1,2] [--steps 100] [--vgg-steps 10]
                                      [--data-dir /work/shared/data/mnist] [--out train_results.json]
 
 Two measurements, each at every thread count (fastconv.set_num_threads, torch.set_num_threads and,
@@ -309,7 +309,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=_int_list, default=[1, 2], help="thread counts (default 1,2)")
     p.add_argument("--steps", type=int, default=100,
                    help="LeNet-5: time this many batch-64 steps and extrapolate to the epoch (0: whole epoch)")
-    p.add_argument("--vgg-steps", type=int, default=20, help="small VGG: steps timed (default 20)")
+    p.add_argument("--vgg-steps", type=int, default=10, help="small VGG: steps timed (default 10)")
     p.add_argument("--warmup-steps", type=int, default=2, help="untimed steps first (default 2)")
     p.add_argument("--models", default="lenet5,vgg_small", help="which of lenet5,vgg_small to run")
     p.add_argument("--data-dir", default=os.environ.get("FASTCONV_MNIST", "/work/shared/data/mnist"),
