@@ -372,7 +372,10 @@ def machine_header():
         "omp_env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_", "MKL_"))},
     }
     if threadpoolctl is not None:
-        for lib in threadpoolctl.threadpool_info():
+        pools = threadpoolctl.threadpool_info()
+        header["threadpools"] = [{k: lib.get(k) for k in ("user_api", "internal_api", "version", "filepath")}
+                                 for lib in pools]  # e.g. whether fastconv and torch share one libgomp
+        for lib in pools:
             if lib.get("user_api") == "blas":
                 header["blas"].append({k: lib.get(k) for k in ("internal_api", "version", "architecture", "filepath")})
     return header
@@ -510,7 +513,7 @@ def main(argv=None):
         check = wanted(build_cases(2, seed=1))
         with Threads(max(args.threads)):
             check_providers(check)
-        print(f"check: numpy{' and torch' if torch is not None else ''} agree with fastconv on all "
+        print(f"check: numpy{' and torch agree' if torch is not None else ' agrees'} with fastconv on all "
               f"{len(check)} rows (batch 2)\n", flush=True)
 
     records, rows = [], []
