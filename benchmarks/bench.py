@@ -440,6 +440,14 @@ def table_row(case, threads, timings):
             _ratio(npy, fc), _ratio(tc, fc), _rate(case, fc), _rate(case, tc))
 
 
+def print_markdown(rows):
+    """The same table as GitHub markdown (for pasting into README.md)."""
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "|".join("---" if i < 3 else "---:" for i in range(len(COLUMNS))) + "|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
 def print_table(rows):
     widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) for i in range(len(COLUMNS))]
     left = {0, 1, 2}
@@ -480,6 +488,7 @@ def parse_args(argv=None):
                    help="each sample repeats the op to last at least this long (default 5; --quick: 1)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
     p.add_argument("--no-check", action="store_true", help="skip the startup check that providers agree")
+    p.add_argument("--markdown", action="store_true", help="also print the table as GitHub markdown")
     p.add_argument("--gemm", action="store_true",
                    help="afterwards run benchmarks/bench_gemm.py (fastconv's sgemm vs NumPy) with the same "
                         "threads, writing OUT's stem + _gemm.json")
@@ -540,6 +549,9 @@ def main(argv=None):
     header["wall_s"] = round(time.perf_counter() - started, 1)
     header["plan"] = plan.__dict__
     print_table(rows)
+    if args.markdown:
+        print()
+        print_markdown(rows)
     print(f"\n{len(rows)} rows in {header['wall_s']} s; load average at the end "
           f"{header['load_average_end'][0]:.2f}; JSON: {args.out}")
     with open(args.out, "w") as f:
