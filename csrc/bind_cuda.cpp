@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "common/shapes.h"
 #include "cuda/runtime.h"
 #include "ops.h"
 
@@ -55,40 +56,11 @@ constexpr int32_t kDLCUDA = 2;
 constexpr uint8_t kDLInt = 0, kDLFloat = 2;
 
 // ---------------------------------------------------------------- errors and shapes
-constexpr int64_t kMaxElements = (int64_t(1) << 31) - 1;  // kernels decode indices in int32
-
-template <class... Args>
-[[noreturn]] void fail(const Args&... args) {
-  std::ostringstream os;
-  (os << ... << args);
-  throw std::invalid_argument(os.str());
-}
-
 template <class... Args>
 [[noreturn]] void fail_type(const Args&... args) {
   std::ostringstream os;
   (os << ... << args);
   throw py::type_error(os.str());
-}
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
-int64_t checked_numel(const char* op, const char* name, const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    if (d < 0) fail(op, ": ", name, " has a negative dimension ", shape_str(shape));
-    if (d != 0 && n > kMaxElements / d)
-      fail(op, ": ", name, " of shape ", shape_str(shape), " has more than 2^31-1 elements");
-    n *= d;
-  }
-  return n;
 }
 
 // ---------------------------------------------------------------- the device tensor
@@ -411,86 +383,6 @@ void want_ndim(const char* op, const char* name, const Tensor& t, int ndim, cons
     fail(op, ": ", name, " must be ", ndim, "-D ", dims, ", got shape ", shape_str(t.shape));
 }
 
-using Pair = std::array<int64_t, 2>;
-using Pads = std::array<int64_t, 4>;  // top, left, bottom, right
-
-void check_geometry(const char* op, const Pair& stride, const Pads& pad, const Pair* dil) {
-  for (int i = 0; i < 2; ++i) {
-    if (stride[size_t(i)] < 1)
-      fail(op, ": stride must be >= 1, got (", stride[0], ", ", stride[1], ")");
-    if (dil && (*dil)[size_t(i)] < 1)
-      fail(op, ": dilation must be >= 1, got (", (*dil)[0], ", ", (*dil)[1], ")");
-  }
-  for (int i = 0; i < 4; ++i)
-    if (pad[size_t(i)] < 0)
-      fail(op, ": padding must be >= 0, got (", pad[0], ", ", pad[1], ", ", pad[2], ", ",
-           pad[3], ")");
-}
-
-// x (N, C, H, W) and w (K, C, R, S) -> the parameters of y (N, K, P, Q).
-Conv2dParams conv_params(const char* op, const std::vector<int64_t>& x,
-                         const std::vector<int64_t>& w, const Pair& stride, const Pads& pad,
-                         const Pair& dil) {
-  if (x.size() != 4) fail(op, ": x must be 4-D (N, C, H, W), got shape ", shape_str(x));
-  if (w.size() != 4) fail(op, ": w must be 4-D (K, C, R, S), got shape ", shape_str(w));
-  check_geometry(op, stride, pad, &dil);
-  checked_numel(op, "x", x);
-  checked_numel(op, "w", w);
-  for (int64_t d : x)
-    if (d < 1) fail(op, ": x must have no empty dimension, got shape ", shape_str(x));
-  for (int64_t d : w)
-    if (d < 1) fail(op, ": w must have no empty dimension, got shape ", shape_str(w));
-  if (w[1] != x[1])
-    fail(op, ": w has ", w[1], " input channels but x has ", x[1], " (x.shape=", shape_str(x),
-         ", w.shape=", shape_str(w), ")");
-  Conv2dParams p{};
-  p.N = x[0]; p.C = x[1]; p.H = x[2]; p.W = x[3];
-  p.K = w[0]; p.R = w[2]; p.S = w[3];
-  p.stride_h = stride[0]; p.stride_w = stride[1];
-  p.pad_top = pad[0]; p.pad_left = pad[1]; p.pad_bottom = pad[2]; p.pad_right = pad[3];
-  p.dil_h = dil[0]; p.dil_w = dil[1];
-  const int64_t eh = p.H + p.pad_top + p.pad_bottom - p.dil_h * (p.R - 1) - 1;
-  const int64_t ew = p.W + p.pad_left + p.pad_right - p.dil_w * (p.S - 1) - 1;
-  if (eh < 0 || ew < 0)
-    fail(op, ": the (dilated) filter ", p.dil_h * (p.R - 1) + 1, "x", p.dil_w * (p.S - 1) + 1,
-         " is larger than the padded input ", p.H + p.pad_top + p.pad_bottom, "x",
-         p.W + p.pad_left + p.pad_right, " (x.shape=", shape_str(x), ", w.shape=", shape_str(w), ")");
-  p.P = eh / p.stride_h + 1;
-  p.Q = ew / p.stride_w + 1;
-  checked_numel(op, "y", {p.N, p.K, p.P, p.Q});
-  return p;
-}
-
-Pool2dParams pool_params(const char* op, const std::vector<int64_t>& x, const Pair& kernel,
-                         const Pair& stride, const Pads& pad, bool count_include_pad) {
-  if (x.size() != 4) fail(op, ": x must be 4-D (N, C, H, W), got shape ", shape_str(x));
-  checked_numel(op, "x", x);
-  for (int64_t d : x)
-    if (d < 1) fail(op, ": x must have no empty dimension, got shape ", shape_str(x));
-  if (kernel[0] < 1 || kernel[1] < 1)
-    fail(op, ": kernel must be >= 1, got (", kernel[0], ", ", kernel[1], ")");
-  check_geometry(op, stride, pad, nullptr);
-  if (pad[0] > kernel[0] / 2 || pad[2] > kernel[0] / 2 || pad[1] > kernel[1] / 2 ||
-      pad[3] > kernel[1] / 2)
-    fail(op, ": padding (", pad[0], ", ", pad[1], ", ", pad[2], ", ", pad[3],
-         ") must be at most half the window (", kernel[0], ", ", kernel[1], ")");
-  Pool2dParams p{};
-  p.N = x[0]; p.C = x[1]; p.H = x[2]; p.W = x[3];
-  p.kh = kernel[0]; p.kw = kernel[1];
-  p.stride_h = stride[0]; p.stride_w = stride[1];
-  p.pad_top = pad[0]; p.pad_left = pad[1]; p.pad_bottom = pad[2]; p.pad_right = pad[3];
-  const int64_t eh = p.H + p.pad_top + p.pad_bottom - p.kh;
-  const int64_t ew = p.W + p.pad_left + p.pad_right - p.kw;
-  if (eh < 0 || ew < 0)
-    fail(op, ": the window (", p.kh, ", ", p.kw, ") is larger than the padded input ",
-         p.H + p.pad_top + p.pad_bottom, "x", p.W + p.pad_left + p.pad_right,
-         " (x.shape=", shape_str(x), ")");
-  p.P = eh / p.stride_h + 1;
-  p.Q = ew / p.stride_w + 1;
-  p.count_include_pad = count_include_pad;
-  return p;
-}
-
 std::vector<int64_t> shape_arg(const char* op, const char* name, const std::vector<int64_t>& s,
                                size_t ndim) {
   if (s.size() != ndim) fail(op, ": ", name, " must have ", ndim, " entries, got ", shape_str(s));
@@ -535,6 +427,13 @@ Tensor labels_arg(const char* op, const py::object& labels, int64_t N, int64_t C
 using fastconv::Activation;
 using fastconv::Conv2dParams;
 using fastconv::Pool2dParams;
+using fastconv::Pair;
+using fastconv::Pads;
+using fastconv::fail;
+using fastconv::shape_str;
+using fastconv::make_conv_params;
+using fastconv::make_pool_params;
+using fastconv::checked_numel;
 using namespace fastconv::cuda;
 
 PYBIND11_MODULE(_cuda, m) {
@@ -658,7 +557,7 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     const char* op = "conv2d_forward";
     require_device();
     want_f32(op, "x", x); want_f32(op, "w", w);
-    const Conv2dParams p = conv_params(op, x.shape, w.shape, stride, pad, dilation);
+    const Conv2dParams p = make_conv_params(op, x.shape, w.shape, stride, pad, dilation);
     const Activation a = act_arg(op, act);
     const float* bias = nullptr;
     if (b) {
@@ -683,7 +582,7 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     require_device();
     want_f32(op, "dy", dy); want_f32(op, "w", w);
     const Conv2dParams p =
-        conv_params(op, shape_arg(op, "x_shape", x_shape, 4), w.shape, stride, pad, dilation);
+        make_conv_params(op, shape_arg(op, "x_shape", x_shape, 4), w.shape, stride, pad, dilation);
     const std::vector<int64_t> want{p.N, p.K, p.P, p.Q};
     if (dy.shape != want)
       fail(op, ": dy must have shape ", shape_str(want), " for x_shape ", shape_str(x_shape),
@@ -703,7 +602,7 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     require_device();
     want_f32(op, "dy", dy); want_f32(op, "x", x);
     const Conv2dParams p =
-        conv_params(op, x.shape, shape_arg(op, "w_shape", w_shape, 4), stride, pad, dilation);
+        make_conv_params(op, x.shape, shape_arg(op, "w_shape", w_shape, 4), stride, pad, dilation);
     const std::vector<int64_t> want{p.N, p.K, p.P, p.Q};
     if (dy.shape != want)
       fail(op, ": dy must have shape ", shape_str(want), " for x.shape ", shape_str(x.shape),
@@ -731,7 +630,7 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     const char* op = "max_pool2d_forward";
     require_device();
     want_f32(op, "x", x);
-    const Pool2dParams p = pool_params(op, x.shape, kernel, stride, pad, true);
+    const Pool2dParams p = make_pool_params(op, x.shape, kernel, stride, pad, true);
     Tensor y = empty_f32({p.N, p.C, p.P, p.Q}, op);
     py::gil_scoped_release nogil;
     max_pool2d_forward(x.cf(), y.f(), p);
@@ -744,7 +643,7 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     const char* op = "max_pool2d_backward";
     require_device();
     want_f32(op, "dy", dy); want_f32(op, "x", x);
-    const Pool2dParams p = pool_params(op, x.shape, kernel, stride, pad, true);
+    const Pool2dParams p = make_pool_params(op, x.shape, kernel, stride, pad, true);
     const std::vector<int64_t> want{p.N, p.C, p.P, p.Q};
     if (dy.shape != want)
       fail(op, ": dy must have shape ", shape_str(want), " for x.shape ", shape_str(x.shape),
@@ -762,7 +661,7 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     const char* op = "avg_pool2d_forward";
     require_device();
     want_f32(op, "x", x);
-    const Pool2dParams p = pool_params(op, x.shape, kernel, stride, pad, count_include_pad);
+    const Pool2dParams p = make_pool_params(op, x.shape, kernel, stride, pad, count_include_pad);
     Tensor y = empty_f32({p.N, p.C, p.P, p.Q}, op);
     py::gil_scoped_release nogil;
     avg_pool2d_forward(x.cf(), y.f(), p);
@@ -776,7 +675,7 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     const char* op = "avg_pool2d_backward";
     require_device();
     want_f32(op, "dy", dy);
-    const Pool2dParams p = pool_params(op, shape_arg(op, "x_shape", x_shape, 4), kernel, stride,
+    const Pool2dParams p = make_pool_params(op, shape_arg(op, "x_shape", x_shape, 4), kernel, stride,
                                        pad, count_include_pad);
     const std::vector<int64_t> want{p.N, p.C, p.P, p.Q};
     if (dy.shape != want)

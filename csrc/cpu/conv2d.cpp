@@ -1,97 +1,254 @@
-// conv2d on the CPU: im2col + GEMM, one image at a time, images spread over OpenMP threads.
+// conv2d on the CPU: im2col + GEMM over groups of images, groups spread over OpenMP threads.
 //
-//   x  is (N, C, H, W)    w  is (K, C, R, S) = a (K, C*R*S) matrix    b is (K)
-//   y  is (N, K, P, Q)    per image y_n (K, P*Q) = w (K, CRS) . col_n (CRS, P*Q) + b
+//   x  is (N, C, H, W)    w  is (K, C, R, S) = a (K, CRS) matrix, CRS = C*R*S    b is (K)
+//   y  is (N, K, P, Q)    dy is (N, K, P, Q),  PQ = P*Q
 //
-// forward          y_n  = act(w . im2col(x_n) + b)          bias preloaded, GEMM with beta 1
-// backward input   dx_n = col2im(w^T . dy_n)                 (CRS, K) . (K, PQ), then scatter-add
-// backward weight  dw   = sum_n dy_n . im2col(x_n)^T         (K, PQ) . (PQ, CRS), per-thread sums
-// backward bias    db   = sum over n, p, q of dy
+// Images are taken G at a time (a "group"). The group's im2col matrices sit side by side in one
+// col_g (CRS, G*PQ), image g in columns g*PQ ..., so one GEMM covers the group:
+//   forward          out_g (K, G*PQ)   = w (K, CRS) . col_g (CRS, G*PQ)
+//                    y_n = act(out_g[:, g*PQ ...] + b)       the output pass, fused (vmath.h)
+//   backward input   col_g (CRS, G*PQ) = w^T (CRS, K) . dy_g (K, G*PQ); col2im each image
+//   backward weight  dw (K, CRS)      += dy_g (K, G*PQ) . col_g^T (G*PQ, CRS)
+//                    (or, for K >= 32, its transpose dw^T += col_g . dy_g^T)
+// where dy_g is the group's dy gathered from (G, K, PQ) into (K, G*PQ). A thread runs its
+// group's GEMM on its own (sgemm is single-threaded inside a parallel region).
 //
-// A 1x1 filter with stride 1 and no padding reads x_n directly as its col matrix (ATen does the
-// same). The im2col buffer is a per-thread workspace reused across calls.
+// Why groups: with a small output plane a per-image GEMM is thin. LeNet's C3 (PQ = 100) would
+// run 64 GEMMs of 100 columns, C5 (PQ = 1) 64 matrix-vector products; a group makes the GEMM
+// wide enough for the micro-kernel (target kGroupColumns columns) while col_g stays within
+// kGroupColFloats (cache-sized). G = 1 where PQ alone is wide enough; then the GEMM writes y_n
+// in place and the output pass runs over it, and dy_n needs no gather.
+//
+// Two shapes need no im2col at all (ATen does the same for the first):
+//   pointwise     1x1 filter, stride 1, no padding: col_n is x_n (C, HW) itself (when G = 1).
+//   whole image   the filter covers the unpadded image (R = H, S = W, P = Q = 1): col_n is x_n
+//                 flattened, so the whole batch is ONE GEMM: y (N, K) = x (N, CRS) . w^T,
+//                 dx (N, CRS) = dy (N, K) . w, dw (K, CRS) = dy^T (K, N) . x (N, CRS); each
+//                 call sgemm outside a parallel region, which spreads it over the threads.
+//
+// Direct kernels: where the ISA has one (conv2d_direct_avx2.cpp) and the shape suits it (4 to 128
+// output channels and enough taps, see direct_forward_fits(): LeNet's C3, the VGG layers), the
+// forward runs it instead of im2col + GEMM, and so do backward weight and backward input with
+// stride 1, which is a forward convolution of dy with the flipped filter (direct_backward_input).
+//
+// Backward weight keeps one partial sum per thread, each over a contiguous range of
+// groups, added in thread order at the end: a given thread count always gives the same bits.
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "common/parallel.h"
+#include "cpu/conv2d_direct.h"
 #include "cpu/gemm/sgemm.h"
 #include "cpu/im2col.h"
+#include "cpu/vmath.h"
 #include "ops.h"
 
 namespace fastconv {
 namespace cpu {
 
-static bool is_pointwise(const Conv2dParams& p) {
+namespace {
+
+constexpr int64_t kGroupColumns = 512;          // aim for a GEMM at least this wide (G*PQ)
+constexpr int64_t kGroupColFloats = 96 * 1024;  // col_g at most this big (384 KB), G > 1
+
+bool is_pointwise(const Conv2dParams& p) {
   return p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_top == 0 &&
          p.pad_left == 0 && p.pad_bottom == 0 && p.pad_right == 0;
 }
 
+// The filter covers exactly the unpadded image: im2col(x_n) is x_n read as a (CRS, 1) column.
+bool is_whole_image(const Conv2dParams& p) {
+  return p.R == p.H && p.S == p.W && p.P == 1 && p.Q == 1 && p.pad_top == 0 &&
+         p.pad_left == 0 && p.pad_bottom == 0 && p.pad_right == 0 && (p.R == 1 || p.dil_h == 1) &&
+         (p.S == 1 || p.dil_w == 1);
+}
+
+// Images per GEMM: enough columns to feed the micro-kernel, col_g within cache, and at least
+// one group per thread.
+int64_t images_per_group(const Conv2dParams& p) {
+  const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q;
+  if (PQ >= kGroupColumns) return 1;
+  int64_t g = (kGroupColumns + PQ - 1) / PQ;
+  g = std::min(g, std::max<int64_t>(1, kGroupColFloats / (CRS * PQ)));
+  const int64_t threads = std::max(1, omp_threads());
+  g = std::min(g, std::max<int64_t>(1, (p.N + threads - 1) / threads));
+  return std::max<int64_t>(1, g);
+}
+
+// Fills col_g (CRS, G*PQ) for images x_n0 ... x_n0+G-1, or returns x_n0 itself (pointwise, G = 1).
+const float* group_col(const float* x, int64_t n0, int64_t G, const Conv2dParams& p, float* buf) {
+  const int64_t PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
+  if (G == 1 && is_pointwise(p)) return x + n0 * CHW;
+  for (int64_t g = 0; g < G; ++g) im2col(x + (n0 + g) * CHW, buf + g * PQ, p, G * PQ);
+  return buf;
+}
+
+// Gathers dy_g (K, G*PQ) from dy (N, K, PQ) for images n0 ... n0+G-1, or returns dy_n0 (G = 1).
+const float* group_dy(const float* dy, int64_t n0, int64_t G, const Conv2dParams& p, float* buf) {
+  const int64_t PQ = p.P * p.Q, K = p.K;
+  if (G == 1) return dy + n0 * K * PQ;
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t g = 0; g < G; ++g)
+      std::memcpy(buf + k * G * PQ + g * PQ, dy + ((n0 + g) * K + k) * PQ, sizeof(float) * PQ);
+  return buf;
+}
+
+#ifdef FASTCONV_X86
+// Backward input with stride 1 is itself a forward convolution: of dy (N, K, P, Q) with the
+// filter flipped in R and S and its K and C swapped, wf (C, K, R, S), padded so the output is
+// (N, C, H, W) again:
+//   dx[c][h][x] = sum over k, r, s of dy[k][h + pt - r*dh][x + pl - s*dw] w[k][c][r][s]
+//               = conv(dy, wf) with padding (R-1)*dh - pt on top, (R-1)*dh - pb at the bottom, ...
+// So the direct forward kernel serves it, where it fits (stride 1, those paddings >= 0, C and
+// the taps K*R*S in its range). Returns false where it does not apply.
+bool direct_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
+  if (p.stride_h != 1 || p.stride_w != 1 || std::strcmp(vec_math().isa, "generic") == 0) return false;
+  Conv2dParams q = p;
+  q.C = p.K; q.H = p.P; q.W = p.Q; q.K = p.C;
+  q.pad_top = (p.R - 1) * p.dil_h - p.pad_top;
+  q.pad_bottom = (p.R - 1) * p.dil_h - p.pad_bottom;
+  q.pad_left = (p.S - 1) * p.dil_w - p.pad_left;
+  q.pad_right = (p.S - 1) * p.dil_w - p.pad_right;
+  if (q.pad_top < 0 || q.pad_bottom < 0 || q.pad_left < 0 || q.pad_right < 0) return false;
+  q.P = conv_out_size(q.H, q.R, 1, q.pad_top, q.pad_bottom, q.dil_h);
+  q.Q = conv_out_size(q.W, q.S, 1, q.pad_left, q.pad_right, q.dil_w);
+  // C >= 16: with fewer input channels the flipped problem's K (= C) leaves most of each
+  // 8-channel vector empty, and im2col + GEMM + col2im is faster (LeNet's C3: 2x).
+  if (q.P != p.H || q.Q != p.W || q.K < 16 || !direct_forward_fits(q)) return false;
+  const int64_t RS = p.R * p.S;
+  std::vector<float> wf(size_t(p.C * p.K * RS));            // (C, K, R, S), flipped
+  for (int64_t k = 0; k < p.K; ++k)
+    for (int64_t c = 0; c < p.C; ++c)
+      for (int64_t rs = 0; rs < RS; ++rs)
+        wf[(c * p.K + k) * RS + (RS - 1 - rs)] = w[(k * p.C + c) * RS + rs];
+  conv2d_forward_direct_avx2(dy, wf.data(), nullptr, dx, q, Activation::None);
+  return true;
+}
+#endif
+
+}  // namespace
+
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, Activation act) {
-  const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
-  const bool pointwise = is_pointwise(p);
-#pragma omp parallel for schedule(static) if (p.N > 1)
-  for (int64_t n = 0; n < p.N; ++n) {
-    const float* xn = x + n * CHW;                 // (C, H, W)
-    float* yn = y + n * p.K * PQ;                  // (K, P*Q)
-    const float* col = xn;                         // (CRS, P*Q)
-    if (!pointwise) {
-      float* buf = thread_workspace(0, CRS * PQ);
-      im2col(xn, buf, p);
-      col = buf;
+  const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, K = p.K;
+  const VecFn out_pass = activation_kernel(vec_math(), act);   // y = act(out + b[k])
+
+  if (is_whole_image(p)) {                         // y (N, K) = x (N, CRS) . w^T (CRS, K)
+    sgemm(false, true, p.N, K, CRS, 1.f, x, CRS, w, CRS, 0.f, y, K);
+    if (!b && act == Activation::None) return;
+#pragma omp parallel for schedule(static) if (p.N * K > (1 << 14))
+    for (int64_t n = 0; n < p.N; ++n) {
+      float* yn = y + n * K;                       // (K)
+      if (b) for (int64_t k = 0; k < K; ++k) yn[k] += b[k];
+      if (act != Activation::None) out_pass(yn, 0.f, yn, K);
     }
-    if (b) for (int64_t k = 0; k < p.K; ++k) { float* row = yn + k * PQ; for (int64_t i = 0; i < PQ; ++i) row[i] = b[k]; }
-    sgemm(false, false, p.K, PQ, CRS, 1.f, w, CRS, col, PQ, b ? 1.f : 0.f, yn, PQ);
-    if (act != Activation::None) activation_forward(act, yn, yn, p.K * PQ);
+    return;
+  }
+
+#ifdef FASTCONV_X86
+  if (direct_forward_fits(p) && std::strcmp(vec_math().isa, "generic") != 0) {
+    conv2d_forward_direct_avx2(x, w, b, y, p, act);   // AVX-512 machines run AVX2 too
+    return;
+  }
+#endif
+
+  const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
+#pragma omp parallel for schedule(static) if (groups > 1)
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0);     // this group: images n0 ... n0+Gn-1
+    const float* col = group_col(x, n0, Gn, p, thread_workspace(0, CRS * Gn * PQ));  // (CRS, Gn*PQ)
+    if (Gn == 1) {                                  // y_n (K, PQ) straight from the GEMM
+      float* yn = y + n0 * K * PQ;
+      sgemm(false, false, K, PQ, CRS, 1.f, w, CRS, col, PQ, 0.f, yn, PQ);
+      if (b || act != Activation::None)
+        for (int64_t k = 0; k < K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
+      continue;
+    }
+    float* out = thread_workspace(1, K * Gn * PQ);  // (K, Gn*PQ)
+    sgemm(false, false, K, Gn * PQ, CRS, 1.f, w, CRS, col, Gn * PQ, 0.f, out, Gn * PQ);
+    for (int64_t g = 0; g < Gn; ++g)
+      for (int64_t k = 0; k < K; ++k)
+        out_pass(out + k * Gn * PQ + g * PQ, b ? b[k] : 0.f, y + ((n0 + g) * K + k) * PQ, PQ);
   }
 }
 
 void conv2d_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
-  const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
+  const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W, K = p.K;
+
+  if (is_whole_image(p)) {                         // dx (N, CRS) = dy (N, K) . w (K, CRS)
+    sgemm(false, false, p.N, CRS, K, 1.f, dy, K, w, CRS, 0.f, dx, CRS);
+    return;
+  }
+
+#ifdef FASTCONV_X86
+  if (direct_backward_input(dy, w, dx, p)) return;
+#endif
+
+  const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
   const bool pointwise = is_pointwise(p);
-#pragma omp parallel for schedule(static) if (p.N > 1)
-  for (int64_t n = 0; n < p.N; ++n) {
-    const float* dyn = dy + n * p.K * PQ;          // (K, P*Q)
-    float* dxn = dx + n * CHW;                     // (C, H, W)
-    if (pointwise) {                               // dx_n (C, HW) = w^T (C, K) . dy_n (K, HW)
-      sgemm(true, false, CRS, PQ, p.K, 1.f, w, CRS, dyn, PQ, 0.f, dxn, PQ);
+#pragma omp parallel for schedule(static) if (groups > 1)
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0);
+    const float* dyg = group_dy(dy, n0, Gn, p, thread_workspace(2, K * Gn * PQ));  // (K, Gn*PQ)
+    if (Gn == 1 && pointwise) {                     // dx_n (C, HW) = w^T (C, K) . dy_n (K, HW)
+      sgemm(true, false, CRS, PQ, K, 1.f, w, CRS, dyg, PQ, 0.f, dx + n0 * CHW, PQ);
       continue;
     }
-    float* col = thread_workspace(0, CRS * PQ);    // (CRS, P*Q)
-    sgemm(true, false, CRS, PQ, p.K, 1.f, w, CRS, dyn, PQ, 0.f, col, PQ);
-    col2im(col, dxn, p);
+    float* col = thread_workspace(0, CRS * Gn * PQ);  // (CRS, Gn*PQ)
+    sgemm(true, false, CRS, Gn * PQ, K, 1.f, w, CRS, dyg, Gn * PQ, 0.f, col, Gn * PQ);
+    for (int64_t g = 0; g < Gn; ++g) col2im(col + g * PQ, dx + (n0 + g) * CHW, p, Gn * PQ);
   }
 }
 
 void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Conv2dParams& p) {
-  const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W, KCRS = p.K * CRS;
-  const bool pointwise = is_pointwise(p);
-  const int nt = static_cast<int>(std::min<int64_t>(omp_threads(), std::max<int64_t>(p.N, 1)));
-  // Each thread sums its contiguous share of the batch into its own (K, CRS) partial; the
-  // partials are added in thread order, so a given thread count always gives the same bits.
-  std::vector<float> partial(size_t(nt > 1 ? nt - 1 : 0) * KCRS);
+  const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, K = p.K, KCRS = K * CRS;
+
+  if (is_whole_image(p)) {                         // dw (K, CRS) = dy^T (K, N) . x (N, CRS)
+    sgemm(true, false, K, CRS, p.N, 1.f, dy, K, x, CRS, 0.f, dw, CRS);
+    return;
+  }
+
+#ifdef FASTCONV_X86
+  if (direct_forward_fits(p) && std::strcmp(vec_math().isa, "generic") != 0) {
+    conv2d_backward_weight_direct_avx2(dy, x, dw, p);
+    return;
+  }
+#endif
+
+  const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
+  const int nt = static_cast<int>(std::min<int64_t>(omp_threads(), groups));
+  // Thread t sums groups [groups*t/nt, groups*(t+1)/nt) into its own partial, in one of two
+  // orientations:
+  //   K >= 32:  dw^T (CRS, K) += col_g (CRS, G*PQ) . dy_g^T (G*PQ, K)
+  //             the GEMM's M is the long side (CRS), its A the im2col matrix, packed as stored;
+  //             dy_g, the small operand, is the one read transposed.
+  //   K < 32:   dw (K, CRS) += dy_g (K, G*PQ) . col_g^T (G*PQ, CRS)
+  //             a narrow N = K would leave the micro-kernel's 16 or 32 columns mostly empty
+  //             (LeNet's C1, K = 6: 1.7x slower the other way).
+  const bool transposed = K >= 32;
+  std::vector<float> partial(size_t(nt) * KCRS);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_thread_id();
-    float* acc = t == 0 ? dw : partial.data() + size_t(t - 1) * KCRS;   // (K, CRS)
-    const int64_t n0 = p.N * t / nt, n1 = p.N * (t + 1) / nt;
+    float* acc = partial.data() + size_t(t) * KCRS;   // (CRS, K) or (K, CRS)
     std::memset(acc, 0, sizeof(float) * KCRS);
-    for (int64_t n = n0; n < n1; ++n) {
-      const float* dyn = dy + n * p.K * PQ;        // (K, P*Q)
-      const float* col = x + n * CHW;              // (CRS, P*Q)
-      if (!pointwise) {
-        float* buf = thread_workspace(0, CRS * PQ);
-        im2col(x + n * CHW, buf, p);
-        col = buf;
-      }
-      sgemm(false, true, p.K, CRS, PQ, 1.f, dyn, PQ, col, PQ, 1.f, acc, CRS);
+    for (int64_t grp = groups * t / nt; grp < groups * (t + 1) / nt; ++grp) {
+      const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0);
+      const float* dyg = group_dy(dy, n0, Gn, p, thread_workspace(2, K * Gn * PQ));     // (K, Gn*PQ)
+      const float* col = group_col(x, n0, Gn, p, thread_workspace(0, CRS * Gn * PQ));   // (CRS, Gn*PQ)
+      if (transposed) sgemm(false, true, CRS, K, Gn * PQ, 1.f, col, Gn * PQ, dyg, Gn * PQ, 1.f, acc, K);
+      else sgemm(false, true, K, CRS, Gn * PQ, 1.f, dyg, Gn * PQ, col, Gn * PQ, 1.f, acc, CRS);
     }
   }
-  for (int t = 1; t < nt; ++t) {
-    const float* part = partial.data() + size_t(t - 1) * KCRS;
-    for (int64_t i = 0; i < KCRS; ++i) dw[i] += part[i];
-  }
+  // dw (K, CRS) = the partials summed in thread order (transposed back where they are dw^T).
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t i = 0; i < CRS; ++i) {
+      const size_t at = transposed ? size_t(i * K + k) : size_t(k * CRS + i);
+      float sum = partial[at];
+      for (int t = 1; t < nt; ++t) sum += partial[size_t(t) * KCRS + at];
+      dw[k * CRS + i] = sum;
+    }
 }
 
 void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t PQ) {

@@ -5,6 +5,9 @@
 //       col[(c*R + r)*S + s][p*Q + q] = x[c][p*sh - pt + r*dh][q*sw - pl + s*dw]  (0 outside)
 //
 // col2im is the adjoint: it adds each col entry back into dx at the same position.
+// `ld` is the distance between col's rows (P*Q for one image on its own). conv2d puts several
+// images side by side in one (C*R*S, G*P*Q) matrix, image g in columns g*P*Q ..., so one GEMM
+// serves the group: it passes col + g*P*Q and ld = G*P*Q.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -14,12 +17,11 @@
 namespace fastconv {
 namespace cpu {
 
-inline void im2col(const float* x, float* col, const Conv2dParams& p) {
-  const int64_t PQ = p.P * p.Q;
+inline void im2col(const float* x, float* col, const Conv2dParams& p, int64_t ld) {
   for (int64_t c = 0; c < p.C; ++c)
     for (int64_t r = 0; r < p.R; ++r)
       for (int64_t s = 0; s < p.S; ++s) {
-        float* row = col + ((c * p.R + r) * p.S + s) * PQ;
+        float* row = col + ((c * p.R + r) * p.S + s) * ld;
         const float* xc = x + c * p.H * p.W;
         // Columns q whose input column w = q*sw - pl + s*dw lies in [0, W).
         const int64_t off_w = s * p.dil_w - p.pad_left;
@@ -39,13 +41,12 @@ inline void im2col(const float* x, float* col, const Conv2dParams& p) {
       }
 }
 
-inline void col2im(const float* col, float* dx, const Conv2dParams& p) {
-  const int64_t PQ = p.P * p.Q;
+inline void col2im(const float* col, float* dx, const Conv2dParams& p, int64_t ld) {
   std::memset(dx, 0, sizeof(float) * p.C * p.H * p.W);
   for (int64_t c = 0; c < p.C; ++c)
     for (int64_t r = 0; r < p.R; ++r)
       for (int64_t s = 0; s < p.S; ++s) {
-        const float* row = col + ((c * p.R + r) * p.S + s) * PQ;
+        const float* row = col + ((c * p.R + r) * p.S + s) * ld;
         float* dxc = dx + c * p.H * p.W;
         const int64_t off_w = s * p.dil_w - p.pad_left;
         int64_t q_lo = 0, q_hi = p.Q;

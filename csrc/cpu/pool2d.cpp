@@ -7,6 +7,16 @@
 // (count_include_pad, PyTorch's default) or by the number of real cells (Keras's "same").
 // Max pooling's backward recomputes the window's first maximum (row-major order) from x, so
 // forward and backward agree on ties without storing indices.
+//
+// Fast path: windows that tile the input (stride == window, no padding; 2x2 stride 2 is the
+// common one) are disjoint and never clipped, so each output row reads kh whole input rows
+// and each backward writes every input cell exactly once (the cells past P*kh rows or Q*kw
+// columns, which no window covers, get 0). The loops are written branch-free over the output
+// columns, with the window size a compile-time constant for 2x2, so the compiler vectorises
+// them. They give the same bits as the general path:
+//   max     m = the window's maximum, NaN if any cell is NaN (first NaN wins in the reference)
+//   argmax  the first cell with v == m, or v != v (a NaN): exactly the reference's first max
+//   avg     the row-major sum divided by kh*kw
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -37,9 +47,135 @@ inline int64_t window_argmax(const float* xp, const Pool2dParams& p, const Windo
 inline float avg_divisor(const Pool2dParams& p, const Window& win) {
   return p.count_include_pad ? float(p.kh * p.kw) : float((win.h1 - win.h0) * (win.w1 - win.w0));
 }
+
+// ---------------------------------------------------------------- disjoint windows, no padding
+inline bool tiles_input(const Pool2dParams& p) {
+  return p.stride_h == p.kh && p.stride_w == p.kw && p.pad_top == 0 && p.pad_left == 0 &&
+         p.pad_bottom == 0 && p.pad_right == 0;
+}
+// The larger of m and v, where a NaN in either wins (written as a select so it vectorises).
+inline float nan_max(float m, float v) { return (v > m || v != v) ? v : m; }
+inline bool parallel_planes(const Pool2dParams& p) { return p.N * p.C * p.H * p.W > (1 << 15); }
+
+// KH, KW: the window as compile-time constants, or 0 to read p.kh, p.kw at run time.
+template <int KH, int KW>
+void max_forward_tiled(const float* x, float* y, const Pool2dParams& p) {
+  const int64_t kh = KH ? KH : p.kh, kw = KW ? KW : p.kw, W = p.W, Q = p.Q;
+  const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
+#pragma omp parallel for schedule(static) if (parallel_planes(p))
+  for (int64_t i = 0; i < planes; ++i)
+    for (int64_t op = 0; op < p.P; ++op) {
+      const float* xr = x + i * HW + op * kh * W;   // (kh, W): the window rows of output row op
+      float* yr = y + i * PQ + op * Q;               // (Q)
+      for (int64_t oq = 0; oq < Q; ++oq) {
+        const float* cell = xr + oq * kw;
+        float m = cell[0];
+        for (int64_t a = 0; a < kh; ++a)
+          for (int64_t b = 0; b < kw; ++b) m = nan_max(m, cell[a * W + b]);
+        yr[oq] = m;
+      }
+    }
+}
+
+// Is v the window's maximum m, or a NaN (then m is NaN too)? Bitwise, not short-circuit.
+inline bool is_max(float v, float m) { return (v == m) | (v != v); }
+
+void max_backward_tiled(const float* dy, const float* x, float* dx, const Pool2dParams& p) {
+  const int64_t kh = p.kh, kw = p.kw, W = p.W, Q = p.Q;
+  const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
+#pragma omp parallel for schedule(static) if (parallel_planes(p))
+  for (int64_t i = 0; i < planes; ++i) {
+    for (int64_t op = 0; op < p.P; ++op) {
+      const float* xr = x + i * HW + op * kh * W;   // (kh, W)
+      float* dxr = dx + i * HW + op * kh * W;       // (kh, W)
+      const float* dyr = dy + i * PQ + op * Q;       // (Q)
+      if (kh == 2 && kw == 2) {
+        const float* x0 = xr;  const float* x1 = xr + W;
+        float* d0 = dxr;       float* d1 = dxr + W;
+        for (int64_t oq = 0; oq < Q; ++oq) {
+          const float a = x0[2 * oq], b = x0[2 * oq + 1], c = x1[2 * oq], d = x1[2 * oq + 1];
+          const float m = nan_max(nan_max(nan_max(a, b), c), d);
+          const bool ha = is_max(a, m), hb = is_max(b, m), hc = is_max(c, m);
+          const float g = dyr[oq];
+          d0[2 * oq] = ha ? g : 0.f;
+          d0[2 * oq + 1] = (hb & !ha) ? g : 0.f;
+          d1[2 * oq] = (hc & !(ha | hb)) ? g : 0.f;
+          d1[2 * oq + 1] = !(ha | hb | hc) ? g : 0.f;
+        }
+      } else {
+        for (int64_t oq = 0; oq < Q; ++oq) {
+          const float* cell = xr + oq * kw;
+          float* dcell = dxr + oq * kw;
+          float m = cell[0];
+          for (int64_t a = 0; a < kh; ++a)
+            for (int64_t b = 0; b < kw; ++b) m = nan_max(m, cell[a * W + b]);
+          const float g = dyr[oq];
+          bool taken = false;                        // has an earlier cell got g?
+          for (int64_t a = 0; a < kh; ++a)
+            for (int64_t b = 0; b < kw; ++b) {
+              const bool hit = !taken & is_max(cell[a * W + b], m);
+              dcell[a * W + b] = hit ? g : 0.f;
+              taken |= hit;
+            }
+        }
+      }
+      for (int64_t a = 0; a < kh; ++a)              // columns past Q*kw: no window
+        for (int64_t w = Q * kw; w < W; ++w) dxr[a * W + w] = 0.f;
+    }
+    std::memset(dx + i * HW + p.P * kh * W, 0, sizeof(float) * (p.H - p.P * kh) * W);  // rows past P*kh
+  }
+}
+
+template <int KH, int KW>
+void avg_forward_tiled(const float* x, float* y, const Pool2dParams& p) {
+  const int64_t kh = KH ? KH : p.kh, kw = KW ? KW : p.kw, W = p.W, Q = p.Q;
+  const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
+  const float d = float(kh * kw);
+#pragma omp parallel for schedule(static) if (parallel_planes(p))
+  for (int64_t i = 0; i < planes; ++i)
+    for (int64_t op = 0; op < p.P; ++op) {
+      const float* xr = x + i * HW + op * kh * W;
+      float* yr = y + i * PQ + op * Q;
+      for (int64_t oq = 0; oq < Q; ++oq) {
+        const float* cell = xr + oq * kw;
+        float s = 0.f;
+        for (int64_t a = 0; a < kh; ++a)
+          for (int64_t b = 0; b < kw; ++b) s += cell[a * W + b];
+        yr[oq] = s / d;
+      }
+    }
+}
+
+template <int KH, int KW>
+void avg_backward_tiled(const float* dy, float* dx, const Pool2dParams& p) {
+  const int64_t kh = KH ? KH : p.kh, kw = KW ? KW : p.kw, W = p.W, Q = p.Q;
+  const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
+  const float d = float(kh * kw);
+#pragma omp parallel for schedule(static) if (parallel_planes(p))
+  for (int64_t i = 0; i < planes; ++i) {
+    for (int64_t op = 0; op < p.P; ++op) {
+      float* dxr = dx + i * HW + op * kh * W;
+      const float* dyr = dy + i * PQ + op * Q;
+      for (int64_t oq = 0; oq < Q; ++oq) {
+        const float g = dyr[oq] / d;
+        for (int64_t a = 0; a < kh; ++a)
+          for (int64_t b = 0; b < kw; ++b) dxr[a * W + oq * kw + b] = g;
+      }
+      for (int64_t a = 0; a < kh; ++a)
+        for (int64_t w = Q * kw; w < W; ++w) dxr[a * W + w] = 0.f;
+    }
+    std::memset(dx + i * HW + p.P * kh * W, 0, sizeof(float) * (p.H - p.P * kh) * W);
+  }
+}
+
+inline bool is_2x2(const Pool2dParams& p) { return p.kh == 2 && p.kw == 2; }
 }  // namespace
 
 void max_pool2d_forward(const float* x, float* y, const Pool2dParams& p) {
+  if (tiles_input(p)) {
+    if (is_2x2(p)) max_forward_tiled<2, 2>(x, y, p); else max_forward_tiled<0, 0>(x, y, p);
+    return;
+  }
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
 #pragma omp parallel for schedule(static) if (planes * PQ > 4096)
   for (int64_t i = 0; i < planes; ++i) {
@@ -55,6 +191,10 @@ void max_pool2d_forward(const float* x, float* y, const Pool2dParams& p) {
 }
 
 void max_pool2d_backward(const float* dy, const float* x, float* dx, const Pool2dParams& p) {
+  if (tiles_input(p)) {
+    max_backward_tiled(dy, x, dx, p);
+    return;
+  }
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
 #pragma omp parallel for schedule(static) if (planes * PQ > 4096)
   for (int64_t i = 0; i < planes; ++i) {
@@ -71,6 +211,10 @@ void max_pool2d_backward(const float* dy, const float* x, float* dx, const Pool2
 }
 
 void avg_pool2d_forward(const float* x, float* y, const Pool2dParams& p) {
+  if (tiles_input(p)) {
+    if (is_2x2(p)) avg_forward_tiled<2, 2>(x, y, p); else avg_forward_tiled<0, 0>(x, y, p);
+    return;
+  }
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
 #pragma omp parallel for schedule(static) if (planes * PQ > 4096)
   for (int64_t i = 0; i < planes; ++i) {
@@ -89,6 +233,10 @@ void avg_pool2d_forward(const float* x, float* y, const Pool2dParams& p) {
 }
 
 void avg_pool2d_backward(const float* dy, float* dx, const Pool2dParams& p) {
+  if (tiles_input(p)) {
+    if (is_2x2(p)) avg_backward_tiled<2, 2>(dy, dx, p); else avg_backward_tiled<0, 0>(dy, dx, p);
+    return;
+  }
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
 #pragma omp parallel for schedule(static) if (planes * PQ > 4096)
   for (int64_t i = 0; i < planes; ++i) {

@@ -4,22 +4,26 @@
 //   softmax:  y = exp(x - max) / sum exp(x - max)             (max-subtracted, never overflows)
 //   loss   :  mean over rows of  log(sum exp(x - max)) - (x[label] - max)
 //   dlogits:  (softmax - onehot(label)) / rows
+// The exponentials run through the vectorised exp of vmath.h as exp(x + shift), shift = -max.
 #include <cmath>
 
+#include "cpu/vmath.h"
 #include "ops.h"
 
 namespace fastconv {
 namespace cpu {
 
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
+  const VecFn vexp = vec_math().exp;
 #pragma omp parallel for schedule(static) if (rows * cols > (1 << 15))
   for (int64_t i = 0; i < rows; ++i) {
     const float* xr = x + i * cols;
     float* yr = y + i * cols;
     float m = xr[0];
     for (int64_t j = 1; j < cols; ++j) m = xr[j] > m ? xr[j] : m;
+    vexp(xr, -m, yr, cols);
     float s = 0.f;
-    for (int64_t j = 0; j < cols; ++j) { yr[j] = std::exp(xr[j] - m); s += yr[j]; }
+    for (int64_t j = 0; j < cols; ++j) s += yr[j];
     const float inv = 1.f / s;
     for (int64_t j = 0; j < cols; ++j) yr[j] *= inv;
   }
@@ -27,6 +31,7 @@ void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
 
 float softmax_cross_entropy(const float* logits, const int64_t* labels, float* dlogits, int64_t N,
                             int64_t C) {
+  const VecFn vexp = vec_math().exp;
   double total = 0.0;
   const float invN = 1.f / float(N);
 #pragma omp parallel for schedule(static) reduction(+ : total) if (N * C > (1 << 15))
@@ -35,8 +40,9 @@ float softmax_cross_entropy(const float* logits, const int64_t* labels, float* d
     float* dr = dlogits + i * C;
     float m = xr[0];
     for (int64_t j = 1; j < C; ++j) m = xr[j] > m ? xr[j] : m;
+    vexp(xr, -m, dr, C);
     float s = 0.f;
-    for (int64_t j = 0; j < C; ++j) { dr[j] = std::exp(xr[j] - m); s += dr[j]; }
+    for (int64_t j = 0; j < C; ++j) s += dr[j];
     const int64_t t = labels[i];
     total += double(std::log(s)) - double(xr[t] - m);
     const float scale = invN / s;

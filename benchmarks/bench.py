@@ -1,0 +1,578 @@
+"""fastconv's CPU benchmark suite: one command, one table, a JSON file beside it.
+
+    python benchmarks/bench.py [--quick] [--threads 1,2] [--batches 64,256] [--out results.json]
+
+For every op and shape of the two reference networks (LeNet-5 and the small VGG, DESIGN.md) it
+times fastconv against a vectorised NumPy baseline (benchmarks/reference_numpy.py: im2col + one
+GEMM) and against PyTorch's CPU kernels when torch is installed, side by side in one process,
+forward and each backward, at each thread count:
+
+    conv2d       fwd (with bias), bwd_input, bwd_weight      LeNet C1 C3 C5, VGG conv1..conv4
+    max/avg pool fwd, bwd                                    2x2 stride 2
+    relu/tanh/sigmoid fwd, bwd                               (N, 32, 28, 28)
+    softmax cross-entropy  fwd+bwd (loss and dlogits)        (N, 10)
+
+Timing: each provider is warmed up, then timed in `repeats` samples; each sample runs the op
+enough times in a row to last at least `min_sample_ms`, and the samples of the providers of one
+row are interleaved (fastconv, numpy, torch, fastconv, ...) so background load hits them alike.
+The table shows the median per call (the JSON also keeps the min and every sample), the ratios
+numpy/fastconv and torch/fastconv (above 1: fastconv is faster), and fastconv's rate: GFLOP/s for
+convolutions (2*N*K*C*R*S*P*Q flops for each direction) and GB/s of compulsory traffic for the
+memory-bound ops.
+
+Before timing, every op of every provider is run once at batch 2 and checked against fastconv
+(assert close), so the three columns compute the same thing.
+
+Threads: fastconv.set_num_threads(t), torch.set_num_threads(t), and threadpoolctl's
+threadpool_limits(t, user_api="blas") for NumPy's BLAS (NumPy's element-wise ops are
+single-threaded whatever t is).
+
+Run it with the OpenBLAS tuning variables unset; this machine's environment sets two that slow
+NumPy's sgemm down (OpenBLAS reads them when it loads, so the script can only warn):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench.py --quick
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference_numpy as ref  # noqa: E402  (the NumPy baseline beside this file)
+
+import fastconv  # noqa: E402
+import fastconv.functional as F  # noqa: E402
+
+try:
+    import torch
+    import torch.nn.functional as TF
+    import torch.nn.grad as TG
+except ImportError:  # the suite runs without torch; its columns then show "-"
+    torch = None
+
+try:
+    import threadpoolctl
+except ImportError:
+    threadpoolctl = None
+
+PROVIDERS = ("fastconv", "numpy", "torch")
+SLOW_OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+# ----------------------------------------------------------------------------- the cases
+@dataclass(frozen=True)
+class ConvShape:
+    """One convolution layer: C -> K channels, R x S kernel, H x W input, symmetric padding."""
+
+    name: str
+    c: int
+    k: int
+    h: int
+    w: int
+    r: int
+    s: int
+    pad: int
+
+    @property
+    def out_hw(self):
+        return self.h + 2 * self.pad - self.r + 1, self.w + 2 * self.pad - self.s + 1
+
+    def describe(self):
+        padding = "valid" if self.pad == 0 else "same"
+        return f"{self.c}x{self.h}x{self.w} -> {self.k}, {self.r}x{self.s} {padding}"
+
+
+CONVS = (
+    ConvShape("lenet_c1", 1, 6, 32, 32, 5, 5, 0),
+    ConvShape("lenet_c3", 6, 16, 14, 14, 5, 5, 0),
+    ConvShape("lenet_c5", 16, 120, 5, 5, 5, 5, 0),
+    ConvShape("vgg_conv1", 1, 32, 28, 28, 3, 3, 1),
+    ConvShape("vgg_conv2", 32, 32, 28, 28, 3, 3, 1),
+    ConvShape("vgg_conv3", 32, 64, 14, 14, 3, 3, 1),
+    ConvShape("vgg_conv4", 64, 64, 14, 14, 3, 3, 1),
+)
+POOL_MAPS = ((32, 28, 28), (6, 28, 28))  # VGG's first block output, LeNet's C1 output
+ACT_MAP = (32, 28, 28)
+CLASSES = 10
+
+
+@dataclass
+class Case:
+    """One row of the table: an op, a shape and a direction, with a callable per provider.
+
+    Each callable runs the op once and returns its result (a NumPy array, a torch tensor, or a
+    (loss, dlogits) pair) so the startup check can compare providers.
+    """
+
+    op: str
+    shape: str
+    direction: str
+    batch: int
+    flops: float = 0.0  # arithmetic of one call (convolutions)
+    bytes: float = 0.0  # compulsory memory traffic of one call (memory-bound ops)
+    fns: dict = field(default_factory=dict)
+
+
+def _randn(rng, *shape):
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def conv_cases(conv, n, rng):
+    """Forward (with bias), backward input and backward weight of one convolution at batch n."""
+    x = _randn(rng, n, conv.c, conv.h, conv.w)  # (N, C, H, W)
+    w = _randn(rng, conv.k, conv.c, conv.r, conv.s) * np.float32(1 / np.sqrt(conv.c * conv.r * conv.s))
+    b = _randn(rng, conv.k)  # (K,)
+    p, q = conv.out_hw
+    dy = _randn(rng, n, conv.k, p, q)  # (N, K, P, Q)
+    flops = 2.0 * n * conv.k * conv.c * conv.r * conv.s * p * q
+    pad4 = (conv.pad,) * 4
+    op, shape = f"conv2d {conv.name}", conv.describe()
+    fwd = Case(op, shape, "fwd", n, flops=flops)
+    bwd_in = Case(op, shape, "bwd_input", n, flops=flops)
+    bwd_w = Case(op, shape, "bwd_weight", n, flops=flops)
+    pad = conv.pad
+    fwd.fns["fastconv"] = lambda: F.conv2d(x, w, b, padding=pad)
+    bwd_in.fns["fastconv"] = lambda: F.conv2d_backward_input(dy, w, x.shape, padding=pad)
+    bwd_w.fns["fastconv"] = lambda: F.conv2d_backward_weight(dy, x, w.shape, padding=pad)
+    fwd.fns["numpy"] = lambda: ref.conv2d(x, w, b, (1, 1), pad4)
+    bwd_in.fns["numpy"] = lambda: ref.conv2d_backward_input(dy, w, x.shape, (1, 1), pad4)
+    bwd_w.fns["numpy"] = lambda: ref.conv2d_backward_weight(dy, x, w.shape, (1, 1), pad4)
+    if torch is not None:
+        tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
+        fwd.fns["torch"] = lambda: TF.conv2d(tx, tw, tb, padding=pad)
+        bwd_in.fns["torch"] = lambda: TG.conv2d_input(tx.shape, tw, tdy, padding=pad)
+        bwd_w.fns["torch"] = lambda: TG.conv2d_weight(tx, tw.shape, tdy, padding=pad)
+    return [fwd, bwd_in, bwd_w]
+
+
+def _torch_backward(forward, x, dy):
+    """A callable that runs only the backward of y = forward(x) (graph built once, kept)."""
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = forward(tx)
+    tdy = torch.from_numpy(dy)
+    return lambda: torch.autograd.grad(ty, tx, tdy, retain_graph=True)[0]
+
+
+def pool_cases(kind, maps, n, rng):
+    """Forward and backward of 2x2 stride-2 max or average pooling of (n, *maps)."""
+    x = _randn(rng, n, *maps)  # (N, C, H, W)
+    c, h, w = maps
+    dy = _randn(rng, n, c, h // 2, w // 2)  # (N, C, H/2, W/2)
+    op, shape = f"{kind}_pool2d", f"{c}x{h}x{w}, 2x2/2"
+    fwd = Case(op, shape, "fwd", n, bytes=4.0 * (x.size + dy.size))
+    if kind == "max":
+        bwd = Case(op, shape, "bwd", n, bytes=4.0 * (2 * x.size + dy.size))  # reads x and dy
+        fwd.fns["fastconv"] = lambda: F.max_pool2d(x, 2)
+        bwd.fns["fastconv"] = lambda: F.max_pool2d_backward(dy, x, 2)
+        fwd.fns["numpy"] = lambda: ref.max_pool2d(x, (2, 2))
+        bwd.fns["numpy"] = lambda: ref.max_pool2d_backward(dy, x, (2, 2))
+        if torch is not None:
+            tx = torch.from_numpy(x)
+            fwd.fns["torch"] = lambda: TF.max_pool2d(tx, 2)
+            bwd.fns["torch"] = _torch_backward(lambda t: TF.max_pool2d(t, 2), x, dy)
+    else:
+        bwd = Case(op, shape, "bwd", n, bytes=4.0 * (x.size + dy.size))
+        fwd.fns["fastconv"] = lambda: F.avg_pool2d(x, 2)
+        bwd.fns["fastconv"] = lambda: F.avg_pool2d_backward(dy, x.shape, 2)
+        fwd.fns["numpy"] = lambda: ref.avg_pool2d(x, (2, 2))
+        bwd.fns["numpy"] = lambda: ref.avg_pool2d_backward(dy, x.shape, (2, 2))
+        if torch is not None:
+            tx = torch.from_numpy(x)
+            fwd.fns["torch"] = lambda: TF.avg_pool2d(tx, 2)
+            bwd.fns["torch"] = _torch_backward(lambda t: TF.avg_pool2d(t, 2), x, dy)
+    return [fwd, bwd]
+
+
+def activation_cases(name, n, rng):
+    """Forward and backward (from dy and the forward output y) of relu, tanh or sigmoid."""
+    x = _randn(rng, n, *ACT_MAP)  # (N, C, H, W)
+    dy = _randn(rng, n, *ACT_MAP)
+    fc_fwd, fc_bwd = getattr(F, name), getattr(F, name + "_backward")
+    np_fwd, np_bwd = getattr(ref, name), getattr(ref, name + "_backward")
+    y = np_fwd(x)  # the forward output the backward reads
+    shape = "x".join(map(str, ACT_MAP))
+    fwd = Case(name, shape, "fwd", n, bytes=4.0 * 2 * x.size)
+    bwd = Case(name, shape, "bwd", n, bytes=4.0 * 3 * x.size)
+    fwd.fns["fastconv"] = lambda: fc_fwd(x)
+    bwd.fns["fastconv"] = lambda: fc_bwd(dy, y)
+    fwd.fns["numpy"] = lambda: np_fwd(x)
+    bwd.fns["numpy"] = lambda: np_bwd(dy, y)
+    if torch is not None:
+        t_fwd = getattr(torch, name)
+        tx = torch.from_numpy(x)
+        fwd.fns["torch"] = lambda: t_fwd(tx)
+        bwd.fns["torch"] = _torch_backward(t_fwd, x, dy)
+    return [fwd, bwd]
+
+
+def cross_entropy_cases(n, rng):
+    """Softmax cross-entropy of (n, 10) logits: the loss and dlogits in one go."""
+    logits = _randn(rng, n, CLASSES)  # (N, 10)
+    labels = rng.integers(0, CLASSES, n)  # (N,) int64
+    case = Case("softmax_xent", f"{CLASSES} classes", "fwd+bwd", n, bytes=4.0 * 2 * logits.size)
+    case.fns["fastconv"] = lambda: F.softmax_cross_entropy(logits, labels)
+    case.fns["numpy"] = lambda: ref.softmax_cross_entropy(logits, labels)
+    if torch is not None:
+        tl = torch.from_numpy(logits.copy()).requires_grad_(True)
+        tlabels = torch.from_numpy(labels)
+
+        def torch_xent():
+            loss = TF.cross_entropy(tl, tlabels)
+            return loss.detach(), torch.autograd.grad(loss, tl)[0]
+
+        case.fns["torch"] = torch_xent
+    return [case]
+
+
+def build_cases(n, seed=0):
+    """Every row of the table at batch n."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for conv in CONVS:
+        cases += conv_cases(conv, n, rng)
+    for kind in ("max", "avg"):
+        for maps in POOL_MAPS:
+            cases += pool_cases(kind, maps, n, rng)
+    for name in ("relu", "tanh", "sigmoid"):
+        cases += activation_cases(name, n, rng)
+    cases += cross_entropy_cases(n, rng)
+    return cases
+
+
+# ----------------------------------------------------------------------------- check
+def _as_numpy(result):
+    if isinstance(result, tuple):
+        return tuple(_as_numpy(r) for r in result)
+    if torch is not None and isinstance(result, torch.Tensor):
+        return result.detach().numpy()
+    return np.asarray(result, dtype=np.float32)
+
+
+def check_providers(cases):
+    """Assert every provider computes what fastconv computes (run once, before timing)."""
+    for case in cases:
+        want = _as_numpy(case.fns["fastconv"]())
+        for provider, fn in case.fns.items():
+            if provider == "fastconv":
+                continue
+            got = _as_numpy(fn())
+            pairs = zip(got, want) if isinstance(want, tuple) else [(got, want)]
+            for g, w in pairs:
+                g, w = np.asarray(g, np.float32), np.asarray(w, np.float32)
+                scale = float(np.max(np.abs(w))) if w.size else 1.0
+                np.testing.assert_allclose(
+                    g, w, rtol=1e-3, atol=1e-4 * max(scale, 1.0),
+                    err_msg=f"{provider} disagrees with fastconv on {case.op} {case.shape} {case.direction}")
+
+
+# ----------------------------------------------------------------------------- timing
+@dataclass
+class TimingPlan:
+    """How long to time each row: warm-up calls, samples, minimum length of a sample."""
+
+    warmup: int = 2
+    repeats: int = 7
+    min_sample_s: float = 0.005
+    max_row_s: float = 3.0  # cut the repeats of a slow row so the whole row stays near this
+
+
+def time_row(fns, plan):
+    """Median and min seconds per call of each callable, their samples interleaved.
+
+    The warm-up calls are timed too: the fastest of them sets how many calls make one sample.
+    """
+    inner = {}
+    for name, fn in fns.items():
+        fastest = float("inf")
+        for _ in range(max(plan.warmup, 1)):
+            t0 = time.perf_counter()
+            fn()
+            fastest = min(fastest, time.perf_counter() - t0)
+        inner[name] = max(1, int(plan.min_sample_s / max(fastest, 1e-7)))
+    samples = {name: [] for name in fns}
+    started = time.perf_counter()
+    for i in range(plan.repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner[name]):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / inner[name])
+        if i + 1 >= min(3, plan.repeats) and time.perf_counter() - started > plan.max_row_s:
+            break  # a slow row: three samples each is enough
+    return {
+        name: {"median_s": statistics.median(s), "min_s": min(s), "samples_s": s, "calls_per_sample": inner[name]}
+        for name, s in samples.items()
+    }
+
+
+class Threads:
+    """Context: every provider limited to t threads."""
+
+    def __init__(self, t):
+        self.t = t
+        self.limits = None
+
+    def __enter__(self):
+        fastconv.set_num_threads(self.t)
+        if torch is not None:
+            torch.set_num_threads(self.t)
+        if threadpoolctl is not None:
+            self.limits = threadpoolctl.threadpool_limits(limits=self.t, user_api="blas")
+        return self
+
+    def __exit__(self, *exc):
+        if self.limits is not None:
+            self.limits.restore_original_limits()
+
+
+# ----------------------------------------------------------------------------- header
+def _lscpu():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    fields = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def machine_header():
+    """What the numbers were measured on: CPU, ISA, library versions, BLAS, environment."""
+    cpu = _lscpu()
+    cores = None
+    try:
+        cores = int(cpu.get("Core(s) per socket", 0)) * int(cpu.get("Socket(s)", 0)) or None
+    except ValueError:
+        pass
+    header = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "cpu_model": cpu.get("Model name", platform.processor() or "unknown"),
+        "cpus": os.cpu_count(),
+        "cores": cores,
+        "cpu_flags_simd": sorted(f for f in cpu.get("Flags", "").split() if f.startswith(("avx", "fma"))),
+        "load_average_start": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "fastconv": fastconv.__version__,
+        "fastconv_isa": fastconv.cpu_isa(),
+        "numpy": np.__version__,
+        "torch": torch.__version__ if torch is not None else None,
+        "threadpoolctl": threadpoolctl.__version__ if threadpoolctl is not None else None,
+        "blas": [],
+        "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")},
+        "omp_env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_", "MKL_"))},
+    }
+    if threadpoolctl is not None:
+        pools = threadpoolctl.threadpool_info()
+        header["threadpools"] = [{k: lib.get(k) for k in ("user_api", "internal_api", "version", "filepath")}
+                                 for lib in pools]  # e.g. whether fastconv and torch share one libgomp
+        for lib in pools:
+            if lib.get("user_api") == "blas":
+                header["blas"].append({k: lib.get(k) for k in ("internal_api", "version", "architecture", "filepath")})
+    return header
+
+
+def print_header(h):
+    print("fastconv CPU benchmark")
+    print(f"  machine   {h['cpu_model']}, {h['cores']} cores, {h['cpus']} CPUs "
+          f"(SIMD: {' '.join(h['cpu_flags_simd']) or '?'}), load average {h['load_average_start'][0]:.2f}")
+    print(f"  fastconv  {h['fastconv']}, ISA {h['fastconv_isa']}")
+    print(f"  numpy     {h['numpy']}, BLAS: " + ("; ".join(
+        f"{b['internal_api']} {b['version']} ({b['architecture']})" for b in h["blas"]) or
+        ("unknown (pip install threadpoolctl)" if threadpoolctl is None else "none found")))
+    print(f"  torch     {h['torch'] or 'not installed (torch columns show -)'}")
+    print(f"  env       OPENBLAS_*: {h['openblas_env'] or 'none'}; OMP/GOMP/MKL: {h['omp_env'] or 'none'}")
+    print(f"  python    {h['python']}, {h['date_utc']} UTC")
+
+
+def warn_slow_env():
+    slow = [v for v in SLOW_OPENBLAS_VARS if v in os.environ]
+    if slow:
+        print(f"WARNING: {', '.join(f'{v}={os.environ[v]}' for v in slow)} set: OpenBLAS tuning variables that "
+              "slow NumPy's sgemm down on this machine. Rerun as: env " + " ".join(f"-u {v}" for v in slow) +
+              " python benchmarks/bench.py ...", file=sys.stderr)
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cpus:
+        print(f"WARNING: load average {load:.1f} on {cpus} CPUs: other processes are competing for the "
+              "cores, so the timings (the multi-thread ones most) are noisy", file=sys.stderr)
+    if threadpoolctl is None:
+        print("WARNING: threadpoolctl is not installed: NumPy's BLAS runs with its default thread count "
+              "in every row (pip install threadpoolctl)", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- table
+def _ms(r):
+    return "-" if r is None else f"{r['median_s'] * 1e3:.3f}"
+
+
+def _ratio(r, base):
+    if r is None or base is None:
+        return "-"
+    return f"{r['median_s'] / base['median_s']:.2f}x"
+
+
+def _rate(case, r):
+    if r is None:
+        return "-"
+    if case.flops:
+        return f"{case.flops / r['median_s'] / 1e9:.3g} GF/s"
+    if case.bytes:
+        return f"{case.bytes / r['median_s'] / 1e9:.3g} GB/s"
+    return "-"
+
+
+COLUMNS = ("op", "shape", "dir", "N", "thr", "fastconv ms", "numpy ms", "torch ms",
+           "np/fc", "torch/fc", "fastconv rate", "torch rate")
+
+
+def table_row(case, threads, timings):
+    fc, npy, tc = (timings.get(p) for p in PROVIDERS)
+    return (case.op, case.shape, case.direction, str(case.batch), str(threads), _ms(fc), _ms(npy), _ms(tc),
+            _ratio(npy, fc), _ratio(tc, fc), _rate(case, fc), _rate(case, tc))
+
+
+def print_markdown(rows):
+    """The same table as GitHub markdown (for pasting into README.md)."""
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "|".join("---" if i < 3 else "---:" for i in range(len(COLUMNS))) + "|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+def print_table(rows):
+    widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) for i in range(len(COLUMNS))]
+    left = {0, 1, 2}
+
+    def fmt(r):
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    print(fmt(COLUMNS))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print(fmt(r))
+
+
+# ----------------------------------------------------------------------------- main
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="batch 64 only, fewer and shorter samples (about two minutes)")
+    p.add_argument("--threads", type=_int_list, default=[1, 2], help="thread counts (default 1,2)")
+    p.add_argument("--batches", type=_int_list, default=None, help="batch sizes (default 64,256; --quick: 64)")
+    p.add_argument("--out", default="results.json", help="JSON file to write (default results.json)")
+    p.add_argument("--filter", default="", help="only rows whose op contains this text (e.g. conv2d, pool, vgg)")
+    p.add_argument("--repeats", type=int, default=None, help="samples per row (default 7; --quick: 3)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="timed warm-up calls per provider, at least 1 (default 2; --quick: 1)")
+    p.add_argument("--min-sample-ms", type=float, default=None,
+                   help="each sample repeats the op to last at least this long (default 5; --quick: 1)")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
+    p.add_argument("--no-check", action="store_true", help="skip the startup check that providers agree")
+    p.add_argument("--markdown", action="store_true", help="also print the table as GitHub markdown")
+    p.add_argument("--gemm", action="store_true",
+                   help="afterwards run benchmarks/bench_gemm.py (fastconv's sgemm vs NumPy) with the same "
+                        "threads, writing OUT's stem + _gemm.json")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    global torch
+    args = parse_args(argv)
+    if args.no_torch:
+        torch = None
+    batches = args.batches or ([64] if args.quick else [64, 256])
+    plan = TimingPlan(
+        warmup=max(1, args.warmup if args.warmup is not None else (1 if args.quick else 2)),
+        repeats=args.repeats if args.repeats is not None else (3 if args.quick else 7),
+        min_sample_s=(args.min_sample_ms if args.min_sample_ms is not None else (1 if args.quick else 5)) / 1e3,
+        max_row_s=1.0 if args.quick else 3.0,
+    )
+    warn_slow_env()
+    header = machine_header()
+    print_header(header)
+    print(f"  timing    median of {plan.repeats} samples after {plan.warmup} warm-up calls, each sample "
+          f">= {plan.min_sample_s * 1e3:g} ms; ratios above 1x mean fastconv is faster; "
+          "rates are GFLOP/s (conv) or GB/s of compulsory traffic")
+    print(flush=True)
+
+    def wanted(cases):
+        return [c for c in cases if args.filter in c.op]
+
+    if not args.no_check:
+        check = wanted(build_cases(2, seed=1))
+        with Threads(max(args.threads)):
+            check_providers(check)
+        print(f"check: numpy{' and torch agree' if torch is not None else ' agrees'} with fastconv on all "
+              f"{len(check)} rows (batch 2)\n", flush=True)
+
+    records, rows = [], []
+    started = time.perf_counter()
+    done, total = 0, len(wanted(build_cases(2))) * len(batches) * len(args.threads)
+    for n in batches:
+        cases = wanted(build_cases(n))
+        for t in args.threads:
+            with Threads(t):
+                for case in cases:
+                    timings = time_row(case.fns, plan)
+                    row = table_row(case, t, timings)
+                    rows.append(row)
+                    done += 1
+                    print(f"[{done}/{total}] {case.op} {case.direction} N={n} threads={t}: "
+                          f"fastconv {row[5]} ms, numpy {row[6]} ms, torch {row[7]} ms", file=sys.stderr, flush=True)
+                    records.append({
+                        "op": case.op, "shape": case.shape, "direction": case.direction, "batch": n,
+                        "threads": t, "flops": case.flops or None, "bytes": case.bytes or None,
+                        "results": timings,
+                    })
+        del cases  # free this batch's arrays before the next one is built
+    header["load_average_end"] = list(os.getloadavg())
+    header["wall_s"] = round(time.perf_counter() - started, 1)
+    header["plan"] = plan.__dict__
+    print_table(rows)
+    if args.markdown:
+        print()
+        print_markdown(rows)
+    print(f"\n{len(rows)} rows in {header['wall_s']} s; load average at the end "
+          f"{header['load_average_end'][0]:.2f}; JSON: {args.out}")
+    with open(args.out, "w") as f:
+        json.dump({"header": header, "rows": records}, f, indent=1)
+    if args.gemm:
+        run_gemm_benchmark(args)
+
+
+def run_gemm_benchmark(args):
+    """Run bench_gemm.py (beside this file, written separately) as a subprocess, if it is there."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_gemm.py")
+    if not os.path.exists(script):
+        print(f"--gemm: {script} is not in this checkout; skipped", file=sys.stderr)
+        return
+    out = os.path.splitext(args.out)[0] + "_gemm.json"
+    cmd = [sys.executable, script, "--threads", *map(str, args.threads), "--out", out]
+    if args.quick:
+        cmd.append("--quick")
+    print(f"\n$ {' '.join(cmd)}", flush=True)
+    subprocess.run(cmd, check=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+// Direct conv2d forward with AVX2+FMA: no im2col, no GEMM.
+//
+//   x  is (N, C, H, W)    w is (K, C, R, S)    b is (K)    y is (N, K, P, Q)
+//
+// Why: with K small (LeNet's C3: K = 16, C*R*S = 150, P*Q = 100) im2col + GEMM spends more
+// time writing the im2col matrix and packing it for the micro-kernel than multiplying: every
+// element of it is used by only K rows. Here the image is read in place instead.
+//
+// Algorithm, per image (images spread over OpenMP threads), per chunk of up to 32 output
+// channels (the image, a few KB to a few tens of KB, stays in cache across the chunks):
+//   wt (CRS, KV*8)  = w transposed so one filter tap's K weights are KV vectors (zero-padded)
+//   xp (C, Hp, Wp)  = x_n zero-padded (only when there is padding; otherwise x_n itself)
+//   for blocks of PB consecutive output pixels (p_i, q_i) of the flattened P*Q plane:
+//       acc[i][v] (PB x KV vectors of 8 channels) += broadcast(xp[c][p_i*sh + r*dh][q_i*sw + s*dw])
+//                                                    * wt[(c, r, s)][v]     over every tap (c, r, s)
+//       (the last block is shifted back to end at P*Q, recomputing a few pixels, so there is
+//       no slow remainder loop)
+//       the block is written out transposed into y_n (K, P*Q) through a small stack tile
+//   then y_n = act(y_n + b), row by row, with the vectorised kernels of vmath.h.
+// Registers: PB*KV accumulators + KV weights + 1 broadcast <= 16 ymm; PB = 12 / KV.
+// Per tap: KV + PB loads for PB*KV FMAs, so the FMA units, not the loads, set the pace once
+// KV >= 2. Compiled with -mavx2 -mfma (the *avx2* file rule); conv2d.cpp calls it only when
+// sgemm_isa() is "avx2" or "avx512".
+//
+// Backward weight is the same loop nest with the roles of taps and pixels swapped: a block is
+// TB consecutive filter taps (c, r, s) x KV vectors of output channels, accumulated over every
+// output pixel of the image, with dy_n transposed to (P*Q, K) so a pixel's channels are
+// vectors; each thread sums its images into its own dw^T, added in thread order at the end.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/parallel.h"
+#include "cpu/conv2d_direct.h"
+#include "cpu/vmath.h"
+
+namespace fastconv {
+namespace cpu {
+
+namespace {
+
+constexpr int64_t kChunk = 32;   // output channels per pass over the image: 4 vectors
+
+// PB consecutive output pixels pix0 ... pix0+PB-1 of the flattened (P*Q) plane (a block may
+// span output rows) x KV*8 channels. tile receives (PB, KV*8).
+template <int KV, int PB>
+inline void block(const float* xp, int64_t Hp, int64_t Wp, const float* wt, const Conv2dParams& p,
+                  int64_t pix0, float* tile) {
+  const float* base[PB];                                      // x at tap (0, 0, 0) of each pixel
+  for (int i = 0; i < PB; ++i) {
+    const int64_t op = (pix0 + i) / p.Q, oq = (pix0 + i) % p.Q;
+    base[i] = xp + op * p.stride_h * Wp + oq * p.stride_w;
+  }
+  __m256 acc[PB][KV];
+  for (int i = 0; i < PB; ++i)
+    for (int v = 0; v < KV; ++v) acc[i][v] = _mm256_setzero_ps();
+  const float* wtap = wt;                                      // (CRS, KV*8), row (c, r, s)
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t r = 0; r < p.R; ++r) {
+      const int64_t row_off = (c * Hp + r * p.dil_h) * Wp;
+      for (int64_t s = 0; s < p.S; ++s, wtap += KV * 8) {
+        const int64_t off = row_off + s * p.dil_w;
+        __m256 wv[KV];
+        for (int v = 0; v < KV; ++v) wv[v] = _mm256_load_ps(wtap + v * 8);
+        for (int i = 0; i < PB; ++i) {
+          const __m256 xv = _mm256_broadcast_ss(base[i] + off);
+          for (int v = 0; v < KV; ++v) acc[i][v] = _mm256_fmadd_ps(xv, wv[v], acc[i][v]);
+        }
+      }
+    }
+  for (int i = 0; i < PB; ++i)
+    for (int v = 0; v < KV; ++v) _mm256_store_ps(tile + i * KV * 8 + v * 8, acc[i][v]);
+}
+
+// One chunk of kc <= KV*8 output channels of one image: yk is (kc, P*Q), wt (CRS, KV*8).
+template <int KV>
+void forward_image(const float* xp, int64_t Hp, int64_t Wp, const float* wt, float* yk,
+                   int64_t kc, const Conv2dParams& p) {
+  constexpr int PB = 12 / KV;
+  const int64_t PQ = p.P * p.Q;
+  alignas(32) float tile[PB * KV * 8];
+  for (int64_t pix0 = 0; pix0 < PQ; pix0 += PB) {
+    if (pix0 + PB > PQ && PQ >= PB) pix0 = PQ - PB;           // last block: shift back, overlap
+    if (pix0 + PB <= PQ) {
+      block<KV, PB>(xp, Hp, Wp, wt, p, pix0, tile);
+      for (int64_t k = 0; k < kc; ++k)
+        for (int i = 0; i < PB; ++i) yk[k * PQ + pix0 + i] = tile[i * KV * 8 + k];
+    } else {                                                   // a plane smaller than one block
+      for (int64_t pix = pix0; pix < PQ; ++pix) {
+        block<KV, 1>(xp, Hp, Wp, wt, p, pix, tile);
+        for (int64_t k = 0; k < kc; ++k) yk[k * PQ + pix] = tile[k];
+      }
+    }
+  }
+}
+
+// x_n (C, H, W) zero-padded into buf (C, Hp, Wp), or x_n itself when there is no padding.
+const float* padded_image(const float* xn, const Conv2dParams& p, int64_t Hp, int64_t Wp, float* buf) {
+  if (Hp == p.H && Wp == p.W) return xn;
+  std::memset(buf, 0, sizeof(float) * p.C * Hp * Wp);
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t h = 0; h < p.H; ++h)
+      std::memcpy(buf + (c * Hp + h + p.pad_top) * Wp + p.pad_left, xn + (c * p.H + h) * p.W,
+                  sizeof(float) * p.W);
+  return buf;
+}
+
+// Backward weight, one image, one chunk of KV*8 channels: TB consecutive taps t0 ... t0+TB-1
+// (flattened (c, r, s)) x KV vectors of channels, summed over every output pixel:
+//   acc[i][v] += broadcast(xp at tap t0+i of pixel (p, q)) * dyt[(p, q)][v]
+// then added into dwt (CRS, KV*8) for taps t0+first ... t0+TB-1 (the taps before `first`
+// belong to the previous block: the last block is shifted back to end at CRS).
+template <int KV, int TB>
+inline void weight_block(const float* xp, int64_t Hp, int64_t Wp, const float* dyt, float* dwt,
+                         const Conv2dParams& p, int64_t t0, int first) {
+  int64_t off[TB];                                            // tap (c, r, s) -> offset in xp
+  for (int i = 0; i < TB; ++i) {
+    const int64_t t = t0 + i, c = t / (p.R * p.S), r = t / p.S % p.R, s = t % p.S;
+    off[i] = (c * Hp + r * p.dil_h) * Wp + s * p.dil_w;
+  }
+  __m256 acc[TB][KV];
+  for (int i = 0; i < TB; ++i)
+    for (int v = 0; v < KV; ++v) acc[i][v] = _mm256_setzero_ps();
+  const float* dyrow = dyt;                                   // (P*Q, KV*8)
+  for (int64_t op = 0; op < p.P; ++op) {
+    const float* xrow = xp + op * p.stride_h * Wp;
+    for (int64_t oq = 0; oq < p.Q; ++oq, dyrow += KV * 8) {
+      const float* px = xrow + oq * p.stride_w;
+      __m256 dv[KV];
+      for (int v = 0; v < KV; ++v) dv[v] = _mm256_load_ps(dyrow + v * 8);
+      for (int i = 0; i < TB; ++i) {
+        const __m256 xv = _mm256_broadcast_ss(px + off[i]);
+        for (int v = 0; v < KV; ++v) acc[i][v] = _mm256_fmadd_ps(xv, dv[v], acc[i][v]);
+      }
+    }
+  }
+  // Through a tile: indexing acc with the run-time `first` would make the compiler keep acc in
+  // memory and store it on every pixel (measured 1.5x slower).
+  alignas(32) float tile[TB * KV * 8];
+  for (int i = 0; i < TB; ++i)
+    for (int v = 0; v < KV; ++v) _mm256_store_ps(tile + (i * KV + v) * 8, acc[i][v]);
+  for (int i = first; i < TB; ++i)
+    for (int j = 0; j < KV * 8; ++j) dwt[(t0 + i) * KV * 8 + j] += tile[i * KV * 8 + j];
+}
+
+template <int KV>
+void weight_image(const float* xp, int64_t Hp, int64_t Wp, const float* dyt, float* dwt,
+                  const Conv2dParams& p) {
+  constexpr int TB = 12 / KV;
+  const int64_t CRS = p.C * p.R * p.S;                         // >= 32 > TB (direct_forward_fits)
+  for (int64_t t0 = 0; t0 < CRS; t0 += TB) {
+    if (t0 + TB <= CRS) weight_block<KV, TB>(xp, Hp, Wp, dyt, dwt, p, t0, 0);
+    else weight_block<KV, TB>(xp, Hp, Wp, dyt, dwt, p, CRS - TB, int(t0 - (CRS - TB)));
+  }
+}
+
+}  // namespace
+
+void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* dw,
+                                        const Conv2dParams& p) {
+  const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
+  const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
+  const int64_t Kpad = (p.K + 7) / 8 * 8;
+  // Per thread, a partial dw^T in chunks like wt in the forward: chunk k0 (kc channels, ld =
+  // ceil(kc/8)*8) is (CRS, ld) at k0*CRS. Thread t takes images [N*t/nt, N*(t+1)/nt).
+  const int nt = static_cast<int>(std::min<int64_t>(omp_threads(), p.N));
+  std::vector<float> partial(size_t(nt) * CRS * Kpad, 0.f);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_thread_id();
+    float* dwt = partial.data() + size_t(t) * CRS * Kpad;
+    float* dyt = thread_workspace(2, PQ * Kpad);              // dy_n transposed, chunk by chunk
+    float* buf = thread_workspace(0, p.C * Hp * Wp);
+    for (int64_t n = p.N * t / nt; n < p.N * (t + 1) / nt; ++n) {
+      const float* xp = padded_image(x + n * CHW, p, Hp, Wp, buf);   // (C, Hp, Wp)
+      const float* dyn = dy + n * p.K * PQ;                          // (K, P*Q)
+      for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
+        const int64_t kc = std::min(kChunk, p.K - k0), ld = (kc + 7) / 8 * 8;
+        float* dc = dyt + k0 * PQ;                                   // (P*Q, ld)
+        for (int64_t pq = 0; pq < PQ; ++pq)
+          for (int64_t k = 0; k < ld; ++k) dc[pq * ld + k] = k < kc ? dyn[(k0 + k) * PQ + pq] : 0.f;
+        float* dwc = dwt + k0 * CRS;                                 // (CRS, ld)
+        switch (ld / 8) {
+          case 1: weight_image<1>(xp, Hp, Wp, dc, dwc, p); break;
+          case 2: weight_image<2>(xp, Hp, Wp, dc, dwc, p); break;
+          case 3: weight_image<3>(xp, Hp, Wp, dc, dwc, p); break;
+          default: weight_image<4>(xp, Hp, Wp, dc, dwc, p); break;
+        }
+      }
+    }
+  }
+  // dw (K, CRS) = the partials summed in thread order, read back from the chunked dw^T.
+  for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
+    const int64_t kc = std::min(kChunk, p.K - k0), ld = (kc + 7) / 8 * 8;
+    for (int64_t k = 0; k < kc; ++k)
+      for (int64_t crs = 0; crs < CRS; ++crs) {
+        const size_t at = size_t(k0 * CRS + crs * ld + k);
+        float sum = partial[at];
+        for (int th = 1; th < nt; ++th) sum += partial[size_t(th) * CRS * Kpad + at];
+        dw[(k0 + k) * CRS + crs] = sum;
+      }
+  }
+}
+
+void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
+                                const Conv2dParams& p, Activation act) {
+  const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
+  const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
+  const VecFn out_pass = activation_kernel(vec_math(), act);
+
+  // The output channels in chunks of kChunk; chunk k0 has kc channels, KV = ceil(kc / 8)
+  // vectors, and its wt (CRS, KV*8) at wt + k0*CRS: wt[crs][k] = w[k0 + k][crs], zero past kc.
+  // Shared by the threads, read-only.
+  float* wt = thread_workspace(3, CRS * ((p.K + 7) / 8) * 8);
+  for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
+    const int64_t kc = std::min(kChunk, p.K - k0), ld = (kc + 7) / 8 * 8;
+    for (int64_t crs = 0; crs < CRS; ++crs)
+      for (int64_t k = 0; k < ld; ++k) wt[k0 * CRS + crs * ld + k] = k < kc ? w[(k0 + k) * CRS + crs] : 0.f;
+  }
+
+#pragma omp parallel for schedule(static) if (p.N > 1)
+  for (int64_t n = 0; n < p.N; ++n) {
+    const float* xn = x + n * CHW;                           // (C, H, W)
+    float* yn = y + n * p.K * PQ;                            // (K, P*Q)
+    const float* xp = padded_image(xn, p, Hp, Wp, thread_workspace(0, p.C * Hp * Wp));  // (C, Hp, Wp)
+    for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
+      const int64_t kc = std::min(kChunk, p.K - k0);
+      const float* wc = wt + k0 * CRS;
+      float* yk = yn + k0 * PQ;                              // (kc, P*Q)
+      switch ((kc + 7) / 8) {
+        case 1: forward_image<1>(xp, Hp, Wp, wc, yk, kc, p); break;
+        case 2: forward_image<2>(xp, Hp, Wp, wc, yk, kc, p); break;
+        case 3: forward_image<3>(xp, Hp, Wp, wc, yk, kc, p); break;
+        default: forward_image<4>(xp, Hp, Wp, wc, yk, kc, p); break;
+      }
+    }
+    if (b || act != Activation::None)
+      for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
+  }
+}
+
+}  // namespace cpu
+}  // namespace fastconv

@@ -1,0 +1,92 @@
+// Element-wise math with AVX-512F intrinsics, 16 floats a step (algorithm in vmath.h).
+//
+// Compiled with AVX-512 flags (CMake gives every *avx512* file them) and reached only through
+// vec_math() when sgemm_isa() is "avx512". The same steps as vmath_avx2.cpp, with mask
+// registers for the compare-and-select and a masked load/store for the tail of n % 16.
+// Written by construction from the AVX2 version (the development machine has no AVX-512);
+// FASTCONV_ISA=avx512 on an AVX-512 machine runs the test suite through it.
+#include <immintrin.h>
+
+#include "cpu/vmath.h"
+
+namespace fastconv {
+namespace cpu {
+
+namespace {
+
+inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-104.f), x);   // (a, b): b when either is NaN
+  x = _mm512_min_ps(_mm512_set1_ps(89.f), x);
+  const __m512 magic = _mm512_set1_ps(12582912.f);
+  const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic);
+  const __m512 n = _mm512_sub_ps(t, magic);
+  const __m512i ni = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000));
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 er = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.f));
+  const __m512i n1 = _mm512_srai_epi32(ni, 1);
+  const __m512i n2 = _mm512_sub_epi32(ni, n1);
+  const __m512i bias = _mm512_set1_epi32(127);
+  const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23));
+  const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23));
+  return _mm512_mul_ps(_mm512_mul_ps(er, s1), s2);
+}
+
+inline __m512 tanh16(__m512 x) {
+  const __m512i sign_mask = _mm512_set1_epi32(int32_t(0x80000000u));
+  const __m512i xi = _mm512_castps_si512(x);
+  const __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign_mask, xi));
+  const __m512 z = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
+  const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512 e = exp16(_mm512_add_ps(ax, ax));
+  const __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.f), _mm512_add_ps(e, one)));
+  const __m512 big_signed = _mm512_castsi512_ps(
+      _mm512_or_si512(_mm512_castps_si512(big), _mm512_and_si512(sign_mask, xi)));
+  const __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
+  return _mm512_mask_blend_ps(is_small, big_signed, small);
+}
+
+inline __m512 sigmoid16(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512i sign_mask = _mm512_set1_epi32(int32_t(0x80000000u));
+  const __m512i xi = _mm512_castps_si512(x);
+  const __m512 e = exp16(_mm512_castsi512_ps(_mm512_or_si512(xi, sign_mask)));  // e^-|x|
+  const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));                  // sigmoid(|x|)
+  const __mmask16 negative = _mm512_movepi32_mask(xi);                         // sign bit set
+  return _mm512_mask_blend_ps(negative, s, _mm512_mul_ps(e, s));               // e/(1+e) there
+}
+
+inline __m512 relu16(__m512 x) { return _mm512_max_ps(x, _mm512_setzero_ps()); }  // NaN -> 0
+inline __m512 identity16(__m512 x) { return x; }
+
+template <__m512 (*f)(__m512)>
+void apply(const float* x, float shift, float* y, int64_t n) {
+  const __m512 vs = _mm512_set1_ps(shift);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, f(_mm512_add_ps(_mm512_loadu_ps(x + i), vs)));
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    _mm512_mask_storeu_ps(y + i, m, f(_mm512_add_ps(v, vs)));
+  }
+}
+
+}  // namespace
+
+const VecMath kVecMathAvx512 = {"avx512", apply<identity16>, apply<relu16>, apply<exp16>,
+                                apply<tanh16>, apply<sigmoid16>};
+
+}  // namespace cpu
+}  // namespace fastconv
