@@ -1,0 +1,131 @@
+// Building and checking op parameters from shapes, shared by both bindings.
+//
+// fastconv/functional.py checks arguments first and gives the friendliest messages; these
+// checks are the last line before a kernel runs, so no call from Python, however it was made,
+// reaches a kernel with sizes that would read or write out of bounds. They throw
+// std::invalid_argument, which pybind11 raises as ValueError.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ops.h"
+
+namespace fastconv {
+
+using Pair = std::array<int64_t, 2>;
+using Pads = std::array<int64_t, 4>;  // top, left, bottom, right
+
+// Largest element count of one array: kernels index with int64, but we keep every tensor
+// below 2^31 elements so no 32-bit index anywhere (the CUDA grid, a BLAS) can wrap.
+constexpr int64_t kMaxElements = (int64_t(1) << 31) - 1;
+
+template <class... Args>
+[[noreturn]] inline void fail(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  throw std::invalid_argument(os.str());
+}
+
+inline std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  if (s.size() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+inline int64_t checked_numel(const char* op, const char* name, const std::vector<int64_t>& s) {
+  int64_t n = 1;
+  for (int64_t d : s) {
+    if (d < 0) fail(op, ": ", name, " has a negative dimension ", shape_str(s));
+    if (d != 0 && n > kMaxElements / d)
+      fail(op, ": ", name, " of shape ", shape_str(s), " has more than 2^31-1 elements");
+    n *= d;
+  }
+  return n;
+}
+
+inline void check_geometry(const char* op, const Pair& stride, const Pads& pad, const Pair& dil) {
+  for (int i = 0; i < 2; ++i) {
+    if (stride[i] < 1) fail(op, ": stride must be >= 1, got (", stride[0], ", ", stride[1], ")");
+    if (dil[i] < 1) fail(op, ": dilation must be >= 1, got (", dil[0], ", ", dil[1], ")");
+  }
+  for (int i = 0; i < 4; ++i)
+    if (pad[i] < 0) fail(op, ": padding must be >= 0, got (", pad[0], ", ", pad[1], ", ", pad[2], ", ", pad[3], ")");
+}
+
+// x (N, C, H, W), w (K, C, R, S) -> the parameters of y (N, K, P, Q).
+inline Conv2dParams make_conv_params(const char* op, const std::vector<int64_t>& x,
+                                     const std::vector<int64_t>& w, const Pair& stride,
+                                     const Pads& pad, const Pair& dil) {
+  if (x.size() != 4) fail(op, ": x must be 4-D (N, C, H, W), got shape ", shape_str(x));
+  if (w.size() != 4) fail(op, ": w must be 4-D (K, C, R, S), got shape ", shape_str(w));
+  check_geometry(op, stride, pad, dil);
+  checked_numel(op, "x", x);
+  checked_numel(op, "w", w);
+  if (x[0] < 1 || x[1] < 1 || x[2] < 1 || x[3] < 1) fail(op, ": x must have no empty dimension, got ", shape_str(x));
+  if (w[0] < 1 || w[2] < 1 || w[3] < 1) fail(op, ": w must have no empty dimension, got ", shape_str(w));
+  if (w[1] != x[1])
+    fail(op, ": w has ", w[1], " input channels but x has ", x[1], " (x.shape=", shape_str(x),
+         ", w.shape=", shape_str(w), ")");
+  Conv2dParams p{};
+  p.N = x[0]; p.C = x[1]; p.H = x[2]; p.W = x[3];
+  p.K = w[0]; p.R = w[2]; p.S = w[3];
+  p.stride_h = stride[0]; p.stride_w = stride[1];
+  p.pad_top = pad[0]; p.pad_left = pad[1]; p.pad_bottom = pad[2]; p.pad_right = pad[3];
+  p.dil_h = dil[0]; p.dil_w = dil[1];
+  const int64_t eh = p.dil_h * (p.R - 1) + 1, ew = p.dil_w * (p.S - 1) + 1;
+  if (eh > p.H + p.pad_top + p.pad_bottom || ew > p.W + p.pad_left + p.pad_right)
+    fail(op, ": the kernel (", p.R, "x", p.S, ", dilated to ", eh, "x", ew,
+         ") is larger than the padded input (", p.H + p.pad_top + p.pad_bottom, "x",
+         p.W + p.pad_left + p.pad_right, "); x.shape=", shape_str(x), ", w.shape=", shape_str(w));
+  p.P = conv_out_size(p.H, p.R, p.stride_h, p.pad_top, p.pad_bottom, p.dil_h);
+  p.Q = conv_out_size(p.W, p.S, p.stride_w, p.pad_left, p.pad_right, p.dil_w);
+  checked_numel(op, "y", {p.N, p.K, p.P, p.Q});
+  checked_numel(op, "the im2col workspace", {p.C * p.R * p.S, p.P * p.Q});
+  return p;
+}
+
+inline void check_shape(const char* op, const char* name, const std::vector<int64_t>& got,
+                        const std::vector<int64_t>& want) {
+  if (got != want)
+    fail(op, ": ", name, " must have shape ", shape_str(want), ", got ", shape_str(got));
+}
+
+// x (N, C, H, W) pooled by a kh x kw window -> the parameters of y (N, C, P, Q).
+inline Pool2dParams make_pool_params(const char* op, const std::vector<int64_t>& x,
+                                     const Pair& kernel, const Pair& stride, const Pads& pad,
+                                     bool count_include_pad) {
+  if (x.size() != 4) fail(op, ": x must be 4-D (N, C, H, W), got shape ", shape_str(x));
+  checked_numel(op, "x", x);
+  if (x[0] < 1 || x[1] < 1 || x[2] < 1 || x[3] < 1) fail(op, ": x must have no empty dimension, got ", shape_str(x));
+  if (kernel[0] < 1 || kernel[1] < 1) fail(op, ": kernel_size must be >= 1, got (", kernel[0], ", ", kernel[1], ")");
+  check_geometry(op, stride, pad, {1, 1});
+  if (pad[0] > kernel[0] / 2 || pad[2] > kernel[0] / 2 || pad[1] > kernel[1] / 2 || pad[3] > kernel[1] / 2)
+    fail(op, ": padding (", pad[0], ", ", pad[1], ", ", pad[2], ", ", pad[3],
+         ") must be at most half the window (", kernel[0], ", ", kernel[1], ")");
+  Pool2dParams p{};
+  p.N = x[0]; p.C = x[1]; p.H = x[2]; p.W = x[3];
+  p.kh = kernel[0]; p.kw = kernel[1];
+  p.stride_h = stride[0]; p.stride_w = stride[1];
+  p.pad_top = pad[0]; p.pad_left = pad[1]; p.pad_bottom = pad[2]; p.pad_right = pad[3];
+  p.count_include_pad = count_include_pad;
+  if (p.kh > p.H + p.pad_top + p.pad_bottom || p.kw > p.W + p.pad_left + p.pad_right)
+    fail(op, ": kernel_size (", p.kh, ", ", p.kw, ") is larger than the padded input (",
+         p.H + p.pad_top + p.pad_bottom, ", ", p.W + p.pad_left + p.pad_right, "); x.shape=", shape_str(x));
+  p.P = conv_out_size(p.H, p.kh, p.stride_h, p.pad_top, p.pad_bottom, 1);
+  p.Q = conv_out_size(p.W, p.kw, p.stride_w, p.pad_left, p.pad_right, 1);
+  return p;
+}
+
+inline Activation to_activation(int act) {
+  if (act < 0 || act > 3) fail("activation code must be 0 (none), 1 (relu), 2 (tanh) or 3 (sigmoid), got ", act);
+  return static_cast<Activation>(act);
+}
+
+}  // namespace fastconv
