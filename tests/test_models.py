@@ -223,6 +223,27 @@ def test_progress_output(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_text_progress_bar_on_a_terminal():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = models._ProgressBar(1000, 0, 3, stream=stream)
+    if bar.tqdm is not None:  # test the built-in bar, whether or not tqdm is installed
+        bar.tqdm.close()
+        bar.tqdm = None
+    bar.update(250, 0.5, 0.75)   # within the first 0.1 s: throttled
+    bar.next_draw = 0.0
+    bar.update(500, 0.25, 0.875)
+    bar.close()
+    text = stream.getvalue()
+    assert "Epoch 1/3 [============>" in text and "500/1000 - loss: 0.2500 - accuracy: 0.8750" in text
+    assert "samples/s - ETA" in text
+
+
 def test_seed_makes_runs_repeatable():
     x, y = data(40)
     runs = []
