@@ -362,18 +362,23 @@ class Conv2D(Layer):
             self.kernel *= self._mask
 
     def forward(self, x, training=False):
-        y = _backend(x).conv2d_forward(x, self.kernel, self.bias, self._stride, self._pad,
+        return self._forward(x, self._pad)
+
+    def backward(self, dy, need_dx=True):
+        return self._backward(dy, self._pad, need_dx)
+
+    def _forward(self, x, pad):
+        y = _backend(x).conv2d_forward(x, self.kernel, self.bias, self._stride, pad,
                                        self._dilation, self._act)
         self._x, self._y = x, y
         return y
 
-    def backward(self, dy, need_dx=True):
+    def _backward(self, dy, pad, need_dx):
         be = _backend(dy)
         if self._act:
             dy = be.activation_backward(dy, self._y, self._act)
         x = self._x
-        dw = be.conv2d_backward_weight(dy, x, self.kernel.shape, self._stride, self._pad,
-                                       self._dilation)
+        dw = be.conv2d_backward_weight(dy, x, self.kernel.shape, self._stride, pad, self._dilation)
         np.copyto(self.grads[0], dw)
         if self._mask is not None:
             self.grads[0] *= self._mask
@@ -381,8 +386,7 @@ class Conv2D(Layer):
             np.copyto(self.grads[1], be.conv2d_backward_bias(dy))
         if not need_dx:
             return None
-        return be.conv2d_backward_input(dy, self.kernel, x.shape, self._stride, self._pad,
-                                        self._dilation)
+        return be.conv2d_backward_input(dy, self.kernel, x.shape, self._stride, pad, self._dilation)
 
     def get_weights_keras(self):
         """[kernel HWIO (kh, kw, in, filters), bias] as Keras stores them."""
@@ -413,6 +417,34 @@ class Conv2D(Layer):
         if self.connections is not None:
             config["connections"] = self.connections.tolist()
         return config
+
+
+class _PaddedConv2D:
+    """A ZeroPadding2D followed by a Conv2D, run as one convolution whose padding is the sum of
+    both (what Sequential runs; identical results, one copy of every batch cheaper). Uses and
+    fills the Conv2D's own weights and gradients."""
+
+    def __init__(self, pad_layer, conv):
+        t, b, l, r = pad_layer.pads
+        ct, cl, cb, cr = conv._pad
+        self.conv = conv
+        self._pad = (ct + t, cl + l, cb + b, cr + r)
+
+    @staticmethod
+    def fusable(pad_layer, conv):
+        """Whether the pair can run fused: plain ZeroPadding2D then Conv2D, padding < kernel."""
+        if type(pad_layer) is not ZeroPadding2D or type(conv) is not Conv2D:
+            return False
+        t, b, l, r = pad_layer.pads
+        ct, cl, cb, cr = conv._pad
+        kh, kw = conv.kernel_size
+        return max(t + ct, b + cb) < kh and max(l + cl, r + cr) < kw
+
+    def forward(self, x, training=False):
+        return self.conv._forward(x, self._pad)
+
+    def backward(self, dy, need_dx=True):
+        return self.conv._backward(dy, self._pad, need_dx)
 
 
 class _Pool2D(Layer):

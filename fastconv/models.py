@@ -362,14 +362,26 @@ class Sequential:
             else:
                 self._mode = "logits"
         layers = self.layers[:-1] if self._mode == "skip_last" else self.layers
-        need = self._need_dx[:len(layers)]
-        self._forward_steps = [layer.forward for layer in layers]
+        # Units to run: layers, with a ZeroPadding2D + Conv2D pair fused into one convolution.
+        units, need = [], []
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if i + 1 < len(layers) and L._PaddedConv2D.fusable(layer, layers[i + 1]):
+                units.append(L._PaddedConv2D(layer, layers[i + 1]))
+                need.append(self._need_dx[i])
+                i += 2
+                continue
+            units.append(layer)
+            need.append(self._need_dx[i])
+            i += 1
+        self._forward_steps = [unit.forward for unit in units]
         backward = []
-        for layer, need_dx in zip(reversed(layers), reversed(need)):
-            if self._mode == "dense_logits" and layer is last:
-                backward.append((layer.backward_logits, need_dx))
+        for unit, need_dx in zip(reversed(units), reversed(need)):
+            if self._mode == "dense_logits" and unit is last:
+                backward.append((unit.backward_logits, need_dx))
             else:
-                backward.append((layer.backward, need_dx))
+                backward.append((unit.backward, need_dx))
         self._backward_steps = backward
         self._track_accuracy = "accuracy" in self.metrics
         out = self.output_shape
@@ -488,8 +500,9 @@ class Sequential:
                 if shuffle:
                     xb, yb = batch_x[:m], batch_y[:m]
                     idx = order[lo:hi]
-                    np.take(x, idx, axis=0, out=xb)
-                    np.take(y, idx, axis=0, out=yb)
+                    # mode="clip": numpy buffers `out` for mode="raise"; the indices are valid.
+                    x.take(idx, axis=0, out=xb, mode="clip")
+                    y.take(idx, axis=0, out=yb, mode="clip")
                 else:
                     xb, yb = x[lo:hi], y[lo:hi]
                 loss, correct = self._train_step(xb, yb)

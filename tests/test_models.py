@@ -81,6 +81,29 @@ def test_softmax_endings_train_on_logits():
         assert model.evaluate(x, y)[0] == pytest.approx(plain.evaluate(x, y)[0], rel=1e-5)
 
 
+def test_zero_padding_fused_into_the_next_conv():
+    """Sequential runs ZeroPadding2D + Conv2D as one convolution: same outputs and gradients as
+    running the two layers one after the other."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 1, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 3)
+    model = Sequential([L.ZeroPadding2D(((1, 2), (2, 0))), L.Conv2D(2, 3, activation="tanh"),
+                        L.Conv2D(2, 3, padding="same"), L.Flatten(), L.Dense(3)],
+                       input_shape=(1, 6, 6), seed=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    loss, grads = model.compute_gradients(x, y)
+    assert isinstance(model._forward_steps[0].__self__, L._PaddedConv2D)
+    out = x
+    for layer in model.layers:
+        out = layer.forward(out, True)
+    manual_loss, grad = model.loss.forward_backward(out, y)
+    for layer in reversed(model.layers):
+        grad = layer.backward(grad)
+    assert manual_loss == pytest.approx(loss, rel=1e-6)
+    for a, b in zip(grads, [g for layer in model.layers for g in layer.grads]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_cross_entropy_values():
     logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, -1.0]], dtype=np.float32)
     labels = np.array([0, 2])
