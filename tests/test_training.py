@@ -36,9 +36,9 @@ def _rss_bytes():
 @pytest.mark.slow
 def test_lenet5_learns_mnist():
     """LeNet-5 (the modern variant: ReLU, max pooling) after ONE epoch over the first 10,000
-    training images. Measured: 94.3-94.5% on the first 5,000 test images with Adam 2e-3 to 3e-3
-    and batch 16 (the classic tanh/average-pooling variant reaches 90-91% that early); a broken
-    gradient anywhere gives far less."""
+    training images, Adam 2e-3, batch 16: measured 95.65% on the 10,000 test images (the
+    classic tanh/average-pooling variant learns more slowly: about 91% that early). A wrong
+    gradient anywhere costs far more than the margin."""
     if not MNIST.is_dir():
         pytest.skip(f"real MNIST not found at {MNIST}")
     from fastconv.datasets import load_mnist
@@ -52,7 +52,7 @@ def test_lenet5_learns_mnist():
     loss, accuracy = model.evaluate(x_test, y_test, batch_size=500)
     print(f"LeNet-5, 10,000 MNIST images, 1 epoch: {elapsed:.1f}s, test accuracy {accuracy:.4f}")
     assert history.history["accuracy"][0] > 0.85
-    assert accuracy > 0.93
+    assert accuracy > 0.95
 
 
 def test_memory_does_not_grow_across_epochs():
