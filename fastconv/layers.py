@@ -90,6 +90,12 @@ def _check_data_format(data_format, owner):
     return data_format
 
 
+def _init_config(init):
+    """An initialiser's config for saving; a plain callable is saved as the default (a loaded
+    model gets its weights from the file anyway)."""
+    return init.get_config() if hasattr(init, "get_config") else "glorot_uniform"
+
+
 def _out_size(n, k, s, before, after, d=1):
     return (n + before + after - d * (k - 1) - 1) // s + 1
 
@@ -412,8 +418,8 @@ class Conv2D(Layer):
                       padding=list(self.padding) if isinstance(self.padding, tuple) else self.padding,
                       dilation_rate=list(self.dilation_rate), activation=self.activation,
                       use_bias=self.use_bias,
-                      kernel_initializer=self.kernel_initializer.get_config(),
-                      bias_initializer=self.bias_initializer.get_config())
+                      kernel_initializer=_init_config(self.kernel_initializer),
+                      bias_initializer=_init_config(self.bias_initializer))
         if self.connections is not None:
             config["connections"] = self.connections.tolist()
         return config
@@ -722,8 +728,8 @@ class Dense(Layer):
         config = super().get_config()
         config.pop("data_format", None)
         config.update(units=self.units, activation=self.activation, use_bias=self.use_bias,
-                      kernel_initializer=self.kernel_initializer.get_config(),
-                      bias_initializer=self.bias_initializer.get_config())
+                      kernel_initializer=_init_config(self.kernel_initializer),
+                      bias_initializer=_init_config(self.bias_initializer))
         return config
 
 

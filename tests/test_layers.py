@@ -416,3 +416,29 @@ def test_conv_fans_use_receptive_field():
     conv = L.Conv2D(64, 3, kernel_initializer="he_normal")
     conv.build((32, 16, 16))
     assert abs(conv.kernel.std() / np.sqrt(2 / (32 * 9)) - 1) < 0.03
+
+
+# ----------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("layer", [
+    L.Conv2D(4, (3, 2), strides=2, padding=(1, 0), dilation_rate=(1, 2), activation="tanh", use_bias=False,
+             kernel_initializer="lecun_normal", connections=np.eye(4, 2, dtype=bool), name="c"),
+    L.MaxPool2D(3, strides=2, padding="same"), L.AvgPool2D((2, 3), padding=1, count_include_pad=False),
+    L.GlobalAvgPool2D(), L.ZeroPadding2D(((1, 2), (3, 4))), L.Flatten(), L.Dropout(0.25, seed=3),
+    L.Dense(7, activation="softmax", bias_initializer=initializers.Constant(0.5), input_shape=(3,)),
+    L.Activation("sigmoid"), L.ReLU(), L.Tanh(), L.Sigmoid(), L.Softmax(),
+    L.Dense(2, kernel_initializer=lambda shape, fan_in, fan_out, rng: np.ones(shape, np.float32),
+            name="custom_init")],
+    ids=lambda l: type(l).__name__)
+def test_config_round_trip(layer):
+    entry = {"class_name": type(layer).__name__, "config": layer.get_config()}
+    json.dumps(entry)  # JSON-able
+    again = L.layer_from_config(json.loads(json.dumps(entry)))
+    assert type(again) is type(layer)
+    if layer.name == "custom_init":  # a plain callable is saved as the default initialiser
+        assert again.kernel_initializer.name == "glorot_uniform"
+    else:
+        assert again.get_config() == layer.get_config()
+    if isinstance(layer, L.Conv2D):
+        np.testing.assert_array_equal(again.connections, layer.connections)
+    with pytest.raises(ValueError, match="unknown layer class 'Conv3D'"):
+        L.layer_from_config({"class_name": "Conv3D", "config": {}})
