@@ -315,6 +315,8 @@ def softmax(x, axis=-1):
         shape = tuple(x.shape)
         return _backend(x).softmax(x.reshape((-1, shape[-1]))).reshape(shape)
     moved = np.moveaxis(x, axis, -1)
+    if moved.size == 0:  # nothing to normalise: an empty result of the same shape
+        return np.zeros(x.shape, np.float32)
     y = _core.softmax(np.ascontiguousarray(moved).reshape(-1, moved.shape[-1]))
     return np.moveaxis(y.reshape(moved.shape), -1, axis)
 

@@ -1,0 +1,84 @@
+"""Shared test set-up: the device parametrisation, array transfer helpers, hypothesis profile.
+
+Every op test takes the `device` fixture and runs once per device: "cpu" always, "cuda" when
+the CUDA extension imports and sees a GPU. Without one the cuda cases still appear, skipped
+with the reason, and carry the `gpu` marker so `-m "not gpu"` leaves them out entirely.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+# The tests import `reference` (the float64 NumPy truth) by name, whatever the import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+settings.register_profile("fastconv", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fastconv"))
+
+
+def _cuda_status():
+    """(available, reason): whether fastconv's CUDA backend can run here, and why not."""
+    try:
+        import fastconv.cuda as fastconv_cuda
+    except Exception as exc:  # ImportError, or the extension failing to load its runtime
+        return False, f"fastconv.cuda does not import ({type(exc).__name__}: {exc})"
+    is_available = getattr(fastconv_cuda, "is_available", None)
+    if is_available is None:
+        return False, "fastconv.cuda has no is_available()"
+    try:
+        if not is_available():
+            why = getattr(fastconv_cuda, "why_unavailable", None)
+            return False, why() if why is not None else "fastconv.cuda.is_available() is False"
+    except Exception as exc:
+        return False, f"fastconv.cuda.is_available() raised {type(exc).__name__}: {exc}"
+    return True, ""
+
+
+CUDA_AVAILABLE, CUDA_REASON = _cuda_status()
+
+DEVICES = ["cpu"] + (["cuda"] if CUDA_AVAILABLE else [])
+
+DEVICE_PARAMS = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param(
+        "cuda",
+        id="cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not CUDA_AVAILABLE, reason=f"no CUDA GPU: {CUDA_REASON}"),
+        ],
+    ),
+]
+
+
+@pytest.fixture(params=DEVICE_PARAMS, scope="session")
+def device(request):
+    """The device an op test runs on: "cpu", or "cuda" where a GPU is present."""
+    return request.param
+
+
+def to_device(a, device):
+    """The array a as the op's input on `device`: itself on the CPU, a CUDA tensor on "cuda"."""
+    if device == "cpu":
+        return a
+    import fastconv.cuda as fastconv_cuda
+
+    a = np.ascontiguousarray(a, dtype=np.float32) if np.asarray(a).dtype.kind == "f" else np.asarray(a)
+    tensor_type = getattr(fastconv_cuda, "Tensor", None)
+    if tensor_type is not None and hasattr(tensor_type, "from_numpy"):
+        return tensor_type.from_numpy(a)
+    return fastconv_cuda.to_device(a)
+
+
+def to_numpy(t):
+    """An op's result as a NumPy array, wherever it lives."""
+    if isinstance(t, np.ndarray):
+        return t
+    if hasattr(t, "numpy"):
+        return np.asarray(t.numpy())
+    return np.asarray(t)

@@ -1,0 +1,79 @@
+"""relu, tanh, sigmoid and their backward (which take the forward OUTPUT y)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastconv.functional as F
+import reference as ref
+from conftest import to_device, to_numpy
+
+TOL = 1e-5
+
+ACTIVATIONS = {
+    "relu": (F.relu, F.relu_backward, ref.relu, ref.relu_backward),
+    "tanh": (F.tanh, F.tanh_backward, ref.tanh, ref.tanh_backward),
+    "sigmoid": (F.sigmoid, F.sigmoid_backward, ref.sigmoid, ref.sigmoid_backward),
+}
+
+shapes = st.one_of(
+    st.tuples(st.integers(1, 40)),
+    st.tuples(st.integers(1, 6), st.integers(1, 30)),
+    st.tuples(st.integers(1, 4), st.integers(1, 8), st.integers(1, 9), st.integers(1, 9)),
+)
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+@settings(max_examples=25, deadline=None)
+@given(shape=shapes, scale=st.sampled_from([0.5, 3.0, 30.0]), seed=st.integers(0, 2**32 - 1))
+def test_activation_matches_reference(device, name, shape, scale, seed):
+    forward, backward, ref_forward, ref_backward = ACTIVATIONS[name]
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * scale).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    y = to_numpy(forward(to_device(x, device)))
+    assert y.shape == x.shape and y.dtype == np.float32
+    ref.assert_close(y, ref_forward(x), TOL, f"{name} forward")
+    # Backward from the library's own forward output, against the reference formula on it.
+    dx = to_numpy(backward(to_device(dy, device), to_device(y, device)))
+    ref.assert_close(dx, ref_backward(dy, y), TOL, f"{name} backward")
+
+
+def test_activation_known_values(device):
+    x = np.array([-2.0, -0.5, 0.0, 0.5, 2.0], np.float32)
+    xd = to_device(x, device)
+    np.testing.assert_array_equal(to_numpy(F.relu(xd)), [0, 0, 0, 0.5, 2])
+    np.testing.assert_allclose(to_numpy(F.tanh(xd)), np.tanh(x.astype(np.float64)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(to_numpy(F.sigmoid(xd)), 1 / (1 + np.exp(-x.astype(np.float64))), rtol=1e-6)
+    y = np.array([0.0, 0.5, 2.0], np.float32)
+    dy = np.array([3.0, 3.0, 3.0], np.float32)
+    np.testing.assert_array_equal(to_numpy(F.relu_backward(to_device(dy, device), to_device(y, device))), [0, 3, 3])
+    # tanh' = 1 - y^2, sigmoid' = y (1 - y), both written with the output y.
+    y = np.array([0.0, 0.5, -0.5], np.float32)
+    np.testing.assert_allclose(to_numpy(F.tanh_backward(to_device(dy, device), to_device(y, device))),
+                               [3.0, 2.25, 2.25], rtol=1e-6)
+    y = np.array([0.5, 0.25, 0.9], np.float32)
+    np.testing.assert_allclose(to_numpy(F.sigmoid_backward(to_device(dy, device), to_device(y, device))),
+                               [0.75, 0.5625, 0.27], rtol=1e-5)
+
+
+def test_sigmoid_and_tanh_saturate_without_nan(device):
+    x = np.array([-1e4, -100.0, -30.0, 30.0, 100.0, 1e4], np.float32)
+    s = to_numpy(F.sigmoid(to_device(x, device)))
+    t = to_numpy(F.tanh(to_device(x, device)))
+    assert np.all(np.isfinite(s)) and np.all(np.isfinite(t))
+    np.testing.assert_allclose(s, ref.sigmoid(x), atol=1e-7)
+    np.testing.assert_allclose(t, [-1, -1, -1, 1, 1, 1], atol=1e-7)
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_reference_activation_gradient_is_finite_differences(name):
+    _, _, ref_forward, ref_backward = ACTIVATIONS[name]
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 7)) * 2
+    x[np.abs(x) < 0.1] = 0.5                       # relu has no derivative at 0
+    g = rng.standard_normal(x.shape)
+    numerical = ref.numerical_gradient(lambda v: float(np.sum(ref_forward(v) * g)), x)
+    np.testing.assert_allclose(ref_backward(g, ref_forward(x)), numerical, rtol=1e-6, atol=1e-8)

@@ -1,0 +1,231 @@
+"""Max and average pooling, forward and backward, against the float64 reference; the
+reference's gradients against central finite differences; max pooling's tie and padding rules.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastconv.functional as F
+import reference as ref
+from conftest import to_device, to_numpy
+
+TOL = 1e-5
+
+
+@st.composite
+def pool_cases(draw):
+    """A valid pooling case: window, stride (None = window), padding (numeric at most half
+    the window, or a word), input size built so the padded input holds the window."""
+    n = draw(st.integers(1, 4))
+    c = draw(st.integers(1, 8))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kernel_size = kh if (kh == kw and draw(st.booleans())) else (kh, kw)
+    stride = draw(st.one_of(st.none(), st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    padding = draw(st.one_of(
+        st.integers(0, min(kh, kw) // 2),
+        st.tuples(st.integers(0, kh // 2), st.integers(0, kw // 2)),
+        st.sampled_from(["valid", "same"]),
+    ))
+    if isinstance(padding, str):
+        ph = pw = 0
+    else:
+        ph, pw = ref.pair(padding)
+    h = max(1, kh - 2 * ph + draw(st.integers(0, 7)))
+    w = max(1, kw - 2 * pw + draw(st.integers(0, 7)))
+    if padding == "same":
+        h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    count_include_pad = draw(st.booleans())
+    seed = draw(st.integers(0, 2**32 - 1))
+    return dict(x_shape=(n, c, h, w), kernel_size=kernel_size, stride=stride, padding=padding,
+                count_include_pad=count_include_pad, seed=seed)
+
+
+def make_data(case):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.uniform(-1, 1, case["x_shape"]).astype(np.float32)
+    y_shape = ref.pool2d_output_shape(case["x_shape"], case["kernel_size"], case["stride"], case["padding"])
+    dy = rng.uniform(-1, 1, y_shape).astype(np.float32)
+    return x, dy
+
+
+def geometry(case):
+    return dict(kernel_size=case["kernel_size"], stride=case["stride"], padding=case["padding"])
+
+
+# --------------------------------------------------------------------------------------
+# property tests
+# --------------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=pool_cases())
+def test_max_pool2d_matches_reference(device, case):
+    x, dy = make_data(case)
+    y = to_numpy(F.max_pool2d(to_device(x, device), **geometry(case)))
+    assert y.dtype == np.float32
+    ref.assert_close(y, ref.max_pool2d(x, **geometry(case)), TOL, f"max_pool2d {case}")
+    dx = to_numpy(F.max_pool2d_backward(to_device(dy, device), to_device(x, device), **geometry(case)))
+    ref.assert_close(dx, ref.max_pool2d_backward(dy, x, **geometry(case)), TOL, f"max_pool2d_backward {case}")
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=pool_cases())
+def test_avg_pool2d_matches_reference(device, case):
+    x, dy = make_data(case)
+    cip = case["count_include_pad"]
+    y = to_numpy(F.avg_pool2d(to_device(x, device), **geometry(case), count_include_pad=cip))
+    assert y.dtype == np.float32
+    ref.assert_close(y, ref.avg_pool2d(x, **geometry(case), count_include_pad=cip), TOL, f"avg_pool2d {case}")
+    dx = to_numpy(F.avg_pool2d_backward(to_device(dy, device), case["x_shape"], **geometry(case),
+                                        count_include_pad=cip))
+    want = ref.avg_pool2d_backward(dy, case["x_shape"], **geometry(case), count_include_pad=cip)
+    ref.assert_close(dx, want, TOL, f"avg_pool2d_backward {case}")
+
+
+# --------------------------------------------------------------------------------------
+# explicit cases
+# --------------------------------------------------------------------------------------
+
+EXPLICIT = [
+    # (x_shape, kernel_size, stride, padding)
+    ((1, 1, 4, 4), 2, None, 0),             # batch 1, one channel, the classic 2x2/2
+    ((2, 3, 28, 28), 2, 2, 0),
+    ((2, 3, 7, 7), 3, 2, 1),                # overlapping windows with padding, odd size
+    ((1, 2, 5, 6), (3, 2), (1, 2), (1, 1)),
+    ((1, 1, 5, 5), 2, 2, "same"),           # 5 -> 3, extra row/column bottom/right
+    ((1, 1, 14, 14), 2, 2, "same"),         # 14 -> 7 (the seed shape)
+    ((2, 2, 6, 9), (2, 3), None, "valid"),
+    ((1, 1, 3, 3), 3, 1, 1),                # every window but the centre one sees padding
+    ((1, 1, 1, 1), 1, None, 0),
+]
+
+
+@pytest.mark.parametrize("x_shape,kernel_size,stride,padding", EXPLICIT)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_pool2d_explicit_cases(device, x_shape, kernel_size, stride, padding, count_include_pad):
+    rng = np.random.default_rng(sum(x_shape))
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    geo = dict(kernel_size=kernel_size, stride=stride, padding=padding)
+    y_shape = ref.pool2d_output_shape(x_shape, kernel_size, stride, padding)
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    xd, dyd = to_device(x, device), to_device(dy, device)
+
+    ref.assert_close(to_numpy(F.max_pool2d(xd, **geo)), ref.max_pool2d(x, **geo), TOL, "max forward")
+    ref.assert_close(to_numpy(F.max_pool2d_backward(dyd, xd, **geo)),
+                     ref.max_pool2d_backward(dy, x, **geo), TOL, "max backward")
+    ref.assert_close(to_numpy(F.avg_pool2d(xd, **geo, count_include_pad=count_include_pad)),
+                     ref.avg_pool2d(x, **geo, count_include_pad=count_include_pad), TOL, "avg forward")
+    ref.assert_close(to_numpy(F.avg_pool2d_backward(dyd, x_shape, **geo, count_include_pad=count_include_pad)),
+                     ref.avg_pool2d_backward(dy, x_shape, **geo, count_include_pad=count_include_pad),
+                     TOL, "avg backward")
+
+
+def test_max_pool_never_picks_a_padded_cell(device):
+    """All inputs negative: a padded zero would win if padding were a candidate."""
+    x = -np.arange(1, 10, dtype=np.float32).reshape(1, 1, 3, 3)   # -1 .. -9
+    y = to_numpy(F.max_pool2d(to_device(x, device), 3, stride=1, padding=1))
+    want = np.array([[-1, -1, -2], [-1, -1, -2], [-4, -4, -5]], np.float32)
+    np.testing.assert_array_equal(y[0, 0], want)
+    dx = to_numpy(F.max_pool2d_backward(to_device(np.ones((1, 1, 3, 3), np.float32), device),
+                                        to_device(x, device), 3, stride=1, padding=1))
+    # -1 wins 4 windows, -2 two, -4 two, -5 one; the gradient stays inside the image.
+    np.testing.assert_array_equal(dx[0, 0], [[4, 2, 0], [2, 1, 0], [0, 0, 0]])
+
+
+def test_max_pool_same_padding_negative_inputs(device):
+    x = np.full((1, 1, 5, 5), -3.0, np.float32)
+    x[0, 0, 4, 4] = -7.0
+    y = to_numpy(F.max_pool2d(to_device(x, device), 2, stride=2, padding="same"))
+    assert y.shape == (1, 1, 3, 3)
+    # The bottom-right window holds one real cell (-7) and three padded ones.
+    assert y[0, 0, 2, 2] == -7.0
+    assert np.all(y[0, 0].reshape(-1)[:-1] == -3.0)
+
+
+def test_max_pool_ties_go_to_the_first_maximum_in_row_major_order(device):
+    x = np.zeros((1, 1, 4, 4), np.float32)            # every window is one big tie
+    dy = np.arange(1, 5, dtype=np.float32).reshape(1, 1, 2, 2)
+    dx = to_numpy(F.max_pool2d_backward(to_device(dy, device), to_device(x, device), 2))
+    want = np.zeros((4, 4), np.float32)
+    want[0, 0], want[0, 2], want[2, 0], want[2, 2] = 1, 2, 3, 4
+    np.testing.assert_array_equal(dx[0, 0], want)
+    np.testing.assert_array_equal(dx, ref.max_pool2d_backward(dy, x, 2))
+
+    # A tie between two cells that are not first in the window: the earlier row wins.
+    x = np.array([[[[0, 1, 0], [1, 0, 0], [0, 0, 0]]]], np.float32)
+    dx = to_numpy(F.max_pool2d_backward(to_device(np.ones((1, 1, 1, 1), np.float32), device),
+                                        to_device(x, device), 3))
+    np.testing.assert_array_equal(dx[0, 0], [[0, 1, 0], [0, 0, 0], [0, 0, 0]])
+
+
+def test_max_pool_backward_accumulates_overlapping_windows(device):
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    x[0, 0, 1, 1] = 5.0                                # the max of every 2x2 window, stride 1
+    dy = np.array([[[[1, 2], [3, 4]]]], np.float32)
+    dx = to_numpy(F.max_pool2d_backward(to_device(dy, device), to_device(x, device), 2, stride=1))
+    want = np.zeros((3, 3), np.float32)
+    want[1, 1] = 10.0
+    np.testing.assert_array_equal(dx[0, 0], want)
+
+
+def test_avg_pool_divisor_with_and_without_padding_cells(device):
+    x = np.ones((1, 1, 3, 3), np.float32)
+    with_pad = to_numpy(F.avg_pool2d(to_device(x, device), 3, stride=1, padding=1, count_include_pad=True))
+    real_only = to_numpy(F.avg_pool2d(to_device(x, device), 3, stride=1, padding=1, count_include_pad=False))
+    # Corner windows hold 4 real cells of 9, edges 6, the centre 9.
+    np.testing.assert_allclose(with_pad[0, 0], np.array([[4, 6, 4], [6, 9, 6], [4, 6, 4]]) / 9, rtol=1e-6)
+    np.testing.assert_allclose(real_only[0, 0], np.ones((3, 3)), rtol=1e-6)
+    # "same" 2x2/2 on 3x3: the last row and column are padding (bottom/right).
+    y = to_numpy(F.avg_pool2d(to_device(np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3), device),
+                              2, padding="same", count_include_pad=False))
+    np.testing.assert_allclose(y[0, 0], [[2.0, 3.5], [6.5, 8.0]], rtol=1e-6)
+
+
+def test_default_stride_is_the_window(device):
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 8)).astype(np.float32)
+    y_default = to_numpy(F.max_pool2d(to_device(x, device), (3, 2)))
+    y_explicit = to_numpy(F.max_pool2d(to_device(x, device), (3, 2), stride=(3, 2)))
+    assert y_default.shape == (2, 3, 3, 4)
+    np.testing.assert_array_equal(y_default, y_explicit)
+    a_default = to_numpy(F.avg_pool2d(to_device(x, device), (3, 2)))
+    a_explicit = to_numpy(F.avg_pool2d(to_device(x, device), (3, 2), stride=(3, 2)))
+    np.testing.assert_array_equal(a_default, a_explicit)
+
+
+# --------------------------------------------------------------------------------------
+# reference gradients vs finite differences
+# --------------------------------------------------------------------------------------
+
+GRAD_CASES = [
+    # (x_shape, kernel_size, stride, padding)
+    ((2, 2, 5, 5), 2, None, 0),
+    ((1, 2, 6, 5), 3, 2, 1),
+    ((1, 1, 5, 6), (2, 3), 1, (1, 1)),
+    ((1, 2, 5, 5), 2, 2, "same"),
+]
+
+
+@pytest.mark.parametrize("x_shape,kernel_size,stride,padding", GRAD_CASES)
+def test_reference_max_pool_gradient_is_finite_differences(x_shape, kernel_size, stride, padding):
+    rng = np.random.default_rng(11)
+    # Distinct values at least 0.1 apart: a step of 1e-6 never changes which cell wins.
+    x = (rng.permutation(int(np.prod(x_shape))) * 0.1 - 1.0).reshape(x_shape)
+    geo = dict(kernel_size=kernel_size, stride=stride, padding=padding)
+    g = rng.standard_normal(ref.max_pool2d(x, **geo).shape)
+    numerical = ref.numerical_gradient(lambda v: float(np.sum(ref.max_pool2d(v, **geo) * g)), x)
+    np.testing.assert_allclose(ref.max_pool2d_backward(g, x, **geo), numerical, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("x_shape,kernel_size,stride,padding", GRAD_CASES)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_reference_avg_pool_gradient_is_finite_differences(x_shape, kernel_size, stride, padding,
+                                                           count_include_pad):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(x_shape)
+    geo = dict(kernel_size=kernel_size, stride=stride, padding=padding, count_include_pad=count_include_pad)
+    g = rng.standard_normal(ref.avg_pool2d(x, **geo).shape)
+    numerical = ref.numerical_gradient(lambda v: float(np.sum(ref.avg_pool2d(v, **geo) * g)), x)
+    np.testing.assert_allclose(ref.avg_pool2d_backward(g, x_shape, **geo), numerical, rtol=1e-6, atol=1e-7)
