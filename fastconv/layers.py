@@ -607,8 +607,11 @@ class ZeroPadding2D(Layer):
         n, c, h, w = x.shape
         shape = (n, c, h + t + b, w + l + r)
         y = self._buffer
-        if y is None or y.shape != shape:
-            # Reused from call to call: its border stays zero, only the inside is rewritten.
+        if not training:
+            y = np.zeros(shape, dtype=np.float32)
+        elif y is None or y.shape != shape:
+            # In training, reused from step to step: the border stays zero, only the inside is
+            # rewritten (the next layer is done with the previous batch by then).
             y = self._buffer = np.zeros(shape, dtype=np.float32)
         y[:, :, t:t + h, l:l + w] = x
         self._x_hw = (h, w)

@@ -276,6 +276,10 @@ def test_zero_padding_and_flatten():
     np.testing.assert_array_equal(y[0, 0, 1:3, 2:5], x[0, 0])
     assert y.sum() == x.sum()
     assert L.Flatten()(np.zeros((4, 2, 3, 5))).shape == (4, 30)
+    pad = L.ZeroPadding2D(1)
+    first = pad(np.ones((1, 1, 2, 2), dtype=np.float32))
+    pad(np.full((1, 1, 2, 2), 5.0, dtype=np.float32))
+    assert first.sum() == 4.0  # a later call does not overwrite an earlier result
 
 
 def test_dropout_inference_identity_and_training_rate():
