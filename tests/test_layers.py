@@ -46,6 +46,8 @@ def check_layer_gradients(layer, x, eps=1e-2, rtol=1e-2, seed=0, directions=3, s
     """
     rng = np.random.default_rng(seed)
     x = np.ascontiguousarray(x, dtype=np.float32)
+    if not layer.built:  # seeded weights: the check is deterministic
+        layer.build(x.shape[1:], np.random.default_rng(seed + 1))
     y = layer(x, training=True)
     g = rng.standard_normal(y.shape).astype(np.float32)
     dx = layer.backward(g) * scale_dx
