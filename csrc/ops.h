@@ -83,4 +83,43 @@ void linear_backward(const float* dy, const float* x, const float* w, float* dx,
 int get_num_threads();
 void set_num_threads(int n);
 }  // namespace cpu
+
+// ================================================================ CUDA backend
+// The same ops on an NVIDIA GPU (csrc/cuda/*.cu). Every pointer is a DEVICE pointer; every
+// call is enqueued on the CUDA legacy default stream and returns without waiting, except
+// softmax_cross_entropy, which copies its loss back. Errors (a CUDA error, an out-of-range
+// label) are thrown as C++ exceptions. Plain C++: no CUDA header is needed to call these.
+namespace cuda {
+// --- conv2d (csrc/cuda/conv2d.cu): implicit GEMM, no im2col buffer ------------------------
+void conv2d_forward(const float* x, const float* w, const float* b, float* y,
+                    const Conv2dParams& p, Activation act);
+void conv2d_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p);
+void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Conv2dParams& p);
+void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t PQ);
+
+// --- pooling (csrc/cuda/pool2d.cu) ---------------------------------------------------------
+void max_pool2d_forward(const float* x, float* y, const Pool2dParams& p);
+void max_pool2d_backward(const float* dy, const float* x, float* dx, const Pool2dParams& p);
+void avg_pool2d_forward(const float* x, float* y, const Pool2dParams& p);
+void avg_pool2d_backward(const float* dy, float* dx, const Pool2dParams& p);
+
+// --- activations (csrc/cuda/activations.cu), n elements, in-place allowed (y == x) ---------
+void activation_forward(Activation act, const float* x, float* y, int64_t n);
+void activation_backward(Activation act, const float* dy, const float* y, float* dx, int64_t n);
+
+// --- softmax and loss (csrc/cuda/softmax.cu) -----------------------------------------------
+void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols);
+// labels (N) int64 on the device. Throws std::invalid_argument if a label is outside [0, C).
+float softmax_cross_entropy(const float* logits, const int64_t* labels, float* dlogits,
+                            int64_t N, int64_t C);
+
+// --- linear and GEMM (csrc/cuda/linear.cu) -------------------------------------------------
+void linear_forward(const float* x, const float* w, const float* b, float* y, int64_t N,
+                    int64_t I, int64_t O, Activation act);
+void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
+                     float* db, int64_t N, int64_t I, int64_t O);
+// C (M, N) = op(A) (M, K) * op(B) (K, N), row-major, alpha = 1, beta = 0 (C overwritten).
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc);
+}  // namespace cuda
 }  // namespace fastconv

@@ -1,0 +1,151 @@
+"""fastconv's SGEMM against NumPy's BLAS: one command, one table, JSON beside it.
+
+    python benchmarks/bench_gemm.py [--threads 1 2] [--reps 9] [--quick] [--cpu-time] [--out gemm.json]
+
+For each thread count a worker subprocess is started with OPENBLAS_NUM_THREADS /
+OMP_NUM_THREADS set (and fastconv.set_num_threads called), so NumPy's BLAS runs with exactly
+that many threads without needing threadpoolctl; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are
+removed from its environment so OpenBLAS picks its own kernel for the CPU. Sizes: square
+n = 256..2048 and the GEMMs of conv layers (M = output channels, N = batch * P * Q,
+K = C * R * S). Each sample times enough calls for ~50 ms; the two providers alternate
+sample by sample so a noisy neighbour hits both alike; the table shows medians (best in
+the JSON). GFLOP/s = 2 M N K / time. With --cpu-time, one-thread runs are timed by the
+calling thread's CPU time (both libraries then run on that thread), which a busy machine
+does not inflate; runs with more threads always use wall-clock time.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SQUARE = [256, 512, 1024, 2048]
+# (label, M, N, K): conv layers as GEMMs, C (K_out, P*Q*batch) = W (K_out, C*R*S) x im2col.
+CONV = [("lenet conv1 b64", 6, 784 * 64, 25),
+        ("lenet conv2 b64", 16, 100 * 64, 150),
+        ("3x3 32ch 28x28", 32, 784, 288),
+        ("3x3 64ch 14x14", 64, 196, 576),
+        ("3x3 128ch 56x56", 128, 3136, 576)]
+
+
+def cpu_model():
+    """The CPU's model name (lscpu, else /proc/cpuinfo, else platform)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info():
+    """NumPy's BLAS: threadpoolctl's description when installed, else NumPy's build config."""
+    try:
+        import threadpoolctl
+        info = [d for d in threadpoolctl.threadpool_info() if d.get("user_api") == "blas"]
+        if info:
+            d = info[0]
+            return f"{d.get('internal_api')} {d.get('version')} kernel={d.get('architecture')}"
+    except ImportError:
+        pass
+    try:
+        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{cfg.get('name')} {cfg.get('version')} ({cfg.get('openblas configuration', '')})"
+    except Exception:  # older NumPy without mode="dicts"
+        return "unknown"
+
+
+def time_samples(fn, flops, reps, clock=time.perf_counter, target_s=0.05):
+    """GFLOP/s of `reps` samples of fn, each sample long enough to last ~target_s."""
+    fn()
+    t0 = clock()
+    fn()
+    one = max(clock() - t0, 1e-6)
+    inner = max(1, int(target_s / one))
+    for _ in range(reps):
+        t0 = clock()
+        for _ in range(inner):
+            fn()
+        yield flops * inner / max(clock() - t0, 1e-9) / 1e9
+
+
+def worker(threads, reps, quick, cpu_time):
+    """Measures every size with `threads` threads; prints one JSON list on stdout."""
+    import fastconv
+    from fastconv import _core
+
+    fastconv.set_num_threads(threads)
+    clock = time.thread_time if cpu_time and threads == 1 else time.perf_counter
+    rng = np.random.default_rng(0)
+    cases = [(f"square {n}", n, n, n) for n in (SQUARE[:2] if quick else SQUARE)]
+    cases += CONV[:2] if quick else CONV
+    rows = []
+    for label, m, n, k in cases:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        flops = 2.0 * m * n * k
+        fc = time_samples(lambda: _core.sgemm(a, b), flops, reps, clock)
+        npy = time_samples(lambda: np.matmul(a, b), flops, reps, clock)
+        fc_s, np_s = [], []
+        for x, y in zip(fc, npy):  # alternate the two providers sample by sample
+            fc_s.append(x)
+            np_s.append(y)
+        rows.append({"case": label, "M": m, "N": n, "K": k, "threads": threads,
+                     "clock": "thread_cpu" if clock is time.thread_time else "wall",
+                     "fastconv_gflops_median": statistics.median(fc_s), "fastconv_gflops_best": max(fc_s),
+                     "numpy_gflops_median": statistics.median(np_s), "numpy_gflops_best": max(np_s)})
+    print(json.dumps(rows))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--reps", type=int, default=9, help="samples per size and provider (median taken)")
+    ap.add_argument("--quick", action="store_true", help="n = 256, 512 and two conv shapes only")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time one-thread runs by thread CPU time (for a busy machine)")
+    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.worker, args.reps, args.quick, args.cpu_time)
+        return
+
+    import fastconv
+    header = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "machine": cpu_model(),
+              "cores": os.cpu_count(), "load_average": os.getloadavg(),
+              "fastconv": fastconv.__version__, "fastconv_isa": fastconv.cpu_isa(),
+              "numpy": np.__version__, "numpy_blas": blas_info(), "python": platform.python_version()}
+    for key, value in header.items():
+        print(f"# {key}: {value}")
+    results = []
+    for t in args.threads:
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+        env.update(OPENBLAS_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(t), "--reps", str(args.reps)]
+        cmd += (["--quick"] if args.quick else []) + (["--cpu-time"] if args.cpu_time else [])
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        results += json.loads(out.stdout.strip().splitlines()[-1])
+
+    print(f"{'case':<18}{'M':>6}{'N':>7}{'K':>6}{'thr':>4}  {'fastconv':>9}  {'numpy':>9}  {'ratio':>6}  clock")
+    for r in results:
+        ratio = r["fastconv_gflops_median"] / r["numpy_gflops_median"]
+        r["ratio_median"] = ratio
+        print(f"{r['case']:<18}{r['M']:>6}{r['N']:>7}{r['K']:>6}{r['threads']:>4}  "
+              f"{r['fastconv_gflops_median']:>9.1f}  {r['numpy_gflops_median']:>9.1f}  {ratio:>6.2f}  {r['clock']}")
+    print("(GFLOP/s, medians; ratio = fastconv / numpy)")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"header": header, "results": results}, f, indent=1)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+// Shared by every fastconv .cu file: the error check, launch helpers, small device functions.
+//
+// CUDA_CHECK(call) turns a failing CUDA runtime call into a std::runtime_error naming the file,
+// the line and cudaGetErrorString; CUDA_CHECK_LAUNCH() does the same for the kernel launched
+// just before it (cudaGetLastError), as llm.c's cudaCheck does. The host-side runtime (device
+// queries, the caching allocator) is declared in runtime.h so plain C++ can use it too.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "cuda/runtime.h"
+#include "ops.h"
+
+namespace fastconv {
+namespace cuda {
+
+[[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* what, const char* file,
+                                          int line) {
+  throw std::runtime_error(std::string("fastconv.cuda: CUDA error at ") + file + ":" +
+                           std::to_string(line) + " (" + what + "): " + cudaGetErrorString(err));
+}
+
+#define CUDA_CHECK(call)                                                           \
+  do {                                                                             \
+    cudaError_t fastconv_err_ = (call);                                            \
+    if (fastconv_err_ != cudaSuccess)                                              \
+      ::fastconv::cuda::throw_cuda_error(fastconv_err_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+// Blocks needed to cover n items with `threads` per block, capped to what a 1-D grid
+// addresses; kernels using it loop with a grid stride, so the cap never loses items.
+inline unsigned int grid_for(int64_t n, int threads) {
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks < 1) blocks = 1;
+  const int64_t cap = int64_t(1) << 20;  // ~1M blocks is plenty for any GPU with a grid stride
+  return static_cast<unsigned int>(blocks < cap ? blocks : cap);
+}
+
+// Number of streaming multiprocessors of the current device (cached after the first call).
+int sm_count();
+
+// A device buffer from the caching allocator, returned to it when it goes out of scope.
+// Used for workspaces inside an op (split-K partial sums, per-row losses).
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t bytes) : ptr_(bytes ? device_alloc(bytes) : nullptr) {}
+  ~DeviceBuffer() { device_free(ptr_); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  template <class T>
+  T* as() const { return static_cast<T*>(ptr_); }
+
+ private:
+  void* ptr_;
+};
+
+// Loaders, epilogues and tile helpers are __host__ __device__ so that the host emulation of
+// the GEMM engine (tests/cuda_host_emulation.cu) runs the very same index code on the CPU.
+#define FC_HD __host__ __device__ __forceinline__
+
+// Read-only load: through the texture path on the GPU, a plain load on the host.
+template <class T>
+FC_HD T ldg(const T* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
+
+// Division by a fixed positive divisor with a multiply-high and a shift instead of an integer
+// divide (Granlund & Montgomery 1994; CUTLASS's FastDivmod): exact for 0 <= n < 2^31. The
+// im2col decodes divide by R*S, S, Q, P*Q, W, H*W and the strides for every element they
+// load; a hardware-less 32-bit divide costs ~20 instructions, this costs 3.
+struct FastDiv {
+  uint32_t d = 1, mul = 1, shr = 0;
+  FastDiv() = default;
+  explicit FastDiv(int64_t divisor) : d(uint32_t(divisor)) {
+    if (divisor < 1 || divisor > 0x7fffffff)
+      throw std::invalid_argument("FastDiv: divisor out of range: " + std::to_string(divisor));
+    while ((uint64_t(1) << shr) < d) ++shr;  // shr = ceil(log2(d))
+    mul = uint32_t(((uint64_t(1) << 32) * ((uint64_t(1) << shr) - d)) / d + 1);
+  }
+  FC_HD int div(int n) const {
+#ifdef __CUDA_ARCH__
+    const uint32_t hi = __umulhi(uint32_t(n), mul);
+#else
+    const uint32_t hi = uint32_t((uint64_t(uint32_t(n)) * mul) >> 32);
+#endif
+    return int((hi + uint32_t(n)) >> shr);
+  }
+};
+
+// The activation fused into an output pass; codes as in ops.h (0 none, 1 relu, 2 tanh,
+// 3 sigmoid).
+FC_HD float apply_activation(int act, float v) {
+  switch (act) {
+    case 1: return v > 0.f ? v : 0.f;
+    case 2: return tanhf(v);
+    case 3: return 1.f / (1.f + expf(-v));
+    default: return v;
+  }
+}
+
+}  // namespace cuda
+}  // namespace fastconv
