@@ -36,18 +36,18 @@ def _rss_bytes():
 @pytest.mark.slow
 def test_lenet5_learns_mnist():
     """LeNet-5 (the modern variant: ReLU, max pooling) after ONE epoch over the first 10,000
-    training images, Adam 2e-3, batch 16: measured 95.65% on the 10,000 test images (the
-    classic tanh/average-pooling variant learns more slowly: about 91% that early). A wrong
-    gradient anywhere costs far more than the margin."""
+    training images, Adam 3e-3, batch 32: measured 96.15% on the 10,000 test images with
+    seed 0, and 95.1-96.3% over seeds 0-4 (the classic tanh/average-pooling variant learns more
+    slowly: about 91% that early). A wrong gradient anywhere costs far more than the margin."""
     if not MNIST.is_dir():
         pytest.skip(f"real MNIST not found at {MNIST}")
     from fastconv.datasets import load_mnist
 
     (x_train, y_train), (x_test, y_test) = load_mnist(MNIST, download=False)
     model = models.lenet5(classic=False, seed=0)
-    model.compile(optimizers.Adam(2e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
     start = time.perf_counter()
-    history = model.fit(x_train[:10_000], y_train[:10_000], epochs=1, batch_size=16, verbose=0)
+    history = model.fit(x_train[:10_000], y_train[:10_000], epochs=1, batch_size=32, verbose=0)
     elapsed = time.perf_counter() - start
     loss, accuracy = model.evaluate(x_test, y_test, batch_size=500)
     print(f"LeNet-5, 10,000 MNIST images, 1 epoch: {elapsed:.1f}s, test accuracy {accuracy:.4f}")
