@@ -1,0 +1,77 @@
+"""Tests for the command line: ``python -m fastconv train ...`` and ``python -m fastconv info``,
+run in subprocesses as a user would."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fastconv
+
+
+def _shared_mnist():
+    repo = Path(__file__).resolve().parents[1]
+    for base in (repo.parent, repo.parent.parent):
+        candidate = base / "shared" / "data" / "mnist"
+        if candidate.is_dir():
+            return candidate
+    return repo.parent / "shared" / "data" / "mnist"
+
+
+MNIST = _shared_mnist()
+
+
+def run_cli(*args, cwd, timeout=300):
+    return subprocess.run([sys.executable, "-m", "fastconv", *map(str, args)], cwd=cwd, timeout=timeout,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_train_lenet5_prints_test_accuracy(tmp_path):
+    if not MNIST.is_dir():
+        pytest.skip(f"real MNIST not found at {MNIST}")
+    save = tmp_path / "lenet5.npz"
+    result = run_cli("train", "lenet5", "--epochs", "1", "--limit", "2000", "--data-dir", MNIST,
+                     "--save", save, "--threads", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "2000 training and 10000 test images" in out
+    assert "Total params: 60,806" in out
+    assert re.search(r"Epoch 1/1 - \d+\.\d\ds", out)
+    match = re.search(r"test accuracy: (\d\.\d{4})", out)
+    assert match, out
+    assert float(match.group(1)) > 0.5
+    assert save.exists()
+    from fastconv.models import load_model
+
+    assert load_model(save).count_params() == 60_806
+
+
+def test_missing_data_folder(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = run_cli("train", "lenet5", "--data-dir", missing, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error: data folder" in result.stderr and str(missing) in result.stderr
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_data_folder(tmp_path):
+    result = run_cli("train", "lenet5", "--data-dir", tmp_path, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error: mnist not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_arguments(tmp_path):
+    result = run_cli("train", "resnet50", cwd=tmp_path)
+    assert result.returncode == 2 and "invalid choice: 'resnet50'" in result.stderr
+    result = run_cli("train", "lenet5", "--limit", "0", "--data-dir", tmp_path, cwd=tmp_path)
+    assert result.returncode == 2 and "--limit must be >= 1" in result.stderr
+
+
+def test_info(tmp_path):
+    result = run_cli("info", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"version: {fastconv.__version__}" in result.stdout
+    assert "cpu_isa:" in result.stdout and "cuda_available:" in result.stdout
