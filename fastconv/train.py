@@ -51,6 +51,8 @@ def build_parser():
     t.add_argument("--download", action="store_true",
                    help="download the data set if no copy is found")
     t.add_argument("--save", default=None, metavar="PATH", help="save the trained model (.npz)")
+    t.add_argument("--plots", default=None, metavar="DIR",
+                   help="write history.png, filters.png and feature_maps.png into DIR (needs fastconv[plot])")
     t.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="default: adam")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 for Adam, 0.05 for SGD)")
     t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
@@ -112,6 +114,12 @@ def train(args, out=None):
     if lr <= 0:
         raise CLIError(f"--lr must be positive, got {lr}")
 
+    if args.plots:  # fail before training, not after it, when matplotlib is missing
+        try:
+            from .plot import save_training_pictures
+        except ImportError as e:
+            raise CLIError(str(e)) from None
+
     t0 = time.perf_counter()
     (x_train, y_train), (x_test, y_test) = _load(args.dataset, args.data_dir, args.download)
     if args.limit is not None:
@@ -152,6 +160,9 @@ def train(args, out=None):
     if args.save:
         model.save(args.save)
         print(f"saved the model to {args.save}", file=out)
+    if args.plots:
+        paths = save_training_pictures(model, history, x_test[0], args.plots)
+        print("wrote " + ", ".join(str(p) for p in paths.values()), file=out)
     return accuracy
 
 

@@ -75,3 +75,18 @@ def test_info(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"version: {fastconv.__version__}" in result.stdout
     assert "cpu_isa:" in result.stdout and "cuda_available:" in result.stdout
+
+
+@pytest.mark.slow
+def test_train_writes_plots(tmp_path):
+    pytest.importorskip("matplotlib", reason="--plots needs matplotlib (pip install fastconv[plot])")
+    if not MNIST.is_dir():
+        pytest.skip(f"real MNIST not found at {MNIST}")
+    plots = tmp_path / "plots"
+    result = run_cli("train", "lenet5", "--epochs", "1", "--limit", "500", "--data-dir", MNIST,
+                     "--plots", plots, "--threads", "1", "--verbose", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ("history.png", "filters.png", "feature_maps.png"):
+        data = (plots / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert len(data) > 2000, name
