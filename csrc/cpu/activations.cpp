@@ -36,7 +36,13 @@ void activation_backward(Activation act, const float* dy, const float* y, float*
       break;
     case Activation::ReLU:
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+      for (int64_t i = 0; i < n; ++i) {
+        // Load dy unconditionally: `y > 0 ? dy[i] : 0` reads dy only on one side, which keeps
+        // GCC from turning the loop into a branch-free vector select (a mispredicted branch
+        // per element on random data, 7x slower).
+        const float g = dy[i];
+        dx[i] = y[i] > 0.f ? g : 0.f;
+      }
       break;
     case Activation::Tanh:
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
