@@ -59,7 +59,7 @@ except ImportError:
     threadpoolctl = None
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import machine_header, print_header, warn_slow_env, _int_list  # noqa: E402
+from bench import Threads, machine_header, print_header, warn_slow_env, _int_list  # noqa: E402
 
 MNIST_TRAIN = 60000
 LEARNING_RATE = 1e-3
@@ -213,25 +213,6 @@ def _params(model):
 
 
 # ----------------------------------------------------------------------------- main
-class Threads:
-    """Context: fastconv, torch and NumPy's BLAS limited to t threads."""
-
-    def __init__(self, t):
-        self.t, self.limits = t, None
-
-    def __enter__(self):
-        fastconv.set_num_threads(self.t)
-        if torch is not None:
-            torch.set_num_threads(self.t)
-        if threadpoolctl is not None:
-            self.limits = threadpoolctl.threadpool_limits(limits=self.t, user_api="blas")
-        return self
-
-    def __exit__(self, *exc):
-        if self.limits is not None:
-            self.limits.restore_original_limits()
-
-
 def bench_lenet(x, y, steps, t, has_torch):
     """Seconds per MNIST epoch at batch 64 (extrapolated from `steps` steps when steps > 0)."""
     batch = 64
