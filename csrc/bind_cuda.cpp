@@ -19,7 +19,6 @@
 #include <functional>
 #include <optional>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -58,9 +57,7 @@ constexpr uint8_t kDLInt = 0, kDLFloat = 2;
 // ---------------------------------------------------------------- errors and shapes
 template <class... Args>
 [[noreturn]] void fail_type(const Args&... args) {
-  std::ostringstream os;
-  (os << ... << args);
-  throw py::type_error(os.str());
+  throw py::type_error(concat(args...));
 }
 
 // ---------------------------------------------------------------- the device tensor
@@ -383,6 +380,65 @@ void want_ndim(const char* op, const char* name, const Tensor& t, int ndim, cons
     fail(op, ": ", name, " must be ", ndim, "-D ", dims, ", got shape ", shape_str(t.shape));
 }
 
+// The output of an op: `out` when given (float32, exactly `shape`; written in place, so a
+// training loop can aim gradients straight at its flat gradient buffer), else a new tensor.
+Tensor out_tensor(const std::optional<Tensor>& out, const std::vector<int64_t>& shape,
+                  const char* op, const char* name) {
+  if (!out) return empty_f32(shape, op);
+  want_f32(op, name, *out);
+  if (out->shape != shape)
+    fail(op, ": ", name, " must have shape ", shape_str(shape), ", got ", shape_str(out->shape));
+  return *out;
+}
+
+// Rows [start, stop) of t (along the first axis) as a view of the same memory.
+Tensor tensor_slice(const Tensor& t, int64_t start, int64_t stop) {
+  if (t.ndim() < 1) fail("Tensor.slice: a 0-D tensor has no rows");
+  const int64_t rows = t.dim(0);
+  if (start < 0 || stop < start || stop > rows)
+    fail("Tensor.slice: need 0 <= start <= stop <= ", rows, ", got start=", start, ", stop=", stop);
+  Tensor v = t;
+  const int64_t row_elems = rows ? t.numel() / rows : 0;
+  v.data = static_cast<char*>(t.data) + size_t(start * row_elems) * itemsize(t.dtype);
+  v.shape[0] = stop - start;
+  return v;
+}
+
+// Copy src (a NumPy array or a Tensor of the same shape and dtype) into t, in place.
+void tensor_copy_from(Tensor& t, const py::object& src) {
+  const char* op = "Tensor.copy_";
+  if (py::isinstance<Tensor>(src)) {
+    const Tensor& s = src.cast<const Tensor&>();
+    if (s.shape != t.shape || s.dtype != t.dtype)
+      fail(op, ": src has shape ", shape_str(s.shape), " ", dtype_name(s.dtype), ", want ",
+           shape_str(t.shape), " ", dtype_name(t.dtype));
+    copy_device_to_device(t.data, s.data, t.nbytes());
+    return;
+  }
+  py::array arr = t.dtype == DType::Float32
+      ? py::array(py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(src))
+      : py::array(py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(src));
+  if (!arr) fail_type(op, ": src must be a Tensor or an array-like");
+  std::vector<int64_t> shape(arr.shape(), arr.shape() + arr.ndim());
+  if (shape != t.shape)
+    fail(op, ": src has shape ", shape_str(shape), ", want ", shape_str(t.shape));
+  const void* data = arr.data();
+  const size_t bytes = t.nbytes();
+  py::gil_scoped_release nogil;
+  copy_host_to_device(t.data, data, bytes);
+}
+
+const Tensor& want_i64(const char* op, const char* name, const Tensor& t) {
+  if (t.dtype != DType::Int64)
+    fail_type(op, ": ", name, " must be an int64 tensor, got ", dtype_name(t.dtype));
+  return t;
+}
+
+void want_numel(const char* op, const char* name, const Tensor& t, int64_t n) {
+  if (t.numel() != n)
+    fail(op, ": ", name, " must have ", n, " elements, got shape ", shape_str(t.shape));
+}
+
 std::vector<int64_t> shape_arg(const char* op, const char* name, const std::vector<int64_t>& s,
                                size_t ndim) {
   if (s.size() != ndim) fail(op, ": ", name, " must have ", ndim, " entries, got ", shape_str(s));
@@ -512,6 +568,13 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
             shape = args.cast<std::vector<int64_t>>();
           return tensor_reshape(t, shape);
         }, "A view with a new shape over the same memory (one dimension may be -1).")
+      .def("slice", &tensor_slice, py::arg("start"), py::arg("stop"),
+           "Rows [start, stop) along the first axis, as a view of the same memory.")
+      .def("copy_", [](Tensor& t, const py::object& src) { tensor_copy_from(t, src); return t; },
+           py::arg("src"),
+           "Copy src (a NumPy array or a Tensor of this shape) into this tensor, in place.")
+      .def("zero_", [](Tensor& t) { fill_zero(t.data, t.nbytes()); return t; },
+           "Set every element to zero, in place (queued on the GPU).")
       .def_property_readonly("shape", [](const Tensor& t) { return shape_tuple(t.shape); },
                              "The shape, a tuple of ints.")
       .def_property_readonly("dtype", [](const Tensor& t) {
@@ -597,7 +660,7 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
 
   m.def("conv2d_backward_weight", [](const Tensor& dy, const Tensor& x,
                                      const std::vector<int64_t>& w_shape, Pair stride, Pads pad,
-                                     Pair dilation) {
+                                     Pair dilation, const std::optional<Tensor>& out) {
     const char* op = "conv2d_backward_weight";
     require_device();
     want_f32(op, "dy", dy); want_f32(op, "x", x);
@@ -607,24 +670,27 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     if (dy.shape != want)
       fail(op, ": dy must have shape ", shape_str(want), " for x.shape ", shape_str(x.shape),
            " and w_shape ", shape_str(w_shape), ", got ", shape_str(dy.shape));
-    Tensor dw = empty_f32(w_shape, op);
+    Tensor dw = out_tensor(out, w_shape, op, "out");
     py::gil_scoped_release nogil;
     conv2d_backward_weight(dy.cf(), x.cf(), dw.f(), p);
     return dw;
   }, py::arg("dy"), py::arg("x"), py::arg("w_shape"), py::arg("stride") = Pair{1, 1},
      py::arg("pad") = Pads{0, 0, 0, 0}, py::arg("dilation") = Pair{1, 1},
-     "dw (K,C,R,S) from dy (N,K,P,Q) and x (N,C,H,W), summed over the batch.");
+     py::arg("out") = py::none(),
+     "dw (K,C,R,S) from dy (N,K,P,Q) and x (N,C,H,W), summed over the batch (into `out` if "
+     "given).");
 
-  m.def("conv2d_backward_bias", [](const Tensor& dy) {
+  m.def("conv2d_backward_bias", [](const Tensor& dy, const std::optional<Tensor>& out) {
     const char* op = "conv2d_backward_bias";
     require_device();
     want_f32(op, "dy", dy);
     want_ndim(op, "dy", dy, 4, "(N, K, P, Q)");
-    Tensor db = empty_f32({dy.dim(1)}, op);
+    Tensor db = out_tensor(out, {dy.dim(1)}, op, "out");
     py::gil_scoped_release nogil;
     conv2d_backward_bias(dy.cf(), db.f(), dy.dim(0), dy.dim(1), dy.dim(2) * dy.dim(3));
     return db;
-  }, py::arg("dy"), "db (K) = sum of dy (N,K,P,Q) over N, P, Q.");
+  }, py::arg("dy"), py::arg("out") = py::none(),
+     "db (K) = sum of dy (N,K,P,Q) over N, P, Q (into `out` if given).");
 
   m.def("max_pool2d_forward", [](const Tensor& x, Pair kernel, Pair stride, Pads pad) {
     const char* op = "max_pool2d_forward";
@@ -773,7 +839,9 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
   }, py::arg("x"), py::arg("w"), py::arg("b") = py::none(), py::arg("act") = 0,
      "y (N,O) = act(x (N,I) w^T + b), w (O,I).");
 
-  m.def("linear_backward", [](const Tensor& dy, const Tensor& x, const Tensor& w) {
+  m.def("linear_backward", [](const Tensor& dy, const Tensor& x, const Tensor& w,
+                              const std::optional<Tensor>& dw_out,
+                              const std::optional<Tensor>& db_out) {
     const char* op = "linear_backward";
     require_device();
     want_f32(op, "dy", dy); want_f32(op, "x", x); want_f32(op, "w", w);
@@ -784,14 +852,17 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     if (w.dim(1) != I || dy.dim(0) != N || dy.dim(1) != O)
       fail(op, ": shapes do not agree: dy ", shape_str(dy.shape), ", x ", shape_str(x.shape),
            ", w ", shape_str(w.shape), " (want dy (N, O), x (N, I), w (O, I))");
-    Tensor dx = empty_f32({N, I}, op), dw = empty_f32({O, I}, op), db = empty_f32({O}, op);
+    Tensor dx = empty_f32({N, I}, op);
+    Tensor dw = out_tensor(dw_out, {O, I}, op, "dw_out"), db = out_tensor(db_out, {O}, op, "db_out");
     {
       py::gil_scoped_release nogil;
       linear_backward(dy.cf(), x.cf(), w.cf(), dx.f(), dw.f(), db.f(), N, I, O);
     }
     return py::make_tuple(dx, dw, db);
-  }, py::arg("dy"), py::arg("x"), py::arg("w"),
-     "(dx (N,I) = dy w, dw (O,I) = dy^T x, db (O) = sum of dy over N).");
+  }, py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("dw_out") = py::none(),
+     py::arg("db_out") = py::none(),
+     "(dx (N,I) = dy w, dw (O,I) = dy^T x, db (O) = sum of dy over N); dw and db go into "
+     "dw_out and db_out when given.");
 
   m.def("sgemm", [](const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
     const char* op = "sgemm";
@@ -814,4 +885,139 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     return c;
   }, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
      "c (M,N) = op(a) op(b), op transposing where asked.");
+
+  // ---------------------------------------------------------------- training on the device
+  // The pieces of a training step that keep it on the GPU (csrc/cuda/training.cu). `counters`
+  // is an int64 tensor of 2: [batch cursor, optimiser step]; `sums` an int64 tensor of 3 whose
+  // bytes are float64 [loss sum, correct count, bad labels] (read with .numpy().view(float64)).
+  m.def("gather_batch", [](const Tensor& x_all, const Tensor& y_all, const Tensor& perm,
+                           const Tensor& counters, int64_t batch_stride, Tensor& xb, Tensor& yb) {
+    const char* op = "gather_batch";
+    require_device();
+    want_f32(op, "x_all", x_all); want_i64(op, "y_all", y_all); want_i64(op, "perm", perm);
+    want_i64(op, "counters", counters); want_f32(op, "xb", xb); want_i64(op, "yb", yb);
+    want_numel(op, "counters", counters, 2);
+    if (x_all.ndim() < 1 || xb.ndim() != x_all.ndim() || y_all.ndim() != 1 || yb.ndim() != 1)
+      fail(op, ": want x_all (S, ...), y_all (S), xb (m, ...), yb (m)");
+    const int64_t S = x_all.dim(0), m = xb.dim(0);
+    if (y_all.dim(0) != S || perm.numel() != S || yb.dim(0) != m)
+      fail(op, ": x_all, y_all and perm must have the same number of samples, xb and yb the same "
+           "batch size");
+    for (int i = 1; i < x_all.ndim(); ++i)
+      if (xb.dim(i) != x_all.dim(i))
+        fail(op, ": xb.shape ", shape_str(xb.shape), " does not match x_all.shape ",
+             shape_str(x_all.shape));
+    if (batch_stride < m) fail(op, ": batch_stride must be >= the batch size ", m);
+    const int64_t sample = S ? x_all.numel() / S : 0;
+    py::gil_scoped_release nogil;
+    gather_batch(x_all.cf(), static_cast<const int64_t*>(y_all.data),
+                 static_cast<const int64_t*>(perm.data), static_cast<const int64_t*>(counters.data),
+                 batch_stride, xb.f(), static_cast<int64_t*>(yb.data), m, sample);
+  }, py::arg("x_all"), py::arg("y_all"), py::arg("perm"), py::arg("counters"),
+     py::arg("batch_stride"), py::arg("xb"), py::arg("yb"),
+     "xb[i] = x_all[perm[counters[0] * batch_stride + i]] (and yb from y_all), on the GPU. The "
+     "caller keeps counters[0] * batch_stride + len(xb) <= len(perm).");
+
+  m.def("softmax_xent_sums", [](const Tensor& logits, const Tensor& labels, Tensor& dlogits,
+                                Tensor& sums) {
+    const char* op = "softmax_xent_sums";
+    require_device();
+    want_f32(op, "logits", logits); want_i64(op, "labels", labels);
+    want_f32(op, "dlogits", dlogits); want_i64(op, "sums", sums);
+    want_ndim(op, "logits", logits, 2, "(N, C)");
+    want_numel(op, "sums", sums, 3);
+    if (labels.numel() != logits.dim(0) || dlogits.shape != logits.shape)
+      fail(op, ": want labels (N) and dlogits (N, C) for logits ", shape_str(logits.shape));
+    py::gil_scoped_release nogil;
+    softmax_xent_sums(logits.cf(), static_cast<const int64_t*>(labels.data), dlogits.f(),
+                      static_cast<double*>(sums.data), logits.dim(0), logits.dim(1));
+  }, py::arg("logits"), py::arg("labels"), py::arg("dlogits"), py::arg("sums"),
+     "dlogits = (softmax(logits) - onehot(labels)) / N; adds the summed loss, the number of "
+     "correct rows and the number of out-of-range labels to sums (float64 x 3), no host sync.");
+
+  m.def("dropout_forward", [](const Tensor& x, Tensor& y, Tensor& mask, double rate,
+                              uint64_t seed, const Tensor& counters) {
+    const char* op = "dropout_forward";
+    require_device();
+    want_f32(op, "x", x); want_f32(op, "y", y); want_f32(op, "mask", mask);
+    want_i64(op, "counters", counters);
+    want_numel(op, "counters", counters, 2);
+    if (y.numel() != x.numel() || mask.numel() != x.numel())
+      fail(op, ": x, y and mask must have the same size");
+    if (!(rate >= 0.0 && rate < 1.0)) fail(op, ": rate must be in [0, 1), got ", rate);
+    py::gil_scoped_release nogil;
+    dropout_forward(x.cf(), y.f(), mask.f(), x.numel(), float(rate), seed,
+                    static_cast<const int64_t*>(counters.data));
+  }, py::arg("x"), py::arg("y"), py::arg("mask"), py::arg("rate"), py::arg("seed"),
+     py::arg("counters"),
+     "Inverted dropout: mask = (u >= rate) / (1 - rate) with u from a counter-based generator "
+     "of (seed, counters[1], index); y = x * mask.");
+
+  m.def("multiply", [](const Tensor& a, const Tensor& b, Tensor& out) {
+    const char* op = "multiply";
+    require_device();
+    want_f32(op, "a", a); want_f32(op, "b", b); want_f32(op, "out", out);
+    if (b.numel() != a.numel() || out.numel() != a.numel())
+      fail(op, ": a, b and out must have the same size");
+    py::gil_scoped_release nogil;
+    multiply(a.cf(), b.cf(), out.f(), a.numel());
+  }, py::arg("a"), py::arg("b"), py::arg("out"), "out = a * b, elementwise.");
+
+  m.def("sgd_update", [](Tensor& p, const Tensor& g, const std::optional<Tensor>& velocity,
+                         double lr, double momentum, double weight_decay, bool nesterov) {
+    const char* op = "sgd_update";
+    require_device();
+    want_f32(op, "p", p); want_f32(op, "g", g);
+    want_numel(op, "g", g, p.numel());
+    if (velocity) { want_f32(op, "velocity", *velocity); want_numel(op, "velocity", *velocity, p.numel()); }
+    if (momentum != 0.0 && !velocity) fail(op, ": momentum needs a velocity tensor");
+    py::gil_scoped_release nogil;
+    sgd_update(p.f(), g.cf(), velocity ? velocity->f() : nullptr, p.numel(), float(lr),
+               float(momentum), float(weight_decay), nesterov);
+  }, py::arg("p"), py::arg("g"), py::arg("velocity"), py::arg("lr"), py::arg("momentum"),
+     py::arg("weight_decay"), py::arg("nesterov"),
+     "SGD on flat buffers, the arithmetic of fastconv.optimizers.SGD.");
+
+  m.def("adam_update", [](Tensor& p, const Tensor& g, Tensor& m1, Tensor& v1, double lr,
+                          double beta_1, double beta_2, double epsilon, double weight_decay,
+                          const Tensor& counters) {
+    const char* op = "adam_update";
+    require_device();
+    want_f32(op, "p", p); want_f32(op, "g", g); want_f32(op, "m", m1); want_f32(op, "v", v1);
+    want_i64(op, "counters", counters);
+    want_numel(op, "counters", counters, 2);
+    want_numel(op, "g", g, p.numel()); want_numel(op, "m", m1, p.numel());
+    want_numel(op, "v", v1, p.numel());
+    py::gil_scoped_release nogil;
+    adam_update(p.f(), g.cf(), m1.f(), v1.f(), p.numel(), lr, beta_1, beta_2, float(epsilon),
+                weight_decay, static_cast<const int64_t*>(counters.data));
+  }, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("lr"), py::arg("beta_1"),
+     py::arg("beta_2"), py::arg("epsilon"), py::arg("weight_decay"), py::arg("counters"),
+     "Adam on flat buffers (Keras's form, step t = counters[1] + 1), the arithmetic of "
+     "fastconv.optimizers.Adam.");
+
+  m.def("step_end", [](Tensor& counters) {
+    const char* op = "step_end";
+    require_device();
+    want_i64(op, "counters", counters);
+    want_numel(op, "counters", counters, 2);
+    py::gil_scoped_release nogil;
+    step_end(static_cast<int64_t*>(counters.data));
+  }, py::arg("counters"), "counters += 1 on the GPU (the last kernel of a training step).");
+
+  // ---------------------------------------------------------------- CUDA graphs
+  py::class_<Graph>(m, "Graph",
+                    "A recorded sequence of ops (capture_begin ... capture_end), replayed with "
+                    "one launch.")
+      .def("replay", [](Graph& g) {
+          py::gil_scoped_release nogil;
+          g.replay();
+        }, "Queue the whole recorded sequence on the GPU again.")
+      .def_property_readonly("num_nodes", &Graph::num_nodes, "Number of recorded operations.");
+  m.def("capture_begin", [] { capture_begin(); },
+        "Start recording every following op into a CUDA graph instead of running it.");
+  m.def("capture_end", [] { return std::unique_ptr<Graph>(capture_end()); },
+        "Stop recording and return the Graph (RuntimeError if the capture failed).");
+  m.def("capture_abort", [] { capture_abort(); }, "Stop recording and discard the record.");
+  m.def("capturing", [] { return capturing(); }, "Whether a capture is running.");
 }

@@ -121,5 +121,22 @@ void linear_backward(const float* dy, const float* x, const float* w, float* dx,
 // C (M, N) = op(A) (M, K) * op(B) (K, N), row-major, alpha = 1, beta = 0 (C overwritten).
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
            int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc);
+
+// --- a training step on the device (csrc/cuda/training.cu) ---------------------------------
+// counters (2) int64 on the device: [batch cursor, optimiser step]; sums (3) float64.
+void gather_batch(const float* x_all, const int64_t* y_all, const int64_t* perm,
+                  const int64_t* counters, int64_t batch_stride, float* xb, int64_t* yb,
+                  int64_t m, int64_t sample);
+void softmax_xent_sums(const float* logits, const int64_t* labels, float* dlogits, double* sums,
+                       int64_t N, int64_t C);
+void dropout_forward(const float* x, float* y, float* mask, int64_t n, float rate, uint64_t seed,
+                     const int64_t* counters);
+void multiply(const float* a, const float* b, float* y, int64_t n);
+void sgd_update(float* p, const float* g, float* velocity, int64_t n, float lr, float momentum,
+                float weight_decay, bool nesterov);
+void adam_update(float* p, const float* g, float* m, float* v, int64_t n, double lr,
+                 double beta1, double beta2, float eps, double weight_decay,
+                 const int64_t* counters);
+void step_end(int64_t* counters);
 }  // namespace cuda
 }  // namespace fastconv

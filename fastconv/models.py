@@ -41,6 +41,7 @@ import time
 
 import numpy as np
 
+from . import cuda_training as _cuda_training
 from . import layers as L
 from . import losses as _losses
 from . import metrics as _metrics
@@ -447,15 +448,19 @@ class Sequential:
         return loss, correct
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, callbacks=None,
-            verbose=1):
+            verbose=1, device="cpu"):
         """Train for ``epochs`` passes over (x, y) in mini-batches of ``batch_size``.
 
         x: (N, C, H, W) (or NHWC if channels_last) or (N, features); y: int labels (N,) for
         sparse_categorical_crossentropy, else the loss's targets. validation_data: (x_val, y_val),
         evaluated after each epoch. verbose: 0 silent, 1 progress bar and a line per epoch,
-        2 a line per epoch. Returns a History (history.history["loss"], ["accuracy"], ...).
+        2 a line per epoch. device: "cpu", or "cuda" to train on the GPU (data, weights and
+        optimiser state stay there for the whole run; the weights come back to the model at
+        the end; see fastconv.cuda_training). Returns a History (history.history["loss"],
+        ["accuracy"], ...; history.epoch_times).
         """
         self._check_compiled("fit")
+        device = _cuda_training.check_device(device, "Sequential.fit")
         if int(epochs) < 0 or int(batch_size) < 1:
             raise ValueError(f"Sequential.fit: epochs must be >= 0 and batch_size >= 1, got "
                              f"epochs={epochs}, batch_size={batch_size}")
@@ -480,6 +485,11 @@ class Sequential:
             cb.params = {"epochs": epochs, "batch_size": batch_size, "samples": n}
             cb.on_train_begin()
         self.stop_training = False
+
+        if device == "cuda":
+            return self._fit_cuda(x, y, epochs, batch_size,
+                                  (x_val, y_val) if validation_data is not None else None,
+                                  shuffle, callbacks, history, batch_callbacks, verbose)
 
         # One batch buffer for the whole run; each step gathers into (a prefix of) it.
         batch_x = np.empty((min(batch_size, n),) + x.shape[1:], dtype=np.float32)
@@ -540,6 +550,68 @@ class Sequential:
         self.history = history
         return history
 
+    def _fit_cuda(self, x, y, epochs, batch_size, validation, shuffle, callbacks, history,
+                  batch_callbacks, verbose):
+        """fit's loop on the GPU: the same batches in the same order as on the CPU."""
+        trainer = _cuda_training.trainer_for(self)
+        trainer.upload()
+        xd, yd = trainer.to_device(x, y)
+        if validation is not None:
+            xvd, yvd = trainer.to_device(*validation)
+        n = len(x)
+        order = np.arange(n)
+        per_batch = None
+        if batch_callbacks:
+            def per_batch(step, loss, size):
+                for cb in batch_callbacks:
+                    cb.on_batch_end(step, {"loss": loss, "size": size})
+        try:
+            for epoch in range(epochs):
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch)
+                if shuffle:
+                    self._shuffle_rng.shuffle(order)
+                bar = _ProgressBar(n, epoch, epochs) if verbose == 1 else None
+                progress = None
+                if bar is not None:
+                    def progress(done, loss_sum, correct, bar=bar):
+                        bar.update(done, loss_sum / done,
+                                   correct / (done * self._acc_units) if self._track_accuracy else None)
+                start_time = time.perf_counter()
+                loss_sum, correct_sum = trainer.train_epoch(xd, yd, order, batch_size, progress,
+                                                            per_batch)
+                elapsed = time.perf_counter() - start_time
+                if bar is not None:
+                    bar.close()
+                logs = {"loss": loss_sum / n}
+                if self._track_accuracy:
+                    logs["accuracy"] = correct_sum / (n * self._acc_units)
+                if validation is not None:
+                    vloss, vcorrect = trainer.evaluate(xvd, yvd, max(batch_size, 256))
+                    logs["val_loss"] = vloss / len(validation[0])
+                    if self._track_accuracy:
+                        logs["val_accuracy"] = vcorrect / len(validation[0])
+                if verbose:
+                    parts = [f"Epoch {epoch + 1}/{epochs}", f"{elapsed:.2f}s",
+                             f"{n / elapsed:,.0f} samples/s"]
+                    parts += [f"{k}: {v:.4f}" for k, v in logs.items()]
+                    print(" - ".join(parts), flush=True)
+                logs["time"] = elapsed
+                needs_weights = any(type(cb).on_epoch_end is not Callback.on_epoch_end
+                                    and not isinstance(cb, History) for cb in callbacks)
+                if needs_weights:
+                    trainer.download()  # callbacks (checkpoints, early stopping) see the weights
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, dict(logs) if cb is not history else logs)
+                if self.stop_training:
+                    break
+        finally:
+            trainer.download()
+        for cb in callbacks:
+            cb.on_train_end()
+        self.history = history
+        return history
+
     def train_on_batch(self, x, y):
         """One optimiser step on one batch; returns [loss] (+ [accuracy] with that metric)."""
         self._check_compiled("train_on_batch")
@@ -564,12 +636,22 @@ class Sequential:
         return loss, [g.copy() for layer in self.layers for g in layer.grads]
 
     # --- inference ----------------------------------------------------------------------------
-    def evaluate(self, x, y, batch_size=32, verbose=0):
-        """[loss, accuracy...] on (x, y), in inference mode (dropout off), in batches."""
+    def evaluate(self, x, y, batch_size=32, verbose=0, device="cpu"):
+        """[loss, accuracy...] on (x, y), in inference mode (dropout off), in batches.
+        device="cuda" runs it on the GPU (sparse_categorical_crossentropy models)."""
         self._check_compiled("evaluate")
+        device = _cuda_training.check_device(device, "Sequential.evaluate")
         x, y = self._prepare_xy(x, y, "evaluate")
         self._plan()
-        results = self._evaluate_prepared(x, y, int(batch_size))
+        if device == "cuda":
+            trainer = _cuda_training.trainer_for(self)
+            trainer.params.copy_(self._flat_params)
+            loss_sum, correct = trainer.evaluate(*trainer.to_device(x, y), int(batch_size))
+            n = max(len(x), 1)
+            results = [loss_sum / n] + ([correct / (n * self._acc_units)]
+                                        if self._track_accuracy else [])
+        else:
+            results = self._evaluate_prepared(x, y, int(batch_size))
         if verbose:
             print(" - ".join(f"{name}: {value:.4f}"
                              for name, value in zip(["loss"] + self.metrics, results)), flush=True)
@@ -590,10 +672,18 @@ class Sequential:
             results.append(correct_sum / max(n * self._acc_units, 1))
         return results
 
-    def predict(self, x, batch_size=32):
+    def predict(self, x, batch_size=32, device="cpu"):
         """The model's outputs for x, in batches, inference mode (probabilities if it ends in a
-        softmax, else logits). 4-D outputs come back NHWC if the model is channels_last."""
+        softmax, else logits). 4-D outputs come back NHWC if the model is channels_last.
+        device="cuda" runs it on the GPU (compiled classifier models)."""
+        device = _cuda_training.check_device(device, "Sequential.predict")
         x = self._prepare_x(x, "predict")
+        if device == "cuda":
+            self._check_compiled("predict(device='cuda')")
+            trainer = _cuda_training.trainer_for(self)
+            trainer.params.copy_(self._flat_params)
+            xd = trainer.ext.Tensor.from_numpy(x)
+            return trainer.predict(xd, int(batch_size))
         n = len(x)
         out = np.empty((n,) + tuple(self.output_shape), dtype=np.float32)
         for lo in range(0, n, int(batch_size)):

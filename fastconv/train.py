@@ -60,6 +60,8 @@ def build_parser():
                    help="multiply the learning rate by this after each epoch (default 1: constant)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="CPU threads (default: fastconv's)")
+    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="train on the CPU (default) or on an NVIDIA GPU with fastconv's CUDA kernels")
     t.add_argument("--limit", type=int, default=None, metavar="N", help="train on the first N images only")
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                    help="0 quiet, 1 progress bar + a line per epoch, 2 a line per epoch")
@@ -114,6 +116,12 @@ def train(args, out=None):
     if lr <= 0:
         raise CLIError(f"--lr must be positive, got {lr}")
 
+    device = getattr(args, "device", "cpu")
+    if device == "cuda":
+        from . import cuda as fc_cuda
+        if not fc_cuda.is_available():
+            raise CLIError(f"--device cuda: no usable GPU: {fc_cuda.why_unavailable()}")
+
     if args.plots:  # fail before training, not after it, when matplotlib is missing
         try:
             from .plot import save_training_pictures
@@ -133,8 +141,9 @@ def train(args, out=None):
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if args.verbose:
         model.summary(print_fn=lambda s: print(s, file=out))
-        print(f"optimizer: {optimizer}, batch size {batch_size}, threads {fastconv.get_num_threads()}, "
-              f"CPU kernel {fastconv.cpu_isa()}", file=out, flush=True)
+        where = (f"GPU {fastconv.cuda.device_name()}" if device == "cuda" else
+                 f"threads {fastconv.get_num_threads()}, CPU kernel {fastconv.cpu_isa()}")
+        print(f"optimizer: {optimizer}, batch size {batch_size}, {where}", file=out, flush=True)
 
     callbacks = []
     if args.lr_decay != 1.0:
@@ -147,7 +156,7 @@ def train(args, out=None):
         callbacks.append(_Decay())
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=batch_size,
                         validation_data=(x_test, y_test), callbacks=callbacks,
-                        verbose=args.verbose)
+                        verbose=args.verbose, device=device)
     times = history.epoch_times
     if times:
         print(f"time per epoch: mean {sum(times) / len(times):.2f}s, min {min(times):.2f}s "
@@ -155,7 +164,7 @@ def train(args, out=None):
     if history.history.get("val_accuracy"):  # the test set was evaluated after the last epoch
         loss, accuracy = history.history["val_loss"][-1], history.history["val_accuracy"][-1]
     else:
-        loss, accuracy = model.evaluate(x_test, y_test, batch_size=500)
+        loss, accuracy = model.evaluate(x_test, y_test, batch_size=500, device=device)
     print(f"test accuracy: {accuracy:.4f} (loss {loss:.4f}, {len(x_test)} images)", file=out, flush=True)
     if args.save:
         model.save(args.save)

@@ -18,6 +18,8 @@ from hypothesis import settings
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 settings.register_profile("fastconv", deadline=None, print_blob=True)
+# Few examples, for runs under compute-sanitizer (10-100x slower kernels).
+settings.register_profile("sanitize", deadline=None, print_blob=True, max_examples=4)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fastconv"))
 
 

@@ -7,7 +7,6 @@
 #pragma once
 #include <array>
 #include <cstdint>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -23,20 +22,33 @@ using Pads = std::array<int64_t, 4>;  // top, left, bottom, right
 // below 2^31 elements so no 32-bit index anywhere (the CUDA grid, a BLAS) can wrap.
 constexpr int64_t kMaxElements = (int64_t(1) << 31) - 1;
 
+// Messages are built with std::string and std::to_string, not iostreams: a toolchain that
+// links libstdc++ statically into the module (seen on the H100 image) crashed in
+// ostream::operator<<(long) when the process's own libstdc++ had set up the locale.
+inline void append_arg(std::string& out, const std::string& v) { out += v; }
+inline void append_arg(std::string& out, const char* v) { out += v; }
+inline void append_arg(std::string& out, char v) { out += v; }
+template <class T>
+inline void append_arg(std::string& out, const T& v) { out += std::to_string(v); }
+
+// Concatenates its arguments (strings, characters and numbers) into one string.
+template <class... Args>
+inline std::string concat(const Args&... args) {
+  std::string out;
+  (append_arg(out, args), ...);
+  return out;
+}
+
 template <class... Args>
 [[noreturn]] inline void fail(const Args&... args) {
-  std::ostringstream os;
-  (os << ... << args);
-  throw std::invalid_argument(os.str());
+  throw std::invalid_argument(concat(args...));
 }
 
 inline std::string shape_str(const std::vector<int64_t>& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  if (s.size() == 1) out += ",";
+  return out + ")";
 }
 
 inline int64_t checked_numel(const char* op, const char* name, const std::vector<int64_t>& s) {

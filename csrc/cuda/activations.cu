@@ -40,13 +40,13 @@ __global__ void activation_backward_kernel(int act, const float* dy, const float
 
 void activation_forward(Activation act, const float* x, float* y, int64_t n) {
   if (n <= 0) return;
-  activation_forward_kernel<<<grid_for(n, kThreads), kThreads>>>(int(act), x, y, n);
+  activation_forward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(int(act), x, y, n);
   CUDA_CHECK_LAUNCH();
 }
 
 void activation_backward(Activation act, const float* dy, const float* y, float* dx, int64_t n) {
   if (n <= 0) return;
-  activation_backward_kernel<<<grid_for(n, kThreads), kThreads>>>(int(act), dy, y, dx, n);
+  activation_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(int(act), dy, y, dx, n);
   CUDA_CHECK_LAUNCH();
 }
 

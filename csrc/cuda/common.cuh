@@ -41,6 +41,14 @@ inline unsigned int grid_for(int64_t n, int threads) {
   return static_cast<unsigned int>(blocks < cap ? blocks : cap);
 }
 
+// The stream every fastconv kernel, memset and device copy is queued on: the legacy default
+// stream (0), except while a CUDA graph is being captured (runtime.h: capture_begin), when it
+// is the capturing stream. Launch as kernel<<<grid, block, smem, stream()>>>.
+cudaStream_t stream();
+// Throws std::runtime_error naming `what` while a graph is being captured: host copies and
+// synchronisation would run once, now, instead of being recorded.
+void refuse_while_capturing(const char* what);
+
 // Number of streaming multiprocessors of the current device (cached after the first call).
 int sm_count();
 

@@ -300,10 +300,10 @@ void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int6
   const int64_t per_chunk = (total + chunks - 1) / chunks;
   if (K > 0x7fffffff) throw std::invalid_argument("conv2d_backward_bias: too many channels");
   DeviceBuffer partial(size_t(K) * size_t(chunks) * sizeof(float));
-  bias_grad_partial_kernel<<<dim3(unsigned(K), unsigned(chunks)), kBiasThreads>>>(
+  bias_grad_partial_kernel<<<dim3(unsigned(K), unsigned(chunks)), kBiasThreads, 0, stream()>>>(
       dy, partial.as<float>(), N, K, PQ, per_chunk);
   CUDA_CHECK_LAUNCH();
-  bias_grad_finish_kernel<<<grid_for(K, 256), 256>>>(partial.as<float>(), db, K, int(chunks));
+  bias_grad_finish_kernel<<<grid_for(K, 256), 256, 0, stream()>>>(partial.as<float>(), db, K, int(chunks));
   CUDA_CHECK_LAUNCH();
 }
 

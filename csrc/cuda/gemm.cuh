@@ -348,9 +348,9 @@ template <class T, bool kTF32, class AL, class BL, class Epi>
 void launch_gemm_kernel(dim3 grid, int64_t M, int64_t N, int64_t Kd, int64_t k_chunk,
                         const AL& a, const BL& b, const Epi& epi) {
   if constexpr (kTF32) {
-    implicit_gemm_tf32_kernel<T><<<grid, T::kThreads>>>(M, N, Kd, k_chunk, a, b, epi);
+    implicit_gemm_tf32_kernel<T><<<grid, T::kThreads, 0, stream()>>>(M, N, Kd, k_chunk, a, b, epi);
   } else {
-    implicit_gemm_kernel<T><<<grid, T::kThreads>>>(M, N, Kd, k_chunk, a, b, epi);
+    implicit_gemm_kernel<T><<<grid, T::kThreads, 0, stream()>>>(M, N, Kd, k_chunk, a, b, epi);
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -366,7 +366,7 @@ void run_gemm(int64_t M, int64_t N, int64_t Kd, const AL& a, const BL& b, const 
   DeviceBuffer partial(size_t(plan.splits) * size_t(M) * size_t(N) * sizeof(float));
   launch_gemm_kernel<T, kTF32>(grid, M, N, Kd, plan.k_chunk, a, b,
                                PartialStore{partial.as<float>(), M, N});
-  split_k_reduce_kernel<<<grid_for(M * N, 256), 256>>>(partial.as<float>(), int(plan.splits),
+  split_k_reduce_kernel<<<grid_for(M * N, 256), 256, 0, stream()>>>(partial.as<float>(), int(plan.splits),
                                                        M, N, epi);
   CUDA_CHECK_LAUNCH();
 }

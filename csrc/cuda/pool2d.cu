@@ -173,14 +173,14 @@ __global__ void avg_pool_backward_kernel(const float* dy, float* dx, int64_t pla
 void max_pool2d_forward(const float* x, float* y, const Pool2dParams& p) {
   const int64_t planes = p.N * p.C, total = planes * p.P * p.Q;
   if (total <= 0) return;
-  max_pool_forward_kernel<<<grid_for(total, kThreads), kThreads>>>(x, y, planes, make_geom(p));
+  max_pool_forward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream()>>>(x, y, planes, make_geom(p));
   CUDA_CHECK_LAUNCH();
 }
 
 void max_pool2d_backward(const float* dy, const float* x, float* dx, const Pool2dParams& p) {
   const int64_t planes = p.N * p.C, total = planes * p.H * p.W;
   if (total <= 0) return;
-  max_pool_backward_kernel<<<grid_for(total, kThreads), kThreads>>>(dy, x, dx, planes,
+  max_pool_backward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream()>>>(dy, x, dx, planes,
                                                                     make_geom(p));
   CUDA_CHECK_LAUNCH();
 }
@@ -188,7 +188,7 @@ void max_pool2d_backward(const float* dy, const float* x, float* dx, const Pool2
 void avg_pool2d_forward(const float* x, float* y, const Pool2dParams& p) {
   const int64_t planes = p.N * p.C, total = planes * p.P * p.Q;
   if (total <= 0) return;
-  avg_pool_forward_kernel<<<grid_for(total, kThreads), kThreads>>>(x, y, planes, make_geom(p),
+  avg_pool_forward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream()>>>(x, y, planes, make_geom(p),
                                                                    p.count_include_pad);
   CUDA_CHECK_LAUNCH();
 }
@@ -196,7 +196,7 @@ void avg_pool2d_forward(const float* x, float* y, const Pool2dParams& p) {
 void avg_pool2d_backward(const float* dy, float* dx, const Pool2dParams& p) {
   const int64_t planes = p.N * p.C, total = planes * p.H * p.W;
   if (total <= 0) return;
-  avg_pool_backward_kernel<<<grid_for(total, kThreads), kThreads>>>(dy, dx, planes, make_geom(p),
+  avg_pool_backward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream()>>>(dy, dx, planes, make_geom(p),
                                                                     p.count_include_pad);
   CUDA_CHECK_LAUNCH();
 }

@@ -7,9 +7,15 @@
 // only given back to the driver by empty_cache() (or when cudaMalloc runs out of memory).
 // All kernels and copies run on the legacy default stream, so a block freed after queuing a
 // kernel that uses it can be reused by the next op: that op's kernels run after the first's.
+//
+// Graph pools: while a CUDA graph is captured, blocks are taken from and freed into a pool
+// private to that graph (a block freed during capture may be read by a recorded kernel, and a
+// block allocated during capture is written by every replay). Pool blocks are never handed to
+// ops outside the graph until the Graph is destroyed.
 #include <atomic>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "cuda/common.cuh"
@@ -78,9 +84,28 @@ int sm_count() {
   return v;
 }
 
+// ---------------------------------------------------------------- the stream
+namespace {
+cudaStream_t g_stream = 0;          // 0 (legacy default) unless a capture is running
+cudaStream_t g_capture_stream = 0;  // created on the first capture, reused
+bool g_capturing = false;
+}  // namespace
+
+cudaStream_t stream() { return g_stream; }
+bool capturing() noexcept { return g_capturing; }
+
+// Host copies and synchronisation cannot be recorded in a graph (they would run once, now).
+void refuse_while_capturing(const char* what) {
+  if (g_capturing)
+    throw std::runtime_error(std::string("fastconv.cuda: ") + what +
+                             " is not allowed while a CUDA graph is being captured");
+}
+
+
 // ---------------------------------------------------------------- sync and copies
 void synchronize() {
   require_device();
+  refuse_while_capturing("synchronize()");
   CUDA_CHECK(cudaDeviceSynchronize());
 }
 
@@ -95,16 +120,18 @@ int current_device() {
 }
 
 void copy_host_to_device(void* dst, const void* src, size_t bytes) {
+  refuse_while_capturing("a host-to-device copy");
   if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
 void copy_device_to_host(void* dst, const void* src, size_t bytes) {
+  refuse_while_capturing("a device-to-host copy");
   if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 void copy_device_to_device(void* dst, const void* src, size_t bytes) {
-  if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
+  if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
 }
 void fill_zero(void* dst, size_t bytes) {
-  if (bytes) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, 0));
+  if (bytes) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream()));
 }
 
 bool is_device_pointer(const void* ptr) noexcept {
@@ -130,28 +157,32 @@ class CachingAllocator {
   void* alloc(size_t bytes) {
     const size_t size = round_size(bytes);
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = free_.find(size);
-    if (it != free_.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
+    if (capture_pool_) {
+      // Capturing: the graph's own free blocks first, then the shared cache (the block
+      // becomes the graph's), then the driver.
+      Pool& pool = pools_[capture_pool_];
+      void* p = take(pool.free, size);
+      if (!p) p = take(free_, size);
+      if (p) {
+        cached_ -= size;
+        ++hits_;
+      } else {
+        p = malloc_locked(size);
+      }
+      allocated_ += size;
+      live_[p] = size;
+      pool.blocks.insert(p);
+      owner_[p] = capture_pool_;
+      return p;
+    }
+    if (void* p = take(free_, size)) {
       cached_ -= size;
       allocated_ += size;
       live_[p] = size;
       ++hits_;
       return p;
     }
-    void* p = nullptr;
-    cudaError_t err = cudaMalloc(&p, size);
-    if (err == cudaErrorMemoryAllocation) {
-      cudaGetLastError();  // out of memory is not sticky: clear it, free the cache, retry
-      release_cached_locked();
-      err = cudaMalloc(&p, size);
-    }
-    if (err != cudaSuccess) {
-      cudaGetLastError();
-      throw_cuda_error(err, "cudaMalloc", __FILE__, __LINE__);
-    }
-    ++mallocs_;
+    void* p = malloc_locked(size);
     allocated_ += size;
     live_[p] = size;
     return p;
@@ -166,12 +197,51 @@ class CachingAllocator {
     live_.erase(it);
     allocated_ -= size;
     try {
-      free_[size].push_back(p);
+      int pool_id = 0;
+      auto own = owner_.find(p);
+      if (own != owner_.end()) {
+        pool_id = own->second;
+      } else if (capture_pool_) {
+        pool_id = capture_pool_;  // allocated before the capture, freed in it: the graph's now
+        pools_[pool_id].blocks.insert(p);
+        owner_[p] = pool_id;
+      }
+      if (pool_id)
+        pools_[pool_id].free[size].push_back(p);
+      else
+        free_[size].push_back(p);
       cached_ += size;
     } catch (...) {
       cudaFree(p);  // no memory to remember it: give it back to the driver
       cudaGetLastError();
     }
+  }
+
+  // Graph pools: open one for a capture, close it when the capture ends, release it (its
+  // blocks rejoin the shared cache) when the graph is destroyed.
+  int open_pool() {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int id = ++last_pool_;
+    pools_[id];
+    capture_pool_ = id;
+    return id;
+  }
+  void close_pool() noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    capture_pool_ = 0;
+  }
+  void release_pool(int id) noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pools_.find(id);
+    if (it == pools_.end()) return;
+    try {
+      for (auto& kv : it->second.free)
+        for (void* p : kv.second) free_[kv.first].push_back(p);
+    } catch (...) {
+    }
+    for (void* p : it->second.blocks) owner_.erase(p);  // live ones go to the cache when freed
+    if (capture_pool_ == id) capture_pool_ = 0;
+    pools_.erase(it);
   }
 
   void empty() {
@@ -185,6 +255,35 @@ class CachingAllocator {
   }
 
  private:
+  struct Pool {
+    std::unordered_map<size_t, std::vector<void*>> free;  // rounded size -> free blocks
+    std::unordered_set<void*> blocks;                     // every block the pool owns
+  };
+
+  static void* take(std::unordered_map<size_t, std::vector<void*>>& lists, size_t size) {
+    auto it = lists.find(size);
+    if (it == lists.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    return p;
+  }
+
+  void* malloc_locked(size_t size) {
+    void* p = nullptr;
+    cudaError_t err = cudaMalloc(&p, size);
+    if (err == cudaErrorMemoryAllocation && !capture_pool_) {
+      cudaGetLastError();  // out of memory is not sticky: clear it, free the cache, retry
+      release_cached_locked();
+      err = cudaMalloc(&p, size);
+    }
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      throw_cuda_error(err, "cudaMalloc", __FILE__, __LINE__);
+    }
+    ++mallocs_;
+    return p;
+  }
+
   void release_cached_locked() {
     // cudaFree synchronises the device, so no queued kernel still uses these blocks.
     for (auto& kv : free_)
@@ -197,6 +296,9 @@ class CachingAllocator {
   std::mutex mu_;
   std::unordered_map<size_t, std::vector<void*>> free_;  // rounded size -> free blocks
   std::unordered_map<void*, size_t> live_;               // block -> rounded size
+  std::unordered_map<int, Pool> pools_;                  // graph pools by id
+  std::unordered_map<void*, int> owner_;                 // block -> the pool that owns it
+  int capture_pool_ = 0, last_pool_ = 0;                 // 0: not capturing
   size_t allocated_ = 0, cached_ = 0, mallocs_ = 0, hits_ = 0;
 };
 
@@ -216,6 +318,94 @@ void empty_cache() {
   if (device_available()) allocator().empty();
 }
 AllocatorStats allocator_stats() { return allocator().stats(); }
+
+// ---------------------------------------------------------------- CUDA graphs
+namespace {
+cudaEvent_t g_capture_ready = nullptr;
+int g_capture_pool = 0;
+}  // namespace
+
+void capture_begin() {
+  require_device();
+  if (g_capturing) throw std::runtime_error("fastconv.cuda: a graph capture is already running");
+  if (!g_capture_stream) {
+    CUDA_CHECK(cudaStreamCreateWithFlags(&g_capture_stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g_capture_ready, cudaEventDisableTiming));
+  }
+  // Nothing is recorded before the work already queued on stream 0 has been ordered before it.
+  CUDA_CHECK(cudaEventRecord(g_capture_ready, 0));
+  CUDA_CHECK(cudaStreamWaitEvent(g_capture_stream, g_capture_ready, 0));
+  // Relaxed: the allocator may call cudaMalloc while recording (never recorded itself).
+  CUDA_CHECK(cudaStreamBeginCapture(g_capture_stream, cudaStreamCaptureModeRelaxed));
+  g_capture_pool = allocator().open_pool();
+  g_stream = g_capture_stream;
+  g_capturing = true;
+}
+
+void capture_abort() noexcept {
+  if (!g_capturing) return;
+  g_stream = 0;
+  g_capturing = false;
+  allocator().close_pool();
+  cudaGraph_t graph = nullptr;
+  cudaStreamEndCapture(g_capture_stream, &graph);
+  if (graph) cudaGraphDestroy(graph);
+  cudaGetLastError();
+  // The pool's blocks may be named by kernels queued before the abort: wait, then release.
+  cudaDeviceSynchronize();
+  cudaGetLastError();
+  allocator().release_pool(g_capture_pool);
+  g_capture_pool = 0;
+}
+
+Graph* capture_end() {
+  if (!g_capturing) throw std::runtime_error("fastconv.cuda: capture_end without capture_begin");
+  g_stream = 0;
+  g_capturing = false;
+  allocator().close_pool();
+  const int pool = g_capture_pool;
+  g_capture_pool = 0;
+  cudaGraph_t graph = nullptr;
+  cudaError_t err = cudaStreamEndCapture(g_capture_stream, &graph);
+  if (err != cudaSuccess || !graph) {
+    cudaGetLastError();
+    if (graph) cudaGraphDestroy(graph);
+    allocator().release_pool(pool);
+    throw std::runtime_error(std::string("fastconv.cuda: the graph capture failed (an op copied "
+                                         "to or from the host, or synchronised, while recording): ") +
+                             cudaGetErrorString(err));
+  }
+  cudaGraphExec_t exec = nullptr;
+  err = cudaGraphInstantiate(&exec, graph, 0);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    cudaGraphDestroy(graph);
+    allocator().release_pool(pool);
+    throw_cuda_error(err, "cudaGraphInstantiate", __FILE__, __LINE__);
+  }
+  size_t nodes = 0;
+  cudaGraphGetNodes(graph, nullptr, &nodes);
+  Graph* g = new Graph();
+  g->graph_ = graph;
+  g->exec_ = exec;
+  g->pool_ = pool;
+  g->nodes_ = nodes;
+  return g;
+}
+
+void Graph::replay() {
+  if (g_capturing) throw std::runtime_error("fastconv.cuda: cannot replay a graph while capturing");
+  CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), 0));
+}
+
+Graph::~Graph() {
+  // Replays still queued use the pool's blocks; stream 0 orders later users after them, and
+  // cudaGraphExecDestroy waits for nothing, so only the blocks' ownership changes here.
+  if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+  if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
+  cudaGetLastError();
+  allocator().release_pool(pool_);
+}
 
 // ---------------------------------------------------------------- numerics
 namespace {

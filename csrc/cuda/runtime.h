@@ -3,7 +3,9 @@
 // bind_cuda.cpp is compiled by the host C++ compiler and must not include a CUDA header, so
 // everything it needs from the CUDA runtime is declared here and implemented in runtime.cu.
 // All work goes to the CUDA legacy default stream (stream 0), so ops, copies and frees are
-// ordered among themselves without events.
+// ordered among themselves without events. The one exception is CUDA graph capture (below):
+// between capture_begin and capture_end every op is recorded on a private stream instead, and
+// the graph it makes is later replayed on stream 0, in order with everything else.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -56,6 +58,37 @@ struct AllocatorStats {
   size_t cache_hits;       // device_alloc calls served from the cache
 };
 AllocatorStats allocator_stats();
+
+// --- CUDA graphs ------------------------------------------------------------------------------
+// A training step is dozens of small kernels; launching them one by one from Python costs more
+// than running them. capture_begin() starts recording: every op that follows (on this thread)
+// is recorded, not run, until capture_end() turns the record into a Graph whose replay() runs
+// the whole sequence with one launch. Ops recorded must not copy to or from the host or
+// synchronise (those fail the capture, and capture_end throws).
+//
+// Memory: blocks allocated (or freed) while capturing belong to the graph's private pool, so a
+// replay can write them again without clobbering tensors allocated later; they go back to the
+// shared cache when the Graph is destroyed.
+class Graph {
+ public:
+  ~Graph();
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  void replay();           // cudaGraphLaunch on stream 0
+  size_t num_nodes() const { return nodes_; }
+
+ private:
+  friend Graph* capture_end();
+  Graph() = default;
+  void* graph_ = nullptr;  // cudaGraph_t
+  void* exec_ = nullptr;   // cudaGraphExec_t
+  int pool_ = 0;           // the allocator pool that owns the blocks the graph uses
+  size_t nodes_ = 0;
+};
+void capture_begin();      // throws if a capture is already running
+Graph* capture_end();      // the new graph (caller owns it); throws if the capture failed
+void capture_abort() noexcept;  // end a capture without a graph (after an exception)
+bool capturing() noexcept;
 
 // --- numerics -----------------------------------------------------------------------------
 // Allow TF32 tensor cores in conv2d and GEMM (default false: exact FP32). See conv2d.cu.

@@ -106,7 +106,7 @@ __global__ void mean_loss_kernel(const float* row_loss, int64_t N, LossResult* r
 
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return;
-  softmax_kernel<<<grid_for(rows, kRowsPerBlock), kThreads>>>(x, y, rows, cols);
+  softmax_kernel<<<grid_for(rows, kRowsPerBlock), kThreads, 0, stream()>>>(x, y, rows, cols);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -114,15 +114,16 @@ float softmax_cross_entropy(const float* logits, const int64_t* labels, float* d
                             int64_t N, int64_t C) {
   if (N <= 0) throw std::invalid_argument("softmax_cross_entropy: logits has no rows");
   if (C <= 0) throw std::invalid_argument("softmax_cross_entropy: logits has no columns");
+  refuse_while_capturing("softmax_cross_entropy (it returns the loss to the host)");
   DeviceBuffer row_loss(size_t(N) * sizeof(float));
   DeviceBuffer result(sizeof(LossResult));
   LossResult* res = result.as<LossResult>();
   // 0x7f bytes: bad_row starts at 0x7f7f7f7f, above any row index a tensor can have.
-  CUDA_CHECK(cudaMemsetAsync(&res->bad_row, 0x7f, sizeof(int), 0));
-  softmax_xent_kernel<<<grid_for(N, kRowsPerBlock), kThreads>>>(
+  CUDA_CHECK(cudaMemsetAsync(&res->bad_row, 0x7f, sizeof(int), stream()));
+  softmax_xent_kernel<<<grid_for(N, kRowsPerBlock), kThreads, 0, stream()>>>(
       logits, labels, dlogits, row_loss.as<float>(), &res->bad_row, N, C);
   CUDA_CHECK_LAUNCH();
-  mean_loss_kernel<<<1, 1024>>>(row_loss.as<float>(), N, res);
+  mean_loss_kernel<<<1, 1024, 0, stream()>>>(row_loss.as<float>(), N, res);
   CUDA_CHECK_LAUNCH();
   LossResult host{};
   CUDA_CHECK(cudaMemcpy(&host, res, sizeof(LossResult), cudaMemcpyDeviceToHost));

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The whole GPU verification in one command, for a machine with an NVIDIA GPU:
+# build and install fastconv with CUDA, run the GPU tests, compute-sanitizer on them,
+# and the GPU benchmarks against PyTorch/cuDNN. Logs go to $OUT (default ./gpu_check_out).
+#
+#   bash tools/gpu_check.sh [steps...]
+#     steps: build, tests (-m gpu), alltests, sanitize, bench (ops), trainbench (whole epochs)
+#     default: build alltests sanitize bench trainbench
+#
+# MNIST is looked for in ../shared/data/mnist; FASTCONV_MNIST_SRC=DIR copies it there first.
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-$PWD/gpu_check_out}; mkdir -p "$OUT"
+REPO=$PWD
+PY=${PY:-python3}
+STEPS=${*:-build alltests sanitize bench trainbench}
+ARCH=${FASTCONV_CUDA_ARCHS:-90}
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+if [ -n "${FASTCONV_MNIST_SRC:-}" ] && [ ! -d ../shared/data/mnist ]; then
+  mkdir -p ../shared/data && cp -r "$FASTCONV_MNIST_SRC" ../shared/data/mnist
+fi
+step() { echo; echo "=== $* ($(date +%T))"; }
+for s in $STEPS; do case $s in
+build)
+  step build
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+  $PY -m pip install --no-build-isolation --no-deps -q \
+      -C cmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCH" -C cmake.define.FASTCONV_CUDA=ON \
+      -C build-dir=/tmp/fastconv-build . 2>&1 | tail -30 || exit 1
+  (cd /tmp && $PY -c "import fastconv, fastconv.cuda as c; print(fastconv.info()); print('cuda', c.is_available(), c.why_unavailable() if not c.is_available() else '')")
+  ;;
+tests)
+  step "pytest -m gpu"
+  (cd /tmp && $PY -P -m pytest "$REPO/tests" -m gpu -q -p no:cacheprovider -p no:benchmark --maxfail=40 \
+      -n ${PYTEST_WORKERS:-8} 2>&1 | tee "$OUT/pytest_gpu.log" | tail -80)
+  ;;
+alltests)
+  step "pytest (all)"
+  (cd /tmp && $PY -P -m pytest "$REPO/tests" -q -p no:cacheprovider -p no:benchmark -n ${PYTEST_WORKERS:-12} 2>&1 | tee "$OUT/pytest_all.log" | tail -40)
+  ;;
+sanitize)
+  for tool in memcheck racecheck; do
+    step "compute-sanitizer --tool $tool"
+    (cd /tmp && HYPOTHESIS_PROFILE=sanitize timeout ${SANITIZE_TIMEOUT:-240} compute-sanitizer --tool $tool --error-exitcode 9 --print-limit 20 \
+        $PY -P -m pytest "$REPO/tests" -m gpu -q -p no:cacheprovider -p no:benchmark \
+        2>&1 | tee "$OUT/sanitizer_$tool.log" | tail -25)
+  done
+  ;;
+trainbench)
+  step bench_gpu_train
+  $PY benchmarks/bench_gpu_train.py --epochs ${TRAIN_EPOCHS:-3} --data-dir ../shared/data/mnist \
+      --out "$OUT/gpu_train.json" 2>&1 | tee "$OUT/gpu_train.txt" | tail -40
+  ;;
+bench)
+  step bench_gpu
+  $PY benchmarks/bench_gpu.py --out "$OUT/gpu_ops.json" 2>&1 | tee "$OUT/gpu_ops.txt" | tail -60
+  ;;
+*) echo "unknown step $s";;
+esac; done
