@@ -781,18 +781,27 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
   }, py::arg("dy"), py::arg("y"), py::arg("act"),
      "dx = dy * act'(x), written with the forward output y.");
 
-  m.def("softmax", [](const Tensor& x) {
+  m.def("softmax", [](const Tensor& x, int64_t axis) {
     const char* op = "softmax";
     require_device();
     want_f32(op, "x", x);
     if (x.ndim() < 1) fail(op, ": x must have at least one dimension");
-    const int64_t cols = x.shape.back();
-    const int64_t rows = cols ? x.numel() / cols : 0;
+    if (axis < -x.ndim() || axis >= x.ndim())
+      fail(op, ": axis ", axis, " is out of range for x of shape ", shape_str(x.shape));
+    if (axis < 0) axis += x.ndim();
+    // x as (outer, len, inner) around the axis; inner == 1 is the row-wise (last axis) case.
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < axis; ++i) outer *= x.dim(int(i));
+    for (int64_t i = axis + 1; i < x.ndim(); ++i) inner *= x.dim(int(i));
+    const int64_t len = x.dim(int(axis));
     Tensor y = empty_f32(x.shape, op);
     py::gil_scoped_release nogil;
-    softmax_forward(x.cf(), y.f(), rows, cols);
+    if (inner == 1)
+      softmax_forward(x.cf(), y.f(), outer, len);
+    else
+      softmax_strided_forward(x.cf(), y.f(), outer, len, inner);
     return y;
-  }, py::arg("x"), "Softmax over the last axis (max-subtracted).");
+  }, py::arg("x"), py::arg("axis") = -1, "Softmax along `axis` (max-subtracted).");
 
   m.def("softmax_cross_entropy", [](const Tensor& logits, const py::object& labels) {
     const char* op = "softmax_cross_entropy";

@@ -109,6 +109,8 @@ void activation_backward(Activation act, const float* dy, const float* y, float*
 
 // --- softmax and loss (csrc/cuda/softmax.cu) -----------------------------------------------
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols);
+// x, y (outer, len, inner): softmax along the middle axis.
+void softmax_strided_forward(const float* x, float* y, int64_t outer, int64_t len, int64_t inner);
 // labels (N) int64 on the device. Throws std::invalid_argument if a label is outside [0, C).
 float softmax_cross_entropy(const float* logits, const int64_t* labels, float* dlogits,
                             int64_t N, int64_t C);

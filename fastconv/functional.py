@@ -310,10 +310,7 @@ def softmax(x, axis=-1):
     if not -len(x.shape) <= axis < len(x.shape):
         raise ValueError(f"{op}: axis {axis} is out of range for x of shape {tuple(x.shape)}")
     if _is_device_tensor(x):
-        if axis % len(x.shape) != len(x.shape) - 1:
-            raise ValueError(f"{op}: on CUDA tensors only axis=-1 is supported, got axis={axis}")
-        shape = tuple(x.shape)
-        return _backend(x).softmax(x.reshape((-1, shape[-1]))).reshape(shape)
+        return _backend(x).softmax(x, axis)
     moved = np.moveaxis(x, axis, -1)
     if moved.size == 0:  # nothing to normalise: an empty result of the same shape
         return np.zeros(x.shape, np.float32)

