@@ -233,8 +233,10 @@ def test_gpu_training_follows_the_cpu_loss_curve(name):
     np.testing.assert_allclose(hg.history["loss"], hc.history["loss"], rtol=2e-3)
     # Accuracy counts argmaxes: a near-tie may flip between devices, so allow a few samples.
     np.testing.assert_allclose(hg.history["accuracy"], hc.history["accuracy"], atol=6 / 300)
+    # Adam moves every weight by about lr a step whatever the gradient's size, so a weight
+    # whose gradient is near zero may step the other way on the other device: a few lr apart.
     for a, b in zip(wg, wc):
-        np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-3)
+        np.testing.assert_allclose(a, b, rtol=1e-2, atol=5e-3)
 
 
 @pytest.mark.gpu

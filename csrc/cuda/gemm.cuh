@@ -319,8 +319,15 @@ struct SplitPlan {
   int64_t grid_m, grid_n, splits, k_chunk;
 };
 
-// Split Kd when the tiles alone would leave most of the GPU (`sms` multiprocessors) idle;
-// each slice keeps at least 256 k's so the partial sums pay for themselves.
+// Split Kd when the tiles alone would leave most of the GPU (`sms` multiprocessors) idle: aim
+// for two blocks per multiprocessor, each slice at least kMinSlice k's (four k-tiles) so the
+// partial sums pay for themselves. LeNet's layers at batch 64 are the case: C1's weight
+// gradient is one 16 x 256 tile with Kd = 50,176, C3's input gradient 49 tiles with Kd = 400;
+// unsplit, each block walks the whole reduction alone and the step is latency-bound (measured
+// on an H100: 78 and 96 us, against 51 and 32 us for cuDNN).
+constexpr int64_t kMinSlice = 64;
+constexpr int64_t kMaxSplits = 256;
+
 template <class T>
 SplitPlan plan_gemm(int64_t M, int64_t N, int64_t Kd, int sms) {
   SplitPlan plan;
@@ -332,9 +339,9 @@ SplitPlan plan_gemm(int64_t M, int64_t N, int64_t Kd, int sms) {
   const int64_t tiles = plan.grid_m * plan.grid_n;
   const int64_t want = 2 * int64_t(sms);
   int64_t splits = 1;
-  if (tiles < want && Kd >= 512) {
-    splits = std::min<int64_t>((want + tiles - 1) / tiles, Kd / 256);
-    splits = std::max<int64_t>(1, std::min<int64_t>(splits, 64));
+  if (tiles < want && Kd >= 2 * kMinSlice) {
+    splits = std::min<int64_t>((want + tiles - 1) / tiles, Kd / kMinSlice);
+    splits = std::max<int64_t>(1, std::min<int64_t>(splits, kMaxSplits));
   }
   int64_t k_chunk = (Kd + splits - 1) / splits;
   k_chunk = std::max<int64_t>(T::BK, (k_chunk + T::BK - 1) / T::BK * T::BK);
