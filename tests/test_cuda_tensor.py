@@ -357,3 +357,44 @@ def test_bad_shapes_raise_value_error_before_launch():
         ext.activation_forward(T(np.zeros(3, np.int64)), 1)
     with pytest.raises(ValueError, match="act"):
         ext.activation_forward(x, 7)
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_slice_copy_zero_and_out_arguments():
+    ext = fc_cuda.require()
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((6, 3, 4)).astype(np.float32)
+    t = fc_cuda.Tensor.from_numpy(a)
+    v = t.slice(2, 5)  # a view: writes show through to t
+    assert v.shape == (3, 3, 4)
+    np.testing.assert_array_equal(v.numpy(), a[2:5])
+    v.zero_()
+    a[2:5] = 0
+    np.testing.assert_array_equal(t.numpy(), a)
+    b = rng.standard_normal((3, 3, 4)).astype(np.float32)
+    v.copy_(b)
+    a[2:5] = b
+    np.testing.assert_array_equal(t.numpy(), a)
+    with pytest.raises(ValueError, match="start"):
+        t.slice(4, 7)
+    with pytest.raises(ValueError, match="shape"):
+        v.copy_(np.zeros((2, 3, 4), np.float32))
+
+    # out= writes the gradient into a given tensor (here a view of a flat buffer).
+    x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
+    dy = rng.standard_normal((2, 4, 5, 5)).astype(np.float32)
+    flat = fc_cuda.Tensor.zeros((4 * 3 * 9 + 4,), "float32")
+    dw_view = flat.slice(0, 108).reshape(4, 3, 3, 3)
+    db_view = flat.slice(108, 112)
+    T = fc_cuda.Tensor.from_numpy
+    ext.conv2d_backward_weight(T(dy), T(x), (4, 3, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), out=dw_view)
+    ext.conv2d_backward_bias(T(dy), out=db_view)
+    from fastconv import functional as F
+
+    got = flat.numpy()
+    np.testing.assert_allclose(got[:108].reshape(4, 3, 3, 3),
+                               F.conv2d_backward_weight(dy, x, (4, 3, 3, 3)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got[108:], dy.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="out"):
+        ext.conv2d_backward_bias(T(dy), out=fc_cuda.Tensor.zeros((5,), "float32"))
