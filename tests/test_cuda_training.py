@@ -40,7 +40,7 @@ def test_bad_device_names_the_argument():
 
 
 @pytest.mark.skipif(HAS_GPU, reason="checks the no-GPU error path")
-def test_cuda_without_gpu_is_a_clear_error():
+def test_cuda_without_gpu_is_a_clear_error(tmp_path):
     model = models.lenet5(classic=False, seed=0)
     model.compile("adam")
     x, y = small_data(8)
@@ -48,8 +48,10 @@ def test_cuda_without_gpu_is_a_clear_error():
         model.fit(x, y, epochs=1, device="cuda", verbose=0)
     with pytest.raises(RuntimeError, match="device='cuda'"):
         model.predict(x, device="cuda")
+    # Outside the repository: there `python -m fastconv` would import the uncompiled source tree.
     result = subprocess.run([sys.executable, "-m", "fastconv", "train", "lenet5", "--device", "cuda",
-                             "--epochs", "1"], capture_output=True, text=True, timeout=120)
+                             "--epochs", "1"], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
     assert result.returncode != 0
     assert "--device cuda: no usable GPU" in result.stderr
 
