@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "common/shapes.h"
+#include "cpu/conv2d_winograd.h"
 #include "cpu/gemm/sgemm.h"
 #include "ops.h"
 
@@ -277,6 +278,13 @@ PYBIND11_MODULE(_core, m) {
         "op(a) @ op(b) on fastconv's own SGEMM");
   m.def("get_num_threads", &cpu::get_num_threads);
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));
+  // Tests and benchmarks: 0 never use Winograd for 3x3 convolutions, 1 where it pays (default),
+  // 2 for every 3x3 stride-1 problem. Returns the previous mode.
+  m.def("_set_winograd_mode", [](int mode) {
+    const int old = cpu::winograd_mode();
+    cpu::set_winograd_mode(mode);
+    return old;
+  }, py::arg("mode"));
   m.def("isa", &cpu::sgemm_isa, "the SGEMM micro-kernel in use: avx512, avx2 or generic");
 #ifdef _OPENMP
   m.attr("openmp") = true;

@@ -34,11 +34,13 @@
 // Backward weight keeps one partial sum per thread, each over a contiguous range of
 // groups, added in thread order at the end: a given thread count always gives the same bits.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
 #include "common/parallel.h"
 #include "cpu/conv2d_direct.h"
+#include "cpu/conv2d_winograd.h"
 #include "cpu/gemm/sgemm.h"
 #include "cpu/im2col.h"
 #include "cpu/vmath.h"
@@ -94,16 +96,11 @@ const float* group_dy(const float* dy, int64_t n0, int64_t G, const Conv2dParams
   return buf;
 }
 
-#ifdef FASTCONV_X86
-// Backward input with stride 1 is itself a forward convolution: of dy (N, K, P, Q) with the
-// filter flipped in R and S and its K and C swapped, wf (C, K, R, S), padded so the output is
-// (N, C, H, W) again:
-//   dx[c][h][x] = sum over k, r, s of dy[k][h + pt - r*dh][x + pl - s*dw] w[k][c][r][s]
-//               = conv(dy, wf) with padding (R-1)*dh - pt on top, (R-1)*dh - pb at the bottom, ...
-// So the direct forward kernel serves it, where it fits (stride 1, those paddings >= 0, C and
-// the taps K*R*S in its range). Returns false where it does not apply.
-bool direct_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
-  if (p.stride_h != 1 || p.stride_w != 1 || std::strcmp(vec_math().isa, "generic") == 0) return false;
+// The stride-1 backward input as a forward problem (see direct_backward_input below): dy
+// convolved with the flipped filter, padded so the output is (N, C, H, W) again. False where
+// that needs a negative padding.
+bool flipped_problem(const Conv2dParams& p, Conv2dParams* q_out) {
+  if (p.stride_h != 1 || p.stride_w != 1) return false;
   Conv2dParams q = p;
   q.C = p.K; q.H = p.P; q.W = p.Q; q.K = p.C;
   q.pad_top = (p.R - 1) * p.dil_h - p.pad_top;
@@ -113,21 +110,68 @@ bool direct_backward_input(const float* dy, const float* w, float* dx, const Con
   if (q.pad_top < 0 || q.pad_bottom < 0 || q.pad_left < 0 || q.pad_right < 0) return false;
   q.P = conv_out_size(q.H, q.R, 1, q.pad_top, q.pad_bottom, q.dil_h);
   q.Q = conv_out_size(q.W, q.S, 1, q.pad_left, q.pad_right, q.dil_w);
-  // C >= 16: with fewer input channels the flipped problem's K (= C) leaves most of each
-  // 8-channel vector empty, and im2col + GEMM + col2im is faster (LeNet's C3: 2x).
-  if (q.P != p.H || q.Q != p.W || q.K < 16 || !direct_forward_fits(q)) return false;
+  if (q.P != p.H || q.Q != p.W) return false;
+  *q_out = q;
+  return true;
+}
+
+// wf (C, K, R, S): w (K, C, R, S) with K and C swapped and each filter turned 180 degrees.
+std::vector<float> flipped_filter(const float* w, const Conv2dParams& p) {
   const int64_t RS = p.R * p.S;
-  std::vector<float> wf(size_t(p.C * p.K * RS));            // (C, K, R, S), flipped
+  std::vector<float> wf(size_t(p.C * p.K * RS));
   for (int64_t k = 0; k < p.K; ++k)
     for (int64_t c = 0; c < p.C; ++c)
       for (int64_t rs = 0; rs < RS; ++rs)
         wf[(c * p.K + k) * RS + (RS - 1 - rs)] = w[(k * p.C + c) * RS + rs];
+  return wf;
+}
+
+#ifdef FASTCONV_X86
+// Backward input by Winograd, where the flipped problem is a 3x3 one it takes.
+bool winograd_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
+  Conv2dParams q;
+  if (!flipped_problem(p, &q) || !winograd_fits(q)) return false;
+  const std::vector<float> wf = flipped_filter(w, p);
+  conv2d_forward_winograd(dy, wf.data(), nullptr, dx, q, Activation::None);
+  return true;
+}
+
+// Backward input with stride 1 is itself a forward convolution: of dy (N, K, P, Q) with the
+// filter flipped in R and S and its K and C swapped, wf (C, K, R, S), padded so the output is
+// (N, C, H, W) again:
+//   dx[c][h][x] = sum over k, r, s of dy[k][h + pt - r*dh][x + pl - s*dw] w[k][c][r][s]
+//               = conv(dy, wf) with padding (R-1)*dh - pt on top, (R-1)*dh - pb at the bottom, ...
+// So the direct forward kernel serves it, where it fits (stride 1, those paddings >= 0, C and
+// the taps K*R*S in its range). Returns false where it does not apply.
+bool direct_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
+  if (std::strcmp(vec_math().isa, "generic") == 0) return false;
+  Conv2dParams q;
+  if (!flipped_problem(p, &q)) return false;
+  // C >= 16: with fewer input channels the flipped problem's K (= C) leaves most of each
+  // 8-channel vector empty, and im2col + GEMM + col2im is faster (LeNet's C3: 2x).
+  if (q.K < 16 || !direct_forward_fits(q)) return false;
+  const std::vector<float> wf = flipped_filter(w, p);      // (C, K, R, S), flipped
   conv2d_forward_direct_avx2(dy, wf.data(), nullptr, dx, q, Activation::None);
   return true;
 }
 #endif
 
 }  // namespace
+
+namespace {
+std::atomic<int> g_winograd_mode{1};
+}
+
+int winograd_mode() { return g_winograd_mode.load(std::memory_order_relaxed); }
+void set_winograd_mode(int mode) { g_winograd_mode.store(mode < 0 ? 0 : (mode > 2 ? 2 : mode)); }
+
+bool winograd_fits(const Conv2dParams& p) {
+  const int mode = winograd_mode();
+  if (mode == 0 || std::strcmp(vec_math().isa, "generic") == 0) return false;
+  const int64_t min_channels = mode == 2 ? 1 : kWinogradMinChannels;
+  return p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
+         p.dil_w == 1 && p.C >= min_channels && p.K >= min_channels && p.P >= 2 && p.Q >= 2;
+}
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, Activation act) {
@@ -147,6 +191,10 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
   }
 
 #ifdef FASTCONV_X86
+  if (winograd_fits(p)) {                          // 3x3, stride 1: 2.25x fewer products
+    conv2d_forward_winograd(x, w, b, y, p, act);
+    return;
+  }
   if (direct_forward_fits(p) && std::strcmp(vec_math().isa, "generic") != 0) {
     conv2d_forward_direct_avx2(x, w, b, y, p, act);   // AVX-512 machines run AVX2 too
     return;
@@ -182,6 +230,7 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
   }
 
 #ifdef FASTCONV_X86
+  if (winograd_backward_input(dy, w, dx, p)) return;
   if (direct_backward_input(dy, w, dx, p)) return;
 #endif
 
