@@ -1,5 +1,5 @@
 """The Winograd F(2x2, 3x3) path of the CPU conv2d (csrc/cpu/conv2d_winograd_avx2.cpp): forward
-(bias, fused activation) and backward input against the float64 reference, on odd sizes, every
+(bias, fused activation), backward input and backward weight against the float64 reference, on odd sizes, every
 padding it takes (asymmetric too) and batch 1. Mode 2 forces it onto small shapes; mode 1 (the
 default) uses it for 3x3 stride-1 layers of at least 16 channels. On a CPU without AVX2 the
 Winograd path is off and these tests check the other paths instead (same answers)."""
@@ -67,6 +67,18 @@ def test_backward_input_against_reference(winograd, case):
     want = ref.conv2d_backward_input(dy.astype(np.float64), w.astype(np.float64), xp_shape)
     want = want[:, :, pt:pt + h, pl:pl + w_]
     ref.assert_close(got, want, 1e-5, f"winograd backward input {case}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
+def test_backward_weight_against_reference(winograd, case):
+    n, c, k, h, w_, pads = case
+    rng = np.random.default_rng(sum(case[:5]) + 7)
+    x = rng.standard_normal((n, c, h, w_)).astype(np.float32)
+    p, q = h + pads[0] + pads[2] - 2, w_ + pads[1] + pads[3] - 2
+    dy = rng.standard_normal((n, k, p, q)).astype(np.float32)
+    got = core.conv2d_backward_weight(dy, x, [k, c, 3, 3], (1, 1), pads, (1, 1))
+    want = ref.conv2d_backward_weight(dy.astype(np.float64), padded(x, pads), (k, c, 3, 3))
+    ref.assert_close(got, want, 1e-5, f"winograd backward weight {case}")
 
 
 def test_modes_agree_on_a_vgg_layer():

@@ -259,6 +259,10 @@ void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Co
   }
 
 #ifdef FASTCONV_X86
+  if (winograd_fits(p)) {
+    conv2d_backward_weight_winograd(dy, x, dw, p);
+    return;
+  }
   if (direct_forward_fits(p) && std::strcmp(vec_math().isa, "generic") != 0) {
     conv2d_backward_weight_direct_avx2(dy, x, dw, p);
     return;

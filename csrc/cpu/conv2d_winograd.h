@@ -17,6 +17,9 @@ bool winograd_fits(const Conv2dParams& p);
 // y (N, K, P, Q) = act(conv(x, w) + b) for a problem winograd_fits() accepts; any padding.
 void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y,
                              const Conv2dParams& p, Activation act);
+// dw (K, C, 3, 3) from dy (N, K, P, Q) and x (N, C, H, W), same problems.
+void conv2d_backward_weight_winograd(const float* dy, const float* x, float* dw,
+                                     const Conv2dParams& p);
 #endif
 
 // Which 3x3 path conv2d uses: 0 never Winograd, 1 where winograd_fits (the default),

@@ -181,6 +181,62 @@ void output_transform(const float* M, int64_t k, int64_t K, int64_t T, int64_t t
     }
 }
 
+// Wt[xi][k][t0 + i*tw + j] = A dY A^T for every 2x2 tile of the padded gradient plane dyp
+// (rows of Wq >= 2 * round_up(tw, 8) floats, zero past P and Q), 8 tiles a step. A^T is the
+// output transform's: the weight gradient is the forward's transpose, dU = (A dY A^T) (.) V.
+//   A dY: rows z0 = y0, z1 = y0 + y1, z2 = y0 - y1, z3 = -y1; then the same on the columns.
+void grad_transform(const float* dyp, int64_t Wq, int64_t th, int64_t tw, float* Wt, int64_t k,
+                    int64_t K, int64_t T, int64_t t0) {
+  const int64_t KT = K * T;
+  for (int64_t i = 0; i < th; ++i)
+    for (int64_t j = 0; j < tw; j += 8) {
+      __m256 y[2][2];  // y[row][col] of 8 tiles
+      deinterleave(dyp + (2 * i) * Wq + 2 * j, y[0][0], y[0][1]);
+      deinterleave(dyp + (2 * i + 1) * Wq + 2 * j, y[1][0], y[1][1]);
+      const __m256 zero = _mm256_setzero_ps();
+      __m256 z[4][2];
+      for (int col = 0; col < 2; ++col) {
+        z[0][col] = y[0][col];
+        z[1][col] = _mm256_add_ps(y[0][col], y[1][col]);
+        z[2][col] = _mm256_sub_ps(y[0][col], y[1][col]);
+        z[3][col] = _mm256_sub_ps(zero, y[1][col]);
+      }
+      const int64_t n = std::min<int64_t>(8, tw - j);
+      float* base = Wt + k * T + t0 + i * tw + j;
+      for (int a = 0; a < 4; ++a) {
+        const __m256 v[4] = {z[a][0], _mm256_add_ps(z[a][0], z[a][1]),
+                             _mm256_sub_ps(z[a][0], z[a][1]), _mm256_sub_ps(zero, z[a][1])};
+        for (int b = 0; b < 4; ++b) {
+          float* dst = base + (a * 4 + b) * KT;
+          if (n == 8) _mm256_storeu_ps(dst, v[b]);
+          else _mm256_maskstore_ps(dst, lane_mask(n), v[b]);
+        }
+      }
+    }
+}
+
+// dw[k][c] (3x3) = G^T dU[.][k][c] G, dU (16, K, C): the filter transform's transpose.
+void untransform_filters(const float* dU, int64_t K, int64_t C, float* dw) {
+  const int64_t KC = K * C;
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      float u[4][4];
+      for (int xi = 0; xi < 16; ++xi) u[xi / 4][xi % 4] = dU[xi * KC + k * C + c];
+      float t[3][4];  // G^T dU
+      for (int b = 0; b < 4; ++b) {
+        t[0][b] = u[0][b] + 0.5f * (u[1][b] + u[2][b]);
+        t[1][b] = 0.5f * (u[1][b] - u[2][b]);
+        t[2][b] = 0.5f * (u[1][b] + u[2][b]) + u[3][b];
+      }
+      float* g = dw + (k * C + c) * 9;
+      for (int r = 0; r < 3; ++r) {  // (G^T dU) G
+        g[r * 3 + 0] = t[r][0] + 0.5f * (t[r][1] + t[r][2]);
+        g[r * 3 + 1] = 0.5f * (t[r][1] - t[r][2]);
+        g[r * 3 + 2] = 0.5f * (t[r][1] + t[r][2]) + t[r][3];
+      }
+    }
+}
+
 }  // namespace
 
 void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y,
@@ -219,6 +275,55 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* b, flo
         if (act != Activation::None) out_pass(yk, 0.f, yk, P * Q);
       }
   }
+}
+
+// dw (K, C, 3, 3) from dy (N, K, P, Q) and x (N, C, H, W): per group, V from x as in the
+// forward, Wt = A dY A^T from dy, then dU[xi] (K, C) += Wt[xi] (K, T) . V[xi]^T (T, C); each
+// thread sums its own contiguous range of groups, the partials are added in thread order
+// (the same bits for a given thread count), and dw = G^T dU G.
+void conv2d_backward_weight_winograd(const float* dy, const float* x, float* dw,
+                                     const Conv2dParams& p) {
+  const int64_t C = p.C, K = p.K, H = p.H, W = p.W, P = p.P, Q = p.Q;
+  const int64_t th = (P + 1) / 2, tw = (Q + 1) / 2, tiles = th * tw;
+  const int64_t tw8 = (tw + 7) / 8 * 8;
+  const int64_t Hp = 2 * th + 2, Wp = 2 * tw8 + 2, Wq = 2 * tw8;
+  const int64_t per_image = 16 * std::max(C, K) * tiles;
+  const int threads = std::max(1, omp_threads());
+  int64_t G = std::max<int64_t>(1, kTileFloatsTarget / per_image);
+  G = std::min(G, std::max<int64_t>(1, (p.N + threads - 1) / threads));
+  const int64_t groups = (p.N + G - 1) / G;
+  const int nt = static_cast<int>(std::min<int64_t>(threads, groups));
+  const int64_t UKC = 16 * K * C;
+  std::vector<float> partial(size_t(nt) * UKC, 0.f);
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_thread_id();
+    float* dU = partial.data() + size_t(t) * UKC;
+    for (int64_t grp = groups * t / nt; grp < groups * (t + 1) / nt; ++grp) {
+      const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0), T = Gn * tiles;
+      float* V = thread_workspace(0, 16 * C * T);     // (16, C, T)
+      float* Wt = thread_workspace(1, 16 * K * T);    // (16, K, T)
+      float* xp = thread_workspace(2, Hp * Wp);       // a padded input plane
+      float* dyp = thread_workspace(3, 2 * th * Wq);  // a padded gradient plane
+      for (int64_t g = 0; g < Gn; ++g) {
+        for (int64_t c = 0; c < C; ++c) {
+          pad_plane(x + ((n0 + g) * C + c) * H * W, H, W, p.pad_top, p.pad_left, xp, Hp, Wp);
+          input_transform(xp, Wp, th, tw, V, c, C, T, g * tiles);
+        }
+        for (int64_t k = 0; k < K; ++k) {
+          pad_plane(dy + ((n0 + g) * K + k) * P * Q, P, Q, 0, 0, dyp, 2 * th, Wq);
+          grad_transform(dyp, Wq, th, tw, Wt, k, K, T, g * tiles);
+        }
+      }
+      for (int xi = 0; xi < 16; ++xi)
+        sgemm(false, true, K, C, T, 1.f, Wt + xi * K * T, T, V + xi * C * T, T, 1.f,
+              dU + xi * K * C, C);
+    }
+  }
+  for (int t = 1; t < nt; ++t)
+    for (int64_t i = 0; i < UKC; ++i) partial[size_t(i)] += partial[size_t(t) * UKC + i];
+  untransform_filters(partial.data(), K, C, dw);
 }
 
 }  // namespace cpu
