@@ -520,27 +520,16 @@ class Sequential:
                 correct_sum += correct
                 done += m
                 if bar is not None:
-                    bar.update(done, loss_sum / done,
-                               correct_sum / (done * self._acc_units) if self._track_accuracy else None)
+                    self._bar_update(bar, done, loss_sum, correct_sum)
                 for cb in batch_callbacks:
                     cb.on_batch_end(step, {"loss": loss, "size": m})
             elapsed = time.perf_counter() - start_time
             if bar is not None:
                 bar.close()
-            logs = {"loss": loss_sum / n}
-            if self._track_accuracy:
-                logs["accuracy"] = correct_sum / (n * self._acc_units)
-            if validation_data is not None:
-                results = self._evaluate_prepared(x_val, y_val, max(batch_size, 256))
-                logs["val_loss"] = results[0]
-                if self._track_accuracy:
-                    logs["val_accuracy"] = results[1]
-            if verbose:
-                parts = [f"Epoch {epoch + 1}/{epochs}", f"{elapsed:.2f}s",
-                         f"{n / elapsed:,.0f} samples/s"]
-                parts += [f"{k}: {v:.4f}" for k, v in logs.items()]
-                print(" - ".join(parts), flush=True)
-            logs["time"] = elapsed
+            validate = (None if validation_data is None else
+                        lambda: self._evaluate_prepared(x_val, y_val, max(batch_size, 256)))
+            logs = self._epoch_logs(epoch, epochs, n, elapsed, loss_sum, correct_sum, validate,
+                                    verbose)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, dict(logs) if cb is not history else logs)
             if self.stop_training:
@@ -549,6 +538,35 @@ class Sequential:
             cb.on_train_end()
         self.history = history
         return history
+
+    def _bar_update(self, bar, done, loss_sum, correct):
+        """Redraw the progress bar from the running sums of an epoch."""
+        bar.update(done, loss_sum / done,
+                   correct / (done * self._acc_units) if self._track_accuracy else None)
+
+    def _epoch_logs(self, epoch, epochs, n, elapsed, loss_sum, correct_sum, validate, verbose):
+        """An epoch's logs (loss, accuracy, val_* from ``validate()`` when given, time), printed
+        as one line when verbose."""
+        logs = {"loss": loss_sum / n}
+        if self._track_accuracy:
+            logs["accuracy"] = correct_sum / (n * self._acc_units)
+        if validate is not None:
+            results = validate()
+            logs["val_loss"] = results[0]
+            if self._track_accuracy:
+                logs["val_accuracy"] = results[1]
+        if verbose:
+            parts = [f"Epoch {epoch + 1}/{epochs}", f"{elapsed:.2f}s", f"{n / elapsed:,.0f} samples/s"]
+            parts += [f"{k}: {v:.4f}" for k, v in logs.items()]
+            print(" - ".join(parts), flush=True)
+        logs["time"] = elapsed
+        return logs
+
+    def _evaluate_cuda(self, trainer, xd, yd, batch_size):
+        """[loss, accuracy...] over device tensors, as _evaluate_prepared on the CPU."""
+        n = max(xd.shape[0], 1)
+        loss_sum, correct = trainer.evaluate(xd, yd, batch_size)
+        return [loss_sum / n] + ([correct / (n * self._acc_units)] if self._track_accuracy else [])
 
     def _fit_cuda(self, x, y, epochs, batch_size, validation, shuffle, callbacks, history,
                   batch_callbacks, verbose):
@@ -575,28 +593,17 @@ class Sequential:
                 progress = None
                 if bar is not None:
                     def progress(done, loss_sum, correct, bar=bar):
-                        bar.update(done, loss_sum / done,
-                                   correct / (done * self._acc_units) if self._track_accuracy else None)
+                        self._bar_update(bar, done, loss_sum, correct)
                 start_time = time.perf_counter()
                 loss_sum, correct_sum = trainer.train_epoch(xd, yd, order, batch_size, progress,
                                                             per_batch)
                 elapsed = time.perf_counter() - start_time
                 if bar is not None:
                     bar.close()
-                logs = {"loss": loss_sum / n}
-                if self._track_accuracy:
-                    logs["accuracy"] = correct_sum / (n * self._acc_units)
-                if validation is not None:
-                    vloss, vcorrect = trainer.evaluate(xvd, yvd, max(batch_size, 256))
-                    logs["val_loss"] = vloss / len(validation[0])
-                    if self._track_accuracy:
-                        logs["val_accuracy"] = vcorrect / len(validation[0])
-                if verbose:
-                    parts = [f"Epoch {epoch + 1}/{epochs}", f"{elapsed:.2f}s",
-                             f"{n / elapsed:,.0f} samples/s"]
-                    parts += [f"{k}: {v:.4f}" for k, v in logs.items()]
-                    print(" - ".join(parts), flush=True)
-                logs["time"] = elapsed
+                validate = (None if validation is None else
+                            lambda: self._evaluate_cuda(trainer, xvd, yvd, max(batch_size, 256)))
+                logs = self._epoch_logs(epoch, epochs, n, elapsed, loss_sum, correct_sum,
+                                        validate, verbose)
                 needs_weights = any(type(cb).on_epoch_end is not Callback.on_epoch_end
                                     and not isinstance(cb, History) for cb in callbacks)
                 if needs_weights:
@@ -646,10 +653,7 @@ class Sequential:
         if device == "cuda":
             trainer = _cuda_training.trainer_for(self)
             trainer.params.copy_(self._flat_params)
-            loss_sum, correct = trainer.evaluate(*trainer.to_device(x, y), int(batch_size))
-            n = max(len(x), 1)
-            results = [loss_sum / n] + ([correct / (n * self._acc_units)]
-                                        if self._track_accuracy else [])
+            results = self._evaluate_cuda(trainer, *trainer.to_device(x, y), int(batch_size))
         else:
             results = self._evaluate_prepared(x, y, int(batch_size))
         if verbose:

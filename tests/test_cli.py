@@ -3,23 +3,13 @@ run in subprocesses as a user would."""
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import fastconv
 
 
-def _shared_mnist():
-    repo = Path(__file__).resolve().parents[1]
-    for base in (repo.parent, repo.parent.parent):
-        candidate = base / "shared" / "data" / "mnist"
-        if candidate.is_dir():
-            return candidate
-    return repo.parent / "shared" / "data" / "mnist"
-
-
-MNIST = _shared_mnist()
+from conftest import SHARED_MNIST as MNIST  # noqa: E402
 
 
 def run_cli(*args, cwd, timeout=300):

@@ -26,18 +26,8 @@ FILES = (
 )
 
 
-def _shared_mnist():
-    """shared/data/mnist beside the project: <repo>/../shared/data/mnist for the main
-    checkout, one level further up for a worktree kept in a subfolder."""
-    repo = Path(__file__).resolve().parents[1]
-    for base in (repo.parent, repo.parent.parent):
-        candidate = base / "shared" / "data" / "mnist"
-        if candidate.is_dir():
-            return candidate
-    return repo.parent / "shared" / "data" / "mnist"
+from conftest import SHARED_MNIST  # noqa: E402
 
-
-SHARED_MNIST = _shared_mnist()
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

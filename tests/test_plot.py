@@ -30,17 +30,7 @@ VERTICAL_EDGE = np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]], dtype=np.float32)
 HORIZONTAL_EDGE = VERTICAL_EDGE.T.copy()
 
 
-def _shared_mnist():
-    """shared/data/mnist beside the project (one level further up for a worktree)."""
-    repo = Path(__file__).resolve().parents[1]
-    for base in (repo.parent, repo.parent.parent):
-        candidate = base / "shared" / "data" / "mnist"
-        if candidate.is_dir():
-            return candidate
-    return repo.parent / "shared" / "data" / "mnist"
-
-
-MNIST_DIR = _shared_mnist()
+from conftest import SHARED_MNIST as MNIST_DIR  # noqa: E402
 
 
 def check_png(path, fig, size=None):

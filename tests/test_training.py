@@ -5,7 +5,6 @@ The MNIST test uses the verified copy in shared/data/mnist beside the project an
 """
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,16 +14,7 @@ from fastconv import layers as L
 from fastconv import models, optimizers
 
 
-def _shared_mnist():
-    repo = Path(__file__).resolve().parents[1]
-    for base in (repo.parent, repo.parent.parent):
-        candidate = base / "shared" / "data" / "mnist"
-        if candidate.is_dir():
-            return candidate
-    return repo.parent / "shared" / "data" / "mnist"
-
-
-MNIST = _shared_mnist()
+from conftest import SHARED_MNIST as MNIST  # noqa: E402
 
 
 def _rss_bytes():

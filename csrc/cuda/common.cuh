@@ -104,6 +104,17 @@ struct FastDiv {
   }
 };
 
+// Reductions across the 32 lanes of a warp (every lane gets the result), for the row-wise
+// kernels (softmax.cu, training.cu).
+__device__ __forceinline__ float warp_max(float v) {
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
 // The activation fused into an output pass; codes as in ops.h (0 none, 1 relu, 2 tanh,
 // 3 sigmoid).
 FC_HD float apply_activation(int act, float v) {

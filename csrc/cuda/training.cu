@@ -38,14 +38,6 @@ __global__ void gather_batch_kernel(const float* __restrict__ x_all, const int64
   }
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-  return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
 __device__ __forceinline__ int64_t warp_min(int64_t v) {
   for (int off = 16; off > 0; off >>= 1) {
     const int64_t o = __shfl_xor_sync(0xffffffffu, v, off);
