@@ -921,11 +921,11 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     py::gil_scoped_release nogil;
     gather_batch(x_all.cf(), static_cast<const int64_t*>(y_all.data),
                  static_cast<const int64_t*>(perm.data), static_cast<const int64_t*>(counters.data),
-                 batch_stride, xb.f(), static_cast<int64_t*>(yb.data), m, sample);
+                 batch_stride, xb.f(), static_cast<int64_t*>(yb.data), m, sample, S);
   }, py::arg("x_all"), py::arg("y_all"), py::arg("perm"), py::arg("counters"),
      py::arg("batch_stride"), py::arg("xb"), py::arg("yb"),
-     "xb[i] = x_all[perm[counters[0] * batch_stride + i]] (and yb from y_all), on the GPU. The "
-     "caller keeps counters[0] * batch_stride + len(xb) <= len(perm).");
+     "xb[i] = x_all[perm[counters[0] * batch_stride + i]] (and yb from y_all), on the GPU. A "
+     "position past perm's end or an index outside the data gives a zero sample with label -1.");
 
   m.def("softmax_xent_sums", [](const Tensor& logits, const Tensor& labels, Tensor& dlogits,
                                 Tensor& sums) {

@@ -126,9 +126,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
 
 // --- a training step on the device (csrc/cuda/training.cu) ---------------------------------
 // counters (2) int64 on the device: [batch cursor, optimiser step]; sums (3) float64.
+// S samples in x_all, y_all and perm; out-of-range positions give label -1 (see training.cu).
 void gather_batch(const float* x_all, const int64_t* y_all, const int64_t* perm,
                   const int64_t* counters, int64_t batch_stride, float* xb, int64_t* yb,
-                  int64_t m, int64_t sample);
+                  int64_t m, int64_t sample, int64_t S);
 void softmax_xent_sums(const float* logits, const int64_t* labels, float* dlogits, double* sums,
                        int64_t N, int64_t C);
 void dropout_forward(const float* x, float* y, float* mask, int64_t n, float rate, uint64_t seed,

@@ -108,6 +108,11 @@ def test_gather_batch_and_loss_sums_against_numpy():
     idx = perm[2 * B:3 * B]
     np.testing.assert_array_equal(xb.numpy(), x[idx])
     np.testing.assert_array_equal(yb.numpy(), y[idx])
+    # A cursor past the permutation's end reads nothing: zero samples, label -1 (a bad label).
+    ext.gather_batch(xd, yd, permd, ext.Tensor.from_numpy(np.array([5, 0])), B, xb, yb)
+    np.testing.assert_array_equal(yb.numpy(), -1)
+    assert not np.any(xb.numpy())
+    ext.gather_batch(xd, yd, permd, counters, B, xb, yb)
 
     logits = rng.standard_normal((B, C)).astype(np.float32) * 3
     logits[0, :] = 1.0  # ties: the first maximum is the prediction, as NumPy's argmax

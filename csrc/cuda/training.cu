@@ -23,18 +23,24 @@ namespace {
 constexpr int kThreads = 256;
 
 // xb[i, :] = x_all[perm[cursor * batch_stride + i], :], yb[i] likewise, for i < m.
+// The cursor and perm live on the GPU, where the host cannot check them before the launch: a
+// position past perm's end or an index outside [0, S) reads nothing and yields a zero sample
+// with label -1, which the loss kernel counts as a bad label (fit then raises ValueError).
 __global__ void gather_batch_kernel(const float* __restrict__ x_all, const int64_t* __restrict__ y_all,
                                     const int64_t* __restrict__ perm, const int64_t* counters,
                                     int64_t batch_stride, float* __restrict__ xb,
-                                    int64_t* __restrict__ yb, int64_t m, int64_t sample) {
+                                    int64_t* __restrict__ yb, int64_t m, int64_t sample,
+                                    int64_t S) {
   const int64_t base = counters[0] * batch_stride;
   const int64_t total = m * sample;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i = e / sample, j = e - i * sample;
-    const int64_t src = perm[base + i];
-    xb[e] = x_all[src * sample + j];
-    if (j == 0) yb[i] = y_all[src];
+    const int64_t at = base + i;
+    const int64_t src = at >= 0 && at < S ? perm[at] : -1;
+    const bool ok = src >= 0 && src < S;
+    xb[e] = ok ? x_all[src * sample + j] : 0.f;
+    if (j == 0) yb[i] = ok ? y_all[src] : -1;
   }
 }
 
@@ -170,10 +176,10 @@ __global__ void step_end_kernel(int64_t* counters) {
 
 void gather_batch(const float* x_all, const int64_t* y_all, const int64_t* perm,
                   const int64_t* counters, int64_t batch_stride, float* xb, int64_t* yb,
-                  int64_t m, int64_t sample) {
+                  int64_t m, int64_t sample, int64_t S) {
   if (m <= 0) return;
   gather_batch_kernel<<<grid_for(m * sample, kThreads), kThreads, 0, stream()>>>(
-      x_all, y_all, perm, counters, batch_stride, xb, yb, m, sample);
+      x_all, y_all, perm, counters, batch_stride, xb, yb, m, sample, S);
   CUDA_CHECK_LAUNCH();
 }
 
