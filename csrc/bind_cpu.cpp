@@ -247,6 +247,36 @@ FArray sgemm(const FArray& a, const FArray& b, bool trans_a, bool trans_b) {
   return c;
 }
 
+// An array an optimiser step updates in place: float32, C-contiguous, writeable, n elements
+// (a converted copy would be updated instead of the caller's array, silently).
+float* inplace_buffer(const char* op, const char* name, py::array& a, int64_t n) {
+  if (!py::isinstance<py::array_t<float>>(a) || !(a.flags() & py::array::c_style) || !a.writeable())
+    fail(op, ": ", name, " must be a writeable C-contiguous float32 array");
+  if (a.size() != n) fail(op, ": ", name, " has ", a.size(), " elements, p has ", n);
+  return static_cast<float*>(a.mutable_data());
+}
+
+void sgd_update(py::array p, const FArray& g, std::optional<py::array> velocity, float lr,
+                float momentum, float weight_decay, bool nesterov) {
+  const int64_t n = p.size();
+  float* pp = inplace_buffer("sgd_update", "p", p, n);
+  if (g.size() != n) fail("sgd_update: g has ", g.size(), " elements, p has ", n);
+  float* vp = velocity ? inplace_buffer("sgd_update", "velocity", *velocity, n) : nullptr;
+  py::gil_scoped_release nogil;
+  cpu::sgd_update(pp, g.data(), vp, n, lr, momentum, weight_decay, nesterov);
+}
+
+void adam_update(py::array p, const FArray& g, py::array m, py::array v, float alpha, float b1,
+                 float c1, float b2, float c2, float eps, float decay) {
+  const int64_t n = p.size();
+  float* pp = inplace_buffer("adam_update", "p", p, n);
+  float* mp = inplace_buffer("adam_update", "m", m, n);
+  float* vp = inplace_buffer("adam_update", "v", v, n);
+  if (g.size() != n) fail("adam_update: g has ", g.size(), " elements, p has ", n);
+  py::gil_scoped_release nogil;
+  cpu::adam_update(pp, g.data(), mp, vp, n, alpha, b1, c1, b2, c2, eps, decay);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -276,10 +306,24 @@ PYBIND11_MODULE(_core, m) {
   m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"), "(dx, dw, db)");
   m.def("sgemm", &sgemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
         "op(a) @ op(b) on fastconv's own SGEMM");
+  m.def("sgd_update", &sgd_update, py::arg("p"), py::arg("g"), py::arg("velocity"), py::arg("lr"),
+        py::arg("momentum"), py::arg("weight_decay"), py::arg("nesterov"),
+        "one SGD step in place (fastconv/optimizers.py's float32 arithmetic)");
+  m.def("adam_update", &adam_update, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"),
+        py::arg("alpha"), py::arg("b1"), py::arg("c1"), py::arg("b2"), py::arg("c2"), py::arg("eps"),
+        py::arg("decay"), "one Adam step in place (fastconv/optimizers.py's float32 arithmetic)");
   m.def("get_num_threads", &cpu::get_num_threads);
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));
   // Tests and benchmarks: 0 never use Winograd for 3x3 convolutions, 1 where it pays (default),
   // 2 for every 3x3 stride-1 problem. Returns the previous mode.
+  // Tests: the kernel each pass of a convolution runs here, (forward, backward input,
+  // backward weight), so a test can show it reaches the path it means to check.
+  m.def("_conv2d_algorithms", [](std::vector<int64_t> x_shape, std::vector<int64_t> w_shape,
+                                 Pair stride, Pads pad, Pair dilation) {
+    const Conv2dParams p = make_conv_params("_conv2d_algorithms", x_shape, w_shape, stride, pad, dilation);
+    return py::make_tuple(cpu::conv2d_algorithm(0, p), cpu::conv2d_algorithm(1, p),
+                          cpu::conv2d_algorithm(2, p));
+  }, py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("pad"), py::arg("dilation"));
   m.def("_set_winograd_mode", [](int mode) {
     const int old = cpu::winograd_mode();
     cpu::set_winograd_mode(mode);

@@ -51,6 +51,9 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
 void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Conv2dParams& p);
 // db (K) = sum of dy (N,K,P,Q) over N, P, Q. db is overwritten.
 void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t PQ);
+// Which kernel runs pass 0 (forward), 1 (backward input) or 2 (backward weight) of p on this
+// CPU: "whole_image_gemm", "winograd", "direct_rows", "direct_channels" or "im2col_gemm".
+const char* conv2d_algorithm(int pass, const Conv2dParams& p);
 
 // --- pooling (csrc/cpu/pool2d.cpp) --------------------------------------------------------
 void max_pool2d_forward(const float* x, float* y, const Pool2dParams& p);
@@ -78,6 +81,13 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, in
 // dx (N,I) = dy w; dw (O,I) = dy^T x; db (O) = sum dy. Any output pointer may be null.
 void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
                      float* db, int64_t N, int64_t I, int64_t O);
+
+// --- optimiser steps (csrc/cpu/optimizers.cpp), in place over n floats ---------------------
+// velocity may be null (no momentum). The float32 arithmetic of fastconv/optimizers.py.
+void sgd_update(float* p, const float* g, float* velocity, int64_t n, float lr, float momentum,
+                float weight_decay, bool nesterov);
+void adam_update(float* p, const float* g, float* m, float* v, int64_t n, float alpha, float b1,
+                 float c1, float b2, float c2, float eps, float decay);
 
 // --- threads ------------------------------------------------------------------------------
 int get_num_threads();

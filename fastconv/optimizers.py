@@ -1,10 +1,14 @@
-"""Optimisers: in-place NumPy updates, vectorised over whole parameter arrays.
+"""Optimisers: in-place updates over whole parameter arrays.
 
 ``optimizer.step(params, grads)`` updates each float32 array in ``params`` in place from the
 matching array in ``grads``. A Sequential model keeps all its weights in one flat buffer (the
-layers hold views into it), so a step is a dozen NumPy calls on one array whatever the depth
-of the network. State (momentum, moments) is allocated on the first step and reused; a step
-allocates nothing.
+layers hold views into it), so a step is one call of a C++ kernel (csrc/cpu/optimizers.cpp)
+over one array whatever the depth of the network. State (momentum, moments) is allocated on
+the first step and reused; a step allocates nothing.
+
+The kernel does the float32 arithmetic of the NumPy expressions in ``_update_numpy``, operation
+by operation; those run instead for arrays it cannot update in place (not C-contiguous float32)
+and are the reference the tests hold it to, bit for bit.
 
     SGD(learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0)
         v = momentum * v - lr * (g + wd * p);  p += v            (nesterov: p += momentum * v - lr * g')
@@ -21,6 +25,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from . import _core
 
 __all__ = ["Optimizer", "SGD", "Adam", "get"]
 
@@ -53,7 +59,16 @@ class Optimizer:
     def _new_state(self, param):
         return {"scratch": np.empty_like(param)}
 
-    def _update(self, state, param, grad):  # pragma: no cover - abstract
+    def _update(self, state, param, grad):
+        if _kernel_ready(param, grad, state):
+            self._update_kernel(state, param, grad)
+        else:
+            self._update_numpy(state, param, grad)
+
+    def _update_kernel(self, state, param, grad):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _update_numpy(self, state, param, grad):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def get_config(self):
@@ -86,7 +101,11 @@ class SGD(Optimizer):
             state["velocity"] = np.zeros_like(param)
         return state
 
-    def _update(self, state, param, grad):
+    def _update_kernel(self, state, param, grad):
+        _core.sgd_update(param, grad, state.get("velocity"), self.learning_rate, self.momentum,
+                         self.weight_decay, self.nesterov)
+
+    def _update_numpy(self, state, param, grad):
         tmp = state["scratch"]
         g = grad
         if self.weight_decay:  # g = grad + wd * p
@@ -137,8 +156,16 @@ class Adam(Optimizer):
         state["v"] = np.zeros_like(param)
         return state
 
-    def _update(self, state, param, grad):
+    def _alpha(self):
         t = self.iterations
+        return self.learning_rate * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
+
+    def _update_kernel(self, state, param, grad):
+        b1, b2 = self.beta_1, self.beta_2
+        _core.adam_update(param, grad, state["m"], state["v"], self._alpha(), b1, 1.0 - b1, b2,
+                          1.0 - b2, self.epsilon, 1.0 - self.learning_rate * self.weight_decay)
+
+    def _update_numpy(self, state, param, grad):
         b1, b2 = self.beta_1, self.beta_2
         m, v, tmp = state["m"], state["v"], state["scratch"]
         if self.weight_decay:
@@ -153,7 +180,7 @@ class Adam(Optimizer):
         tmp *= np.float32(1.0 - b2)
         v += tmp
         # p -= alpha m / (sqrt(v) + eps)
-        alpha = self.learning_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+        alpha = self._alpha()
         np.sqrt(v, out=tmp)
         tmp += np.float32(self.epsilon)
         np.divide(m, tmp, out=tmp)
@@ -166,6 +193,13 @@ class Adam(Optimizer):
 
 
 _BY_NAME = {"sgd": SGD, "adam": Adam}
+
+
+def _kernel_ready(param, grad, state):
+    """Whether the C++ step can update these arrays in place (and read the gradient as is)."""
+    arrays = [param, grad] + [a for key, a in state.items() if key != "scratch"]
+    return all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+               and a.size == param.size for a in arrays) and param.flags.writeable
 
 
 def get(identifier):

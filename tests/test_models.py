@@ -159,6 +159,46 @@ def test_adam_matches_formula():
     np.testing.assert_allclose(p, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("n", [1, 7, 100_003])   # 100,003: the kernel splits it over threads
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.SGD(0.05),
+    lambda: optimizers.SGD(0.05, momentum=0.9, weight_decay=0.01),
+    lambda: optimizers.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    lambda: optimizers.Adam(1e-3),
+    lambda: optimizers.Adam(3e-3, beta_1=0.8, beta_2=0.99, epsilon=1e-6, weight_decay=0.1),
+], ids=["sgd", "sgd_momentum", "sgd_nesterov", "adam", "adamw"])
+def test_optimizer_kernel_is_the_numpy_arithmetic_bit_for_bit(make, n):
+    """The C++ step (csrc/cpu/optimizers.cpp) against the float32 NumPy expressions it replaces:
+    the same bits after several steps, so training curves do not move."""
+    rng = np.random.default_rng(n)
+    p0 = rng.standard_normal(n).astype(np.float32)
+    fast, slow = make(), make()
+    p_fast, p_slow = p0.copy(), p0.copy()
+    for _ in range(4):
+        g = rng.standard_normal(n).astype(np.float32)
+        fast.step([p_fast], [g])
+        slow.iterations += 1                    # what step() does, then the NumPy path alone
+        if slow._state is None:
+            slow._state = [slow._new_state(p_slow)]
+        slow._update_numpy(slow._state[0], p_slow, g)
+    np.testing.assert_array_equal(p_fast, p_slow)
+    assert not np.array_equal(p_fast, p0)
+    for key in fast._state[0]:
+        if key != "scratch":
+            np.testing.assert_array_equal(fast._state[0][key], slow._state[0][key])
+
+
+def test_optimizer_on_arrays_the_kernel_cannot_take():
+    """A strided view or a float64 gradient goes through NumPy, still in place."""
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((4, 6)).astype(np.float32)
+    view = base[:, ::2]                         # not contiguous: updated in place all the same
+    g = rng.standard_normal(view.shape)
+    want = view.astype(np.float64) - 0.1 * g
+    optimizers.SGD(0.1).step([view], [g])
+    np.testing.assert_allclose(base[:, ::2], want, rtol=1e-6)
+
+
 def test_optimizer_names_and_errors():
     assert isinstance(optimizers.get("Adam"), optimizers.Adam)
     assert optimizers.get({"name": "sgd", "learning_rate": 0.5}).learning_rate == 0.5

@@ -26,10 +26,12 @@
 //                 dx (N, CRS) = dy (N, K) . w, dw (K, CRS) = dy^T (K, N) . x (N, CRS); each
 //                 call sgemm outside a parallel region, which spreads it over the threads.
 //
-// Direct kernels: where the ISA has one (conv2d_direct_avx2.cpp) and the shape suits it (4 to 128
-// output channels and enough taps, see direct_forward_fits(): LeNet's C3, the VGG layers), the
-// forward runs it instead of im2col + GEMM, and so do backward weight and backward input with
-// stride 1, which is a forward convolution of dy with the flipped filter (direct_backward_input).
+// Faster kernels where the ISA has them and the shape suits them (the dispatch table below
+// says which, for each pass): Winograd F(2x2, 3x3) (conv2d_winograd_avx2.cpp) for 3x3 layers
+// with many channels, direct kernels vectorised over output channels (conv2d_direct_avx2.cpp:
+// LeNet's C3, 4 to 128 channels) or along output rows (conv2d_rows_avx2.cpp: fewer than 8
+// channels, LeNet's C1). Backward input with stride 1 is a forward convolution of dy with the
+// flipped filter, so it takes the same kernels.
 //
 // Backward weight keeps one partial sum per thread, each over a contiguous range of
 // groups, added in thread order at the end: a given thread count always gives the same bits.
@@ -96,7 +98,7 @@ const float* group_dy(const float* dy, int64_t n0, int64_t G, const Conv2dParams
   return buf;
 }
 
-// The stride-1 backward input as a forward problem (see direct_backward_input below): dy
+// The stride-1 backward input as a forward problem (see the dispatch table below): dy
 // convolved with the flipped filter, padded so the output is (N, C, H, W) again. False where
 // that needs a negative padding.
 bool flipped_problem(const Conv2dParams& p, Conv2dParams* q_out) {
@@ -126,36 +128,6 @@ std::vector<float> flipped_filter(const float* w, const Conv2dParams& p) {
   return wf;
 }
 
-#ifdef FASTCONV_X86
-// Backward input by Winograd, where the flipped problem is a 3x3 one it takes.
-bool winograd_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
-  Conv2dParams q;
-  if (!flipped_problem(p, &q) || !winograd_fits(q)) return false;
-  const std::vector<float> wf = flipped_filter(w, p);
-  conv2d_forward_winograd(dy, wf.data(), nullptr, dx, q, Activation::None);
-  return true;
-}
-
-// Backward input with stride 1 is itself a forward convolution: of dy (N, K, P, Q) with the
-// filter flipped in R and S and its K and C swapped, wf (C, K, R, S), padded so the output is
-// (N, C, H, W) again:
-//   dx[c][h][x] = sum over k, r, s of dy[k][h + pt - r*dh][x + pl - s*dw] w[k][c][r][s]
-//               = conv(dy, wf) with padding (R-1)*dh - pt on top, (R-1)*dh - pb at the bottom, ...
-// So the direct forward kernel serves it, where it fits (stride 1, those paddings >= 0, C and
-// the taps K*R*S in its range). Returns false where it does not apply.
-bool direct_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
-  if (std::strcmp(vec_math().isa, "generic") == 0) return false;
-  Conv2dParams q;
-  if (!flipped_problem(p, &q)) return false;
-  // C >= 16: with fewer input channels the flipped problem's K (= C) leaves most of each
-  // 8-channel vector empty, and im2col + GEMM + col2im is faster (LeNet's C3: 2x).
-  if (q.K < 16 || !direct_forward_fits(q)) return false;
-  const std::vector<float> wf = flipped_filter(w, p);      // (C, K, R, S), flipped
-  conv2d_forward_direct_avx2(dy, wf.data(), nullptr, dx, q, Activation::None);
-  return true;
-}
-#endif
-
 }  // namespace
 
 namespace {
@@ -173,33 +145,101 @@ bool winograd_fits(const Conv2dParams& p) {
          p.dil_w == 1 && p.C >= min_channels && p.K >= min_channels && p.P >= 2 && p.Q >= 2;
 }
 
+// ---- The dispatch table: which kernel runs each pass of a problem, first match wins --------
+//
+//   pass             whole image   Winograd        rows (K < 8)     direct (channels)   else
+//   forward          one GEMM      3x3, C,K >= 16  stride_w 1       K 4..128            im2col
+//   backward input   one GEMM      flipped 3x3     flipped, C < 8   flipped, C >= 16    im2col
+//   backward weight  one GEMM      3x3, C,K >= 16  stride_w 1       K 4..128            im2col
+//
+// "flipped": backward input with stride 1 is itself a forward convolution (flipped_problem),
+// so it takes the forward kernels. The AVX2 kernels run on AVX2 and AVX-512 machines, never
+// on the generic ISA (FASTCONV_ISA=generic turns them off, which the tests use).
+namespace {
+
+enum class Algo { WholeImage, Winograd, Rows, Direct, Im2col };
+
+bool avx2_kernels() {
+#ifdef FASTCONV_X86
+  return std::strcmp(vec_math().isa, "generic") != 0;
+#else
+  return false;
+#endif
+}
+
+Algo forward_algo(const Conv2dParams& p) {
+  if (is_whole_image(p)) return Algo::WholeImage;
+  if (!avx2_kernels()) return Algo::Im2col;
+  if (winograd_fits(p)) return Algo::Winograd;     // 3x3, stride 1: 2.25x fewer products
+  if (rows_fits(p)) return Algo::Rows;
+  if (direct_forward_fits(p)) return Algo::Direct;
+  return Algo::Im2col;
+}
+
+// q: the flipped problem, where the answer is one of the forward kernels.
+Algo backward_input_algo(const Conv2dParams& p, Conv2dParams* q) {
+  if (is_whole_image(p)) return Algo::WholeImage;
+  if (!avx2_kernels() || !flipped_problem(p, q)) return Algo::Im2col;
+  if (winograd_fits(*q)) return Algo::Winograd;
+  if (rows_fits(*q)) return Algo::Rows;
+  // C >= 16 for the channel-vectorised kernel: with 8 <= C < 16 most of the second vector
+  // of channels is padding, and im2col + GEMM + col2im is faster.
+  if (q->K >= 16 && direct_forward_fits(*q)) return Algo::Direct;
+  return Algo::Im2col;
+}
+
+Algo backward_weight_algo(const Conv2dParams& p) {
+  if (is_whole_image(p)) return Algo::WholeImage;
+  if (!avx2_kernels()) return Algo::Im2col;
+  if (winograd_fits(p)) return Algo::Winograd;
+  if (rows_fits(p)) return Algo::Rows;
+  if (direct_forward_fits(p)) return Algo::Direct;
+  return Algo::Im2col;
+}
+
+const char* algo_name(Algo a) {
+  switch (a) {
+    case Algo::WholeImage: return "whole_image_gemm";
+    case Algo::Winograd: return "winograd";
+    case Algo::Rows: return "direct_rows";
+    case Algo::Direct: return "direct_channels";
+    default: return "im2col_gemm";
+  }
+}
+
+}  // namespace
+
+const char* conv2d_algorithm(int pass, const Conv2dParams& p) {
+  Conv2dParams q;
+  if (pass == 0) return algo_name(forward_algo(p));
+  if (pass == 1) return algo_name(backward_input_algo(p, &q));
+  return algo_name(backward_weight_algo(p));
+}
+
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
                     const Conv2dParams& p, Activation act) {
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, K = p.K;
   const VecFn out_pass = activation_kernel(vec_math(), act);   // y = act(out + b[k])
 
-  if (is_whole_image(p)) {                         // y (N, K) = x (N, CRS) . w^T (CRS, K)
-    sgemm(false, true, p.N, K, CRS, 1.f, x, CRS, w, CRS, 0.f, y, K);
-    if (!b && act == Activation::None) return;
+  switch (forward_algo(p)) {
+    case Algo::WholeImage: {                       // y (N, K) = x (N, CRS) . w^T (CRS, K)
+      sgemm(false, true, p.N, K, CRS, 1.f, x, CRS, w, CRS, 0.f, y, K);
+      if (!b && act == Activation::None) return;
 #pragma omp parallel for schedule(static) if (p.N * K > (1 << 14))
-    for (int64_t n = 0; n < p.N; ++n) {
-      float* yn = y + n * K;                       // (K)
-      if (b) for (int64_t k = 0; k < K; ++k) yn[k] += b[k];
-      if (act != Activation::None) out_pass(yn, 0.f, yn, K);
+      for (int64_t n = 0; n < p.N; ++n) {
+        float* yn = y + n * K;                     // (K)
+        if (b) for (int64_t k = 0; k < K; ++k) yn[k] += b[k];
+        if (act != Activation::None) out_pass(yn, 0.f, yn, K);
+      }
+      return;
     }
-    return;
-  }
-
 #ifdef FASTCONV_X86
-  if (winograd_fits(p)) {                          // 3x3, stride 1: 2.25x fewer products
-    conv2d_forward_winograd(x, w, b, y, p, act);
-    return;
-  }
-  if (direct_forward_fits(p) && std::strcmp(vec_math().isa, "generic") != 0) {
-    conv2d_forward_direct_avx2(x, w, b, y, p, act);   // AVX-512 machines run AVX2 too
-    return;
-  }
+    case Algo::Winograd: conv2d_forward_winograd(x, w, b, y, p, act); return;
+    case Algo::Rows: conv2d_forward_rows_avx2(x, w, b, y, p, act); return;
+    case Algo::Direct: conv2d_forward_direct_avx2(x, w, b, y, p, act); return;
 #endif
+    default: break;                                // im2col + GEMM, below
+  }
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
 #pragma omp parallel for schedule(static) if (groups > 1)
@@ -224,14 +264,20 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
 void conv2d_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W, K = p.K;
 
-  if (is_whole_image(p)) {                         // dx (N, CRS) = dy (N, K) . w (K, CRS)
+  Conv2dParams q;                                  // the flipped problem (flipped_problem)
+  const Algo algo = backward_input_algo(p, &q);
+  if (algo == Algo::WholeImage) {                  // dx (N, CRS) = dy (N, K) . w (K, CRS)
     sgemm(false, false, p.N, CRS, K, 1.f, dy, K, w, CRS, 0.f, dx, CRS);
     return;
   }
-
 #ifdef FASTCONV_X86
-  if (winograd_backward_input(dy, w, dx, p)) return;
-  if (direct_backward_input(dy, w, dx, p)) return;
+  if (algo != Algo::Im2col) {                      // a forward of dy with the flipped filter
+    const std::vector<float> wf = flipped_filter(w, p);    // (C, K, R, S)
+    if (algo == Algo::Winograd) conv2d_forward_winograd(dy, wf.data(), nullptr, dx, q, Activation::None);
+    if (algo == Algo::Rows) conv2d_forward_rows_avx2(dy, wf.data(), nullptr, dx, q, Activation::None);
+    if (algo == Algo::Direct) conv2d_forward_direct_avx2(dy, wf.data(), nullptr, dx, q, Activation::None);
+    return;
+  }
 #endif
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
@@ -253,21 +299,17 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
 void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Conv2dParams& p) {
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, K = p.K, KCRS = K * CRS;
 
-  if (is_whole_image(p)) {                         // dw (K, CRS) = dy^T (K, N) . x (N, CRS)
-    sgemm(true, false, K, CRS, p.N, 1.f, dy, K, x, CRS, 0.f, dw, CRS);
-    return;
-  }
-
+  switch (backward_weight_algo(p)) {
+    case Algo::WholeImage:                         // dw (K, CRS) = dy^T (K, N) . x (N, CRS)
+      sgemm(true, false, K, CRS, p.N, 1.f, dy, K, x, CRS, 0.f, dw, CRS);
+      return;
 #ifdef FASTCONV_X86
-  if (winograd_fits(p)) {
-    conv2d_backward_weight_winograd(dy, x, dw, p);
-    return;
-  }
-  if (direct_forward_fits(p) && std::strcmp(vec_math().isa, "generic") != 0) {
-    conv2d_backward_weight_direct_avx2(dy, x, dw, p);
-    return;
-  }
+    case Algo::Winograd: conv2d_backward_weight_winograd(dy, x, dw, p); return;
+    case Algo::Rows: conv2d_backward_weight_rows_avx2(dy, x, dw, p); return;
+    case Algo::Direct: conv2d_backward_weight_direct_avx2(dy, x, dw, p); return;
 #endif
+    default: break;                                // im2col + GEMM, below
+  }
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
   const int nt = static_cast<int>(std::min<int64_t>(omp_threads(), groups));

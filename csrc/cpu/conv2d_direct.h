@@ -16,6 +16,13 @@ inline bool direct_forward_fits(const Conv2dParams& p) {
   return p.K >= 4 && p.K <= 128 && CRS >= 32 && CRS <= 4096;
 }
 
+// Where the row-vectorised kernels (conv2d_rows_avx2.cpp) take over from the one above: fewer
+// than 8 output channels (a vector of 8 channels would be mostly padding), stride 1 along the
+// width (8 neighbouring outputs read 8 neighbouring inputs) and output rows at least 8 wide.
+inline bool rows_fits(const Conv2dParams& p) {
+  return p.K < 8 && p.stride_w == 1 && p.Q >= 8;
+}
+
 #ifdef FASTCONV_X86
 // y (N, K, P, Q) = act(conv(x, w) + b), any K, stride, padding and dilation (AVX2+FMA).
 void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
@@ -23,6 +30,11 @@ void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, 
 // dw (K, C, R, S) from dy (N, K, P, Q) and x (N, C, H, W), same shapes as the forward (AVX2+FMA).
 void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* dw,
                                         const Conv2dParams& p);
+// The same two for problems rows_fits() accepts, vectorised along output rows (AVX2+FMA).
+void conv2d_forward_rows_avx2(const float* x, const float* w, const float* b, float* y,
+                              const Conv2dParams& p, Activation act);
+void conv2d_backward_weight_rows_avx2(const float* dy, const float* x, float* dw,
+                                      const Conv2dParams& p);
 #endif
 
 }  // namespace cpu
