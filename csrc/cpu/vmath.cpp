@@ -49,16 +49,20 @@ inline float exp_f32(float x) {
 
 inline float tanh_f32(float x) {
   const float ax = x < 0.f ? -x : x;
-  const float z = x * x;
-  float p = -5.70498872745e-3f;
-  p = p * z + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
-  const float small = (p * z) * x + x;              // |x| < 0.625
-  const float big = 1.f - 2.f / (exp_f32(2.f * ax) + 1.f);
-  const float big_signed = x < 0.f ? -big : big;
-  return ax < 0.625f ? small : big_signed;          // NaN: ax < 0.625 is false, big is NaN
+  const float c = 7.90531110763549805f;
+  const float xc = x < -c ? -c : (x > c ? c : x);   // NaN stays NaN (both compares false)
+  const float x2 = xc * xc;
+  float p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
+  p = x2 * p - 8.60467152213735e-11f;
+  p = x2 * p + 5.12229709037114e-08f;
+  p = x2 * p + 1.48572235717979e-05f;
+  p = x2 * p + 6.37261928875436e-04f;
+  p = x2 * p + 4.89352455891786e-03f;
+  float q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
+  q = x2 * q + 2.26843463243900e-03f;
+  q = x2 * q + 4.89352518554385e-03f;
+  const float r = ax < 0.0004f ? x : (xc * p) / q;
+  return ax >= c ? (x < 0.f ? -1.f : 1.f) : r;      // no branch: the compiler vectorises it
 }
 
 // e = e^-|x| never overflows; 1/(1+e) is sigmoid(|x|), and e/(1+e) is sigmoid(-|x|).

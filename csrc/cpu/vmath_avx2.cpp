@@ -40,22 +40,26 @@ inline __m256 exp8(__m256 x) {
   return _mm256_mul_ps(_mm256_mul_ps(er, s1), s2);
 }
 
+// tanh (vmath.h): the rational form on x clamped to +-7.9053111; constants first in min/max.
 inline __m256 tanh8(__m256 x) {
-  const __m256 sign_mask = _mm256_set1_ps(-0.f);
-  const __m256 ax = _mm256_andnot_ps(sign_mask, x);
-  const __m256 z = _mm256_mul_ps(x, x);
-  __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
-  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
-  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
-  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
-  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
-  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
-  const __m256 one = _mm256_set1_ps(1.f);
-  const __m256 e = exp8(_mm256_add_ps(ax, ax));
-  const __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(e, one)));
-  const __m256 big_signed = _mm256_or_ps(big, _mm256_and_ps(sign_mask, x));
-  const __m256 is_small = _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ);  // false for NaN
-  return _mm256_blendv_ps(big_signed, small, is_small);
+  const __m256 clamp = _mm256_set1_ps(7.90531110763549805f);
+  const __m256 xc = _mm256_max_ps(_mm256_set1_ps(-7.90531110763549805f), _mm256_min_ps(clamp, x));
+  const __m256 x2 = _mm256_mul_ps(xc, xc);
+  __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.76076847742355e-16f), _mm256_set1_ps(2.00018790482477e-13f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-8.60467152213735e-11f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(5.12229709037114e-08f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(1.48572235717979e-05f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(6.37261928875436e-04f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(4.89352455891786e-03f));
+  p = _mm256_mul_ps(xc, p);
+  __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(1.19825839466702e-06f), _mm256_set1_ps(1.18534705686654e-04f));
+  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(2.26843463243900e-03f));
+  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(4.89352518554385e-03f));
+  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.f), x);
+  const __m256 tiny = _mm256_cmp_ps(ax, _mm256_set1_ps(0.0004f), _CMP_LT_OQ);  // false for NaN
+  const __m256 big = _mm256_cmp_ps(ax, clamp, _CMP_GE_OQ);  // +-1 exactly (FMA rounding aside)
+  const __m256 one = _mm256_or_ps(_mm256_set1_ps(1.f), _mm256_and_ps(_mm256_set1_ps(-0.f), x));
+  return _mm256_blendv_ps(_mm256_blendv_ps(_mm256_div_ps(p, q), x, tiny), one, big);
 }
 
 inline __m256 sigmoid8(__m256 x) {

@@ -39,23 +39,27 @@ inline __m512 exp16(__m512 x) {
 }
 
 inline __m512 tanh16(__m512 x) {
+  const __m512 clamp = _mm512_set1_ps(7.90531110763549805f);
+  const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-7.90531110763549805f), _mm512_min_ps(clamp, x));
+  const __m512 x2 = _mm512_mul_ps(xc, xc);
+  __m512 p = _mm512_fmadd_ps(x2, _mm512_set1_ps(-2.76076847742355e-16f), _mm512_set1_ps(2.00018790482477e-13f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-8.60467152213735e-11f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(5.12229709037114e-08f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(1.48572235717979e-05f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(6.37261928875436e-04f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(4.89352455891786e-03f));
+  p = _mm512_mul_ps(xc, p);
+  __m512 q = _mm512_fmadd_ps(x2, _mm512_set1_ps(1.19825839466702e-06f), _mm512_set1_ps(1.18534705686654e-04f));
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(2.26843463243900e-03f));
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(4.89352518554385e-03f));
   const __m512i sign_mask = _mm512_set1_epi32(int32_t(0x80000000u));
   const __m512i xi = _mm512_castps_si512(x);
   const __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign_mask, xi));
-  const __m512 z = _mm512_mul_ps(x, x);
-  __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
-  const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
-  const __m512 one = _mm512_set1_ps(1.f);
-  const __m512 e = exp16(_mm512_add_ps(ax, ax));
-  const __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.f), _mm512_add_ps(e, one)));
-  const __m512 big_signed = _mm512_castsi512_ps(
-      _mm512_or_si512(_mm512_castps_si512(big), _mm512_and_si512(sign_mask, xi)));
-  const __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
-  return _mm512_mask_blend_ps(is_small, big_signed, small);
+  const __m512 one = _mm512_castsi512_ps(
+      _mm512_or_si512(_mm512_castps_si512(_mm512_set1_ps(1.f)), _mm512_and_si512(sign_mask, xi)));
+  const __mmask16 tiny = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.0004f), _CMP_LT_OQ);  // not NaN
+  const __mmask16 big = _mm512_cmp_ps_mask(ax, clamp, _CMP_GE_OQ);
+  return _mm512_mask_blend_ps(big, _mm512_mask_blend_ps(tiny, _mm512_div_ps(p, q), x), one);
 }
 
 inline __m512 sigmoid16(__m512 x) {
