@@ -81,9 +81,11 @@ inline float lane_sum(__m256 v) {
 // Forward: output row op, KB channels, NV vectors starting at output columns col[0..NV).
 // xp (C, Hp, ld); wt (C*R*S, KB): wt[tap][k] = w[k0+k][tap]; y (KB, P, Q): the chunk's planes.
 template <int KB, int NV>
-inline void forward_block(const float* xp, int64_t Hp, int64_t ld, const float* wt,
-                          const Conv2dParams& p, int64_t op, int64_t r0, int64_t r1,
-                          const int64_t* col, float* y) {
+// (Always inlined, like weight_block below: see the note in conv2d_direct_avx2.cpp.)
+__attribute__((always_inline)) inline void forward_block(const float* xp, int64_t Hp, int64_t ld,
+                                                         const float* wt, const Conv2dParams& p,
+                                                         int64_t op, int64_t r0, int64_t r1,
+                                                         const int64_t* col, float* y) {
   __m256 acc[KB][NV];
   for (int k = 0; k < KB; ++k)
     for (int j = 0; j < NV; ++j) acc[k][j] = _mm256_setzero_ps();
@@ -134,24 +136,35 @@ void forward_chunk_nv(int nv, const float* xp, int64_t Hp, int64_t ld, const flo
 // Backward weight: KB channels x SB taps (c, r, s0 ... s0+SB-1), summed over the image.
 // xp (C, Hp, ld); dyp (KB, P, Qp): the chunk's rows, zero past Q; dw (K, C*R*S) at channel k0.
 template <int KB, int SB>
-inline void weight_block(const float* xp, int64_t Hp, int64_t ld, const float* dyp, int64_t Qp,
-                         const Conv2dParams& p, int64_t c, int64_t r, int64_t s0, float* dw) {
+__attribute__((always_inline)) inline void weight_block(const float* xp, int64_t Hp, int64_t ld,
+                                                        const float* dyp, int64_t Qp,
+                                                        const Conv2dParams& p, int64_t c,
+                                                        int64_t r, int64_t s0, float* dw) {
   __m256 acc[KB][SB];
   for (int k = 0; k < KB; ++k)
     for (int i = 0; i < SB; ++i) acc[k][i] = _mm256_setzero_ps();
+  // The output rows whose input row (op*sh + r*dh) is in the image, not the padding: one
+  // range [op0, op1), walked with the row vectors in one flat loop (nested loops made GCC
+  // store the accumulators after every row).
+  int64_t op0 = 0, op1 = p.P;
+  while (op0 < op1 && op0 * p.stride_h + r * p.dil_h < p.pad_top) ++op0;
+  while (op1 > op0 && (op1 - 1) * p.stride_h + r * p.dil_h >= p.pad_top + p.H) --op1;
   const int64_t plane = p.P * Qp;
-  for (int64_t op = 0; op < p.P; ++op) {
-    const int64_t ih = op * p.stride_h + r * p.dil_h;
-    if (ih < p.pad_top || ih >= p.pad_top + p.H) continue;     // a padding row: adds zeros
-    const float* xr = xp + (c * Hp + ih) * ld + s0 * p.dil_w;
-    const float* dr = dyp + op * Qp;
-    for (int64_t qv = 0; qv < Qp; qv += 8) {
-      __m256 xv[SB];
-      for (int i = 0; i < SB; ++i) xv[i] = _mm256_loadu_ps(xr + qv + i * p.dil_w);
-      for (int k = 0; k < KB; ++k) {
-        const __m256 dv = _mm256_load_ps(dr + k * plane + qv);
-        for (int i = 0; i < SB; ++i) acc[k][i] = _mm256_fmadd_ps(dv, xv[i], acc[k][i]);
-      }
+  const float* xr = xp + (c * Hp + op0 * p.stride_h + r * p.dil_h) * ld + s0 * p.dil_w;
+  const float* dr = dyp + op0 * Qp;
+  int64_t qv = 0;
+  for (int64_t it = 0, n = (op1 - op0) * (Qp / 8); it < n; ++it) {
+    __m256 xv[SB];
+    for (int i = 0; i < SB; ++i) xv[i] = _mm256_loadu_ps(xr + qv + i * p.dil_w);
+    for (int k = 0; k < KB; ++k) {
+      const __m256 dv = _mm256_load_ps(dr + k * plane + qv);
+      for (int i = 0; i < SB; ++i) acc[k][i] = _mm256_fmadd_ps(dv, xv[i], acc[k][i]);
+    }
+    qv += 8;
+    if (qv == Qp) {
+      qv = 0;
+      xr += p.stride_h * ld;
+      dr += Qp;
     }
   }
   const int64_t CRS = p.C * p.R * p.S, tap = (c * p.R + r) * p.S + s0;
