@@ -62,14 +62,24 @@ def blas_info():
         return "unknown"
 
 
-def time_samples(fn, flops, reps, clock=time.perf_counter, target_s=0.05):
-    """GFLOP/s of `reps` samples of fn, each sample long enough to last ~target_s."""
+# With more than one thread, each sample starts after this pause. After a call, OpenBLAS's
+# worker threads busy-wait for 2^28 cycles (about 0.13 s here) and GNU OpenMP's for a while
+# too; on 2 cores, a sample started at once shares them with the other library's spinning
+# threads (fastconv's 2-thread GEMMs measured 2 to 35x slower that way, right after NumPy).
+IDLE_GAP_S = 0.3
+
+
+def time_samples(fn, flops, reps, clock=time.perf_counter, target_s=0.05, gap_s=0.0):
+    """GFLOP/s of `reps` samples of fn, each sample long enough to last ~target_s and started
+    gap_s after the previous one ended."""
     fn()
     t0 = clock()
     fn()
     one = max(clock() - t0, 1e-6)
     inner = max(1, int(target_s / one))
     for _ in range(reps):
+        if gap_s:
+            time.sleep(gap_s)
         t0 = clock()
         for _ in range(inner):
             fn()
@@ -91,8 +101,9 @@ def worker(threads, reps, quick, cpu_time):
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         flops = 2.0 * m * n * k
-        fc = time_samples(lambda: _core.sgemm(a, b), flops, reps, clock)
-        npy = time_samples(lambda: np.matmul(a, b), flops, reps, clock)
+        gap = IDLE_GAP_S if threads > 1 else 0.0
+        fc = time_samples(lambda: _core.sgemm(a, b), flops, reps, clock, gap_s=gap)
+        npy = time_samples(lambda: np.matmul(a, b), flops, reps, clock, gap_s=gap)
         fc_s, np_s = [], []
         for x, y in zip(fc, npy):  # alternate the two providers sample by sample
             fc_s.append(x)

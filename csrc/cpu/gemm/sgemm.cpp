@@ -102,11 +102,10 @@ struct BSource {
   const float* B = nullptr;
   int64_t ldb = 0;
   const SgemmPackB* packer = nullptr;
-  int64_t packer_j0 = 0;  // a column slice of a packer's B starts at this column of it
 
   void pack(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, float* dst) const {
     if (packer)
-      (*packer)(k0, kc, packer_j0 + j0, nc, nr, dst);
+      (*packer)(k0, kc, j0, nc, nr, dst);
     else
       sgemm_pack_b(trans_b, B, ldb, k0, kc, j0, nc, nr, dst);
   }
@@ -387,26 +386,6 @@ int threads_for(const SgemmKernel& kr, const Problem& p) {
 #endif
 }
 
-// Columns j0 ... j1-1 of p as a problem of its own (C, B and the column bias offset; ep holds
-// the shifted epilogue).
-Problem column_slice(const Problem& p, int64_t j0, int64_t j1, SgemmEpilogue* ep) {
-  Problem s = p;
-  s.N = j1 - j0;
-  s.C = p.C + j0;
-  if (p.b.packer)
-    s.b.packer_j0 = p.b.packer_j0 + j0;
-  else
-    s.b.B = p.b.trans_b ? p.b.B + j0 * p.b.ldb : p.b.B + j0;
-  if (p.epilogue && p.epilogue->col_bias) {
-    *ep = *p.epilogue;
-    ep->col_bias += j0;
-    s.epilogue = ep;
-  }
-  return s;
-}
-
-void run_alone(const SgemmKernel& kr, const Problem& p);
-
 void run(const Problem& p) {
   if (p.M <= 0 || p.N <= 0) return;
   if (p.K <= 0 || p.alpha == 0.0f) {
@@ -434,17 +413,6 @@ void run(const Problem& p) {
     return;
   }
 #ifdef _OPENMP
-  if (!by_columns && std::getenv("FC_GEMM_SPLITN")) {   // EXPERIMENT
-#pragma omp parallel num_threads(nthreads)
-    {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const int64_t panels = ceil_div(p.N, kr.NR);
-      const int64_t j0 = panels * t / nt * kr.NR, j1 = min64(p.N, panels * (t + 1) / nt * kr.NR);
-      SgemmEpilogue ep;
-      if (j1 > j0) run_alone(kr, column_slice(p, j0, j1, &ep));
-    }
-    return;
-  }
   WorkQueue queue;
   for (auto& set : queue.claimed)
     for (auto& count : set) count.store(0, std::memory_order_relaxed);
@@ -458,20 +426,6 @@ void run(const Problem& p) {
                   omp_get_num_threads());
   }
 #endif
-}
-
-// One thread, the whole of p (its own packing buffers).
-void run_alone(const SgemmKernel& kr, const Problem& p) {
-  const Blocking bl = blocking_for(kr, p);
-  const bool b_in_place = !p.b.packer && !p.b.trans_b && p.M <= kBInPlaceMaxTiles * kr.MR &&
-                          p.b.ldb % kBInPlaceBadStride != 0;
-  const bool by_columns = p.M <= kr.MC && round_up(p.M, kr.MR) * p.K <= (int64_t(1) << 20);
-  float* b_blocks[2] = {nullptr, nullptr};
-  if (!b_in_place && !by_columns) b_blocks[0] = b_blocks[1] = tls_b_blocks[0].get(bl.kc * bl.nc);
-  if (by_columns)
-    gemm_thread_columns(kr, p, bl, b_in_place, nullptr, 0, 1);
-  else
-    gemm_thread(kr, p, bl, b_blocks, b_in_place, nullptr, 0, 1);
 }
 
 }  // namespace
