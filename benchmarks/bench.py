@@ -41,7 +41,14 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace, field
+from dataclasses import dataclass, field
+
+# OpenBLAS's worker threads busy-wait (yielding) for 2^28 cycles after each call, about 0.1 s
+# here; the next provider timed on these 2 cores then shares them with those threads (measured:
+# fastconv's 2-thread GEMM ran at half speed in samples right after NumPy's, 30 instead of 61
+# GFLOP/s). 2^4 cycles makes them sleep at once; NumPy's own 2-thread GEMM speed is unchanged
+# (47-52 GFLOP/s at n = 512 either way). Set before NumPy is imported, which reads it.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np
 
@@ -282,11 +289,6 @@ class TimingPlan:
     repeats: int = 7
     min_sample_s: float = 0.005
     max_row_s: float = 3.0  # cut the repeats of a slow row so the whole row stays near this
-    # With more than one thread, a pause before each sample: after a call, OpenBLAS's worker
-    # threads busy-wait for 2^28 cycles (about 0.13 s here), GNU OpenMP's (fastconv's, and
-    # PyTorch's own copy) for a while too, and on 2 cores a sample started at once would share
-    # them with the previous provider's spinning threads.
-    idle_gap_s: float = 0.0
 
 
 def time_row(fns, plan):
@@ -306,8 +308,6 @@ def time_row(fns, plan):
     started = time.perf_counter()
     for i in range(plan.repeats):
         for name, fn in fns.items():
-            if plan.idle_gap_s:
-                time.sleep(plan.idle_gap_s)
             t0 = time.perf_counter()
             for _ in range(inner[name]):
                 fn()
@@ -518,9 +518,8 @@ def main(argv=None):
     header = machine_header()
     print_header(header)
     print(f"  timing    median of {plan.repeats} samples after {plan.warmup} warm-up calls, each sample "
-          f">= {plan.min_sample_s * 1e3:g} ms (with 2+ threads, started 0.3 s after the previous one, "
-          "when the other libraries' threads have stopped spinning); ratios above 1x mean fastconv "
-          "is faster; rates are GFLOP/s (conv) or GB/s of compulsory traffic")
+          f">= {plan.min_sample_s * 1e3:g} ms; ratios above 1x mean fastconv is faster; "
+          "rates are GFLOP/s (conv) or GB/s of compulsory traffic")
     print(flush=True)
 
     def wanted(cases):
@@ -541,7 +540,7 @@ def main(argv=None):
         for t in args.threads:
             with Threads(t):
                 for case in cases:
-                    timings = time_row(case.fns, replace(plan, idle_gap_s=0.3 if t > 1 else 0.0))
+                    timings = time_row(case.fns, plan)
                     row = table_row(case, t, timings)
                     rows.append(row)
                     done += 1

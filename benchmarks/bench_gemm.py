@@ -22,6 +22,13 @@ import subprocess
 import sys
 import time
 
+# OpenBLAS's worker threads busy-wait (yielding) for 2^28 cycles after each call, about 0.1 s
+# here; the next provider timed on these 2 cores then shares them with those threads (measured:
+# fastconv's 2-thread GEMM ran at half speed in samples right after NumPy's, 30 instead of 61
+# GFLOP/s). 2^4 cycles makes them sleep at once; NumPy's own 2-thread GEMM speed is unchanged
+# (47-52 GFLOP/s at n = 512 either way). Set before NumPy is imported, which reads it.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import numpy as np
 
 SQUARE = [256, 512, 1024, 2048]
@@ -62,24 +69,14 @@ def blas_info():
         return "unknown"
 
 
-# With more than one thread, each sample starts after this pause. After a call, OpenBLAS's
-# worker threads busy-wait for 2^28 cycles (about 0.13 s here) and GNU OpenMP's for a while
-# too; on 2 cores, a sample started at once shares them with the other library's spinning
-# threads (fastconv's 2-thread GEMMs measured 2 to 35x slower that way, right after NumPy).
-IDLE_GAP_S = 0.3
-
-
-def time_samples(fn, flops, reps, clock=time.perf_counter, target_s=0.05, gap_s=0.0):
-    """GFLOP/s of `reps` samples of fn, each sample long enough to last ~target_s and started
-    gap_s after the previous one ended."""
+def time_samples(fn, flops, reps, clock=time.perf_counter, target_s=0.05):
+    """GFLOP/s of `reps` samples of fn, each sample long enough to last ~target_s."""
     fn()
     t0 = clock()
     fn()
     one = max(clock() - t0, 1e-6)
     inner = max(1, int(target_s / one))
     for _ in range(reps):
-        if gap_s:
-            time.sleep(gap_s)
         t0 = clock()
         for _ in range(inner):
             fn()
@@ -101,9 +98,8 @@ def worker(threads, reps, quick, cpu_time):
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         flops = 2.0 * m * n * k
-        gap = IDLE_GAP_S if threads > 1 else 0.0
-        fc = time_samples(lambda: _core.sgemm(a, b), flops, reps, clock, gap_s=gap)
-        npy = time_samples(lambda: np.matmul(a, b), flops, reps, clock, gap_s=gap)
+        fc = time_samples(lambda: _core.sgemm(a, b), flops, reps, clock)
+        npy = time_samples(lambda: np.matmul(a, b), flops, reps, clock)
         fc_s, np_s = [], []
         for x, y in zip(fc, npy):  # alternate the two providers sample by sample
             fc_s.append(x)

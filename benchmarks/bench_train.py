@@ -34,6 +34,13 @@ import statistics
 import sys
 import time
 
+# OpenBLAS's worker threads busy-wait (yielding) for 2^28 cycles after each call, about 0.1 s
+# here; the next provider timed on these 2 cores then shares them with those threads (measured:
+# fastconv's 2-thread GEMM ran at half speed in samples right after NumPy's, 30 instead of 61
+# GFLOP/s). 2^4 cycles makes them sleep at once; NumPy's own 2-thread GEMM speed is unchanged
+# (47-52 GFLOP/s at n = 512 either way). Set before NumPy is imported, which reads it.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import numpy as np
 
 import fastconv

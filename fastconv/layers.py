@@ -34,7 +34,7 @@ from .functional import _backend, _resolve_padding
 
 __all__ = [
     "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "ZeroPadding2D", "Flatten",
-    "Dense", "Dropout", "Activation", "ReLU", "Tanh", "Sigmoid", "Softmax",
+    "Dense", "Dropout", "RandomTranslation", "Activation", "ReLU", "Tanh", "Sigmoid", "Softmax",
     "ACTIVATIONS", "get_layer_class", "layer_from_config",
     # Keras-style aliases
     "Convolution2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
@@ -777,6 +777,89 @@ class Dropout(Layer):
         return config
 
 
+class RandomTranslation(Layer):
+    """Data augmentation: in training, shift each image by a random whole number of pixels, up to
+    ``round(height_factor * H)`` rows and ``round(width_factor * W)`` columns either way (uniform
+    and independent per image and axis), the uncovered border filled with ``fill_value``; in
+    inference (evaluate, predict), the identity. Put it first in a model to train on shifted
+    digits: RandomTranslation(2 / 28) moves MNIST digits by up to 2 pixels.
+
+    Keras's RandomTranslation shifts by fractions of a pixel with interpolation and reflects at
+    the border by default; this one shifts by whole pixels and fills with a constant. Draws from
+    the model's seeded generator (or ``seed``), so a seeded run is repeatable. Its backward
+    shifts the gradient back (the filled border gets none). No CUDA implementation yet: a model
+    with it trains on device="cpu".
+    """
+
+    _base_name = "random_translation"
+
+    def __init__(self, height_factor, width_factor=None, fill_value=0.0, seed=None, name=None,
+                 input_shape=None, data_format=None):
+        super().__init__(name, input_shape, data_format)
+        width_factor = height_factor if width_factor is None else width_factor
+        for what, factor in (("height_factor", height_factor), ("width_factor", width_factor)):
+            if not isinstance(factor, (int, float, np.integer, np.floating)) or not 0.0 <= factor < 1.0:
+                raise ValueError(f"{self._owner}: {what} must be a number in [0, 1), got {factor!r}")
+        self.height_factor = float(height_factor)
+        self.width_factor = float(width_factor)
+        self.fill_value = float(fill_value)
+        self.seed = seed
+        self._max_shift = (0, 0)
+        self._shifts = None
+
+    def build(self, input_shape, rng=None):
+        if self.seed is not None:
+            rng = np.random.default_rng(self.seed)
+        return super().build(input_shape, rng)
+
+    def _build(self, input_shape):
+        self._require_image(input_shape)
+        _, h, w = input_shape
+        self._max_shift = (int(round(self.height_factor * h)), int(round(self.width_factor * w)))
+        return tuple(input_shape)
+
+    @staticmethod
+    def _regions(sy, sx, h, w):
+        """(rows, cols) slices of the source and of the destination for a shift by (sy, sx)."""
+        src = (slice(max(-sy, 0), h - max(sy, 0)), slice(max(-sx, 0), w - max(sx, 0)))
+        dst = (slice(max(sy, 0), h - max(-sy, 0)), slice(max(sx, 0), w - max(-sx, 0)))
+        return src, dst
+
+    def forward(self, x, training=False):
+        mh, mw = self._max_shift
+        if not training or (mh == 0 and mw == 0):
+            self._shifts = None
+            return x
+        if not isinstance(x, np.ndarray):
+            raise NotImplementedError(f"{self._owner}: no CUDA implementation; train on device='cpu'")
+        n, _, h, w = x.shape
+        shifts = np.stack([self._rng.integers(-mh, mh + 1, n), self._rng.integers(-mw, mw + 1, n)], 1)
+        y = np.full(x.shape, self.fill_value, dtype=np.float32)
+        for i, (sy, sx) in enumerate(shifts.tolist()):
+            (sr, sc), (dr, dc) = self._regions(sy, sx, h, w)
+            y[i, :, dr, dc] = x[i, :, sr, sc]
+        self._shifts = shifts
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if not need_dx:
+            return None
+        if self._shifts is None:
+            return dy
+        n, _, h, w = dy.shape
+        dx = np.zeros(dy.shape, dtype=np.float32)
+        for i, (sy, sx) in enumerate(self._shifts.tolist()):
+            (sr, sc), (dr, dc) = self._regions(sy, sx, h, w)
+            dx[i, :, sr, sc] = dy[i, :, dr, dc]
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(height_factor=self.height_factor, width_factor=self.width_factor,
+                      fill_value=self.fill_value, seed=self.seed)
+        return config
+
+
 class Activation(Layer):
     """An activation as a layer: Activation("relu"), "tanh", "sigmoid", "softmax" or None."""
 
@@ -862,7 +945,7 @@ GlobalAveragePooling2D = GlobalAvgPool2D
 
 _LAYER_CLASSES = {cls.__name__: cls for cls in (
     Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, ZeroPadding2D, Flatten, Dense, Dropout,
-    Activation, ReLU, Tanh, Sigmoid, Softmax)}
+    RandomTranslation, Activation, ReLU, Tanh, Sigmoid, Softmax)}
 
 
 def get_layer_class(class_name):

@@ -59,6 +59,9 @@ def build_parser():
     t.add_argument("--lr-decay", type=float, default=1.0,
                    help="multiply the learning rate by this after each epoch (default 1: constant)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--augment", type=int, default=0, metavar="PIXELS",
+                   help="in training, shift each image by up to PIXELS pixels each way (a "
+                        "RandomTranslation layer first; CPU only; default 0: off)")
     t.add_argument("--threads", type=int, default=None, help="CPU threads (default: fastconv's)")
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="train on the CPU (default) or on an NVIDIA GPU with fastconv's CUDA kernels")
@@ -83,14 +86,21 @@ def _load(dataset, data_dir, download):
         raise CLIError(f"{dataset} not found: {err}") from None
 
 
-def _build_model(name, seed):
-    from . import models
+def _build_model(name, seed, augment=0):
+    from . import layers, models
 
     if name == "lenet5":
-        return models.lenet5(classic=True, seed=seed)
-    if name == "lenet5_modern":
-        return models.lenet5(classic=False, seed=seed)
-    return models.vgg_small(seed=seed)
+        model = models.lenet5(classic=True, seed=seed)
+    elif name == "lenet5_modern":
+        model = models.lenet5(classic=False, seed=seed)
+    else:
+        model = models.vgg_small(seed=seed)
+    if augment:
+        h, w = model.declared_input_shape[-2:]
+        shift = layers.RandomTranslation(augment / h, augment / w, name="augment")
+        model = models.Sequential([shift] + model.layers, input_shape=model.declared_input_shape,
+                                  seed=seed, name=model.name)
+    return model
 
 
 def train(args, out=None):
@@ -116,7 +126,13 @@ def train(args, out=None):
     if lr <= 0:
         raise CLIError(f"--lr must be positive, got {lr}")
 
+    augment = getattr(args, "augment", 0)
+    if augment < 0:
+        raise CLIError(f"--augment must be >= 0 pixels, got {augment}")
     device = getattr(args, "device", "cpu")
+    if device == "cuda" and augment:
+        raise CLIError("--augment: the RandomTranslation layer has no CUDA implementation yet; "
+                       "train with --device cpu")
     if device == "cuda":
         from . import cuda as fc_cuda
         if not fc_cuda.is_available():
@@ -128,6 +144,11 @@ def train(args, out=None):
         except ImportError as e:
             raise CLIError(str(e)) from None
 
+    try:
+        model = _build_model(args.model, args.seed, augment)
+    except ValueError as err:
+        raise CLIError(f"--augment {augment}: {err}") from None
+
     t0 = time.perf_counter()
     (x_train, y_train), (x_test, y_test) = _load(args.dataset, args.data_dir, args.download)
     if args.limit is not None:
@@ -135,7 +156,6 @@ def train(args, out=None):
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images "
           f"(loaded in {time.perf_counter() - t0:.1f}s)", file=out)
 
-    model = _build_model(args.model, args.seed)
     optimizer = (optimizers.Adam(lr) if opt_name == "adam"
                  else optimizers.SGD(lr, momentum=args.momentum, nesterov=args.momentum > 0))
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])

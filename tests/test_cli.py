@@ -80,3 +80,25 @@ def test_train_writes_plots(tmp_path):
         data = (plots / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", name
         assert len(data) > 2000, name
+
+
+def test_train_with_augment_puts_a_random_translation_first(tmp_path):
+    if not MNIST.is_dir():
+        pytest.skip(f"real MNIST not found at {MNIST}")
+    result = run_cli("train", "lenet5", "--epochs", "1", "--limit", "512", "--augment", "2",
+                     "--data-dir", MNIST, "--threads", "1", "--verbose", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"augment \(RandomTranslation\)\s+\(None, 1, 28, 28\)\s+0", result.stdout)
+    assert "Total params: 60,806" in result.stdout
+    assert re.search(r"test accuracy: \d\.\d{4}", result.stdout)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--augment", "-1"], "--augment must be >= 0 pixels, got -1"),
+    (["--augment", "28"], "--augment 28: .*height_factor must be a number in"),
+    (["--augment", "2", "--device", "cuda"], "--augment: the RandomTranslation layer has no CUDA"),
+])
+def test_train_augment_errors(tmp_path, args, message):
+    result = run_cli("train", "lenet5", "--epochs", "1", "--data-dir", MNIST, *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert re.search(message, result.stderr), result.stderr

@@ -448,3 +448,68 @@ def test_config_round_trip(layer):
         np.testing.assert_array_equal(again.connections, layer.connections)
     with pytest.raises(ValueError, match="unknown layer class 'Conv3D'"):
         L.layer_from_config({"class_name": "Conv3D", "config": {}})
+
+
+# ----------------------------------------------------------------------------- RandomTranslation
+def shifted(image, sy, sx, fill):
+    """image (C, H, W) moved sy rows down and sx columns right, the border filled: plain loops."""
+    c, h, w = image.shape
+    out = np.full(image.shape, fill, dtype=np.float64)
+    for i in range(h):
+        for j in range(w):
+            if 0 <= i - sy < h and 0 <= j - sx < w:
+                out[:, i, j] = image[:, i - sy, j - sx]
+    return out
+
+
+def test_random_translation_shifts_each_image_within_the_range():
+    rng = np.random.default_rng(0)
+    layer = L.RandomTranslation(2 / 9, 3 / 11, fill_value=-1.0, seed=4)
+    layer.build((2, 9, 11))
+    x = rng.standard_normal((40, 2, 9, 11)).astype(np.float32)
+    np.testing.assert_array_equal(layer(x), x)                    # inference: the identity
+    y = layer(x, training=True)
+    seen = set()
+    for i in range(len(x)):
+        matches = [(sy, sx) for sy in range(-2, 3) for sx in range(-3, 4)
+                   if np.array_equal(y[i], shifted(x[i], sy, sx, -1.0).astype(np.float32))]
+        assert len(matches) == 1, f"image {i}: not a shift by at most (2, 3) pixels"
+        seen.add(matches[0])
+    assert len(seen) > 10                                          # shifts differ between images
+    again = L.RandomTranslation(2 / 9, 3 / 11, fill_value=-1.0, seed=4)
+    again.build((2, 9, 11))
+    np.testing.assert_array_equal(again(x, training=True), y)      # a seed repeats the shifts
+
+
+def test_random_translation_backward_is_the_adjoint_of_its_forward():
+    """The layer is linear once its shifts are drawn: <forward(x), g> = <x, backward(g)>, which
+    for a linear map is the finite-difference check, exactly."""
+    rng = np.random.default_rng(1)
+    layer = L.RandomTranslation(0.3, seed=2)
+    layer.build((3, 7, 8))
+    x = rng.standard_normal((6, 3, 7, 8)).astype(np.float32)
+    y = layer(x, training=True)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(g)
+    assert np.vdot(y.astype(np.float64), g) == pytest.approx(np.vdot(x.astype(np.float64), dx), rel=1e-6)
+    eps = 1e-2                                                     # and one directional difference
+    v = rng.standard_normal(x.shape).astype(np.float32)
+    layer._rng = np.random.default_rng(5)
+    y_plus = layer(x + eps * v, training=True)
+    layer._rng = np.random.default_rng(5)
+    y_minus = layer(x - eps * v, training=True)
+    numeric = np.vdot((y_plus - y_minus).astype(np.float64) / (2 * eps), g)
+    assert numeric == pytest.approx(np.vdot(v.astype(np.float64), layer.backward(g)), rel=1e-4)
+
+
+def test_random_translation_config_and_errors():
+    layer = L.RandomTranslation(0.1, 0.2, fill_value=0.5, seed=3, name="aug")
+    again = L.layer_from_config({"class_name": "RandomTranslation", "config": layer.get_config()})
+    assert (again.height_factor, again.width_factor, again.fill_value, again.seed, again.name) == \
+        (0.1, 0.2, 0.5, 3, "aug")
+    with pytest.raises(ValueError, match="height_factor must be a number in"):
+        L.RandomTranslation(1.5)
+    with pytest.raises(ValueError, match="width_factor must be a number in"):
+        L.RandomTranslation(0.1, -0.1)
+    with pytest.raises(ValueError, match="expects"):
+        L.RandomTranslation(0.1).build((10,))
