@@ -55,7 +55,7 @@ def expected_algorithms(case):
     flipped_ok = stride == (1, 1) and all((rr - 1) * d - pp >= 0 for rr, d, pp in
                                          ((r, dil[0], pads[0]), (r, dil[0], pads[2]),
                                           (s, dil[1], pads[1]), (s, dil[1], pads[3])))
-    bwd_input = "direct_rows" if flipped_ok and c < 8 and w >= 8 else "im2col_gemm"
+    bwd_input = "direct_rows" if flipped_ok and 2 <= c < 8 and w >= 8 else "im2col_gemm"
     return ("direct_rows", bwd_input, "direct_rows")
 
 
