@@ -229,3 +229,20 @@ def test_reference_avg_pool_gradient_is_finite_differences(x_shape, kernel_size,
     g = rng.standard_normal(ref.avg_pool2d(x, **geo).shape)
     numerical = ref.numerical_gradient(lambda v: float(np.sum(ref.avg_pool2d(v, **geo) * g)), x)
     np.testing.assert_allclose(ref.avg_pool2d_backward(g, x_shape, **geo), numerical, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("width", [16, 18, 34, 35, 7])
+def test_max_pool_2x2_backward_ties_and_nan(width):
+    """The 2x2 stride-2 backward (the tiled fast path) on rows of 3 to 17 windows: small
+    integers make ties common, a few NaNs take the gradient, and the odd last column (width
+    35, 7) belongs to no window."""
+    rng = np.random.default_rng(width)
+    x = rng.integers(0, 3, size=(2, 3, 6, width)).astype(np.float32)
+    x[0, 0, 0, 3] = np.nan
+    x[1, 2, 5, width - 2] = np.nan
+    x[1, 1, 2, 0] = x[1, 1, 3, 1] = np.nan           # two NaNs in one window: the first wins
+    dy = rng.standard_normal((2, 3, 3, width // 2)).astype(np.float32)
+    got = F.max_pool2d_backward(dy, x, 2)
+    want = ref.max_pool2d_backward(dy, x, 2)
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    assert np.count_nonzero(got) == np.count_nonzero(dy)   # each dy lands on exactly one cell
