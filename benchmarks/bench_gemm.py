@@ -1,6 +1,6 @@
 """fastconv's SGEMM against NumPy's BLAS: one command, one table, JSON beside it.
 
-    python benchmarks/bench_gemm.py [--threads 1 2] [--reps 9] [--quick] [--cpu-time] [--out gemm.json]
+    python benchmarks/bench_gemm.py [--threads 1 2] [--reps 9] [--quick] [--cpu-time] [--solo] [--out gemm.json]
 
 For each thread count a worker subprocess is started with OPENBLAS_NUM_THREADS /
 OMP_NUM_THREADS set (and fastconv.set_num_threads called), so NumPy's BLAS runs with exactly
@@ -11,7 +11,9 @@ K = C * R * S). Each sample times enough calls for ~50 ms; the two providers alt
 sample by sample so a noisy neighbour hits both alike; the table shows medians (best in
 the JSON). GFLOP/s = 2 M N K / time. With --cpu-time, one-thread runs are timed by the
 calling thread's CPU time (both libraries then run on that thread), which a busy machine
-does not inflate; runs with more threads always use wall-clock time.
+does not inflate; runs with more threads always use wall-clock time. With --solo each library
+runs alone in a worker of its own, with OpenBLAS's default settings: no provider ever shares
+the cores with the other's idle threads (see OPENBLAS_THREAD_TIMEOUT below).
 """
 import argparse
 import json
@@ -83,8 +85,9 @@ def time_samples(fn, flops, reps, clock=time.perf_counter, target_s=0.05):
         yield flops * inner / max(clock() - t0, 1e-9) / 1e9
 
 
-def worker(threads, reps, quick, cpu_time):
-    """Measures every size with `threads` threads; prints one JSON list on stdout."""
+def worker(threads, reps, quick, cpu_time, only=None):
+    """Measures every size with `threads` threads (one provider with `only`); prints one JSON
+    list on stdout."""
     import fastconv
     from fastconv import _core
 
@@ -98,16 +101,20 @@ def worker(threads, reps, quick, cpu_time):
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         flops = 2.0 * m * n * k
-        fc = time_samples(lambda: _core.sgemm(a, b), flops, reps, clock)
-        npy = time_samples(lambda: np.matmul(a, b), flops, reps, clock)
-        fc_s, np_s = [], []
-        for x, y in zip(fc, npy):  # alternate the two providers sample by sample
-            fc_s.append(x)
-            np_s.append(y)
-        rows.append({"case": label, "M": m, "N": n, "K": k, "threads": threads,
-                     "clock": "thread_cpu" if clock is time.thread_time else "wall",
-                     "fastconv_gflops_median": statistics.median(fc_s), "fastconv_gflops_best": max(fc_s),
-                     "numpy_gflops_median": statistics.median(np_s), "numpy_gflops_best": max(np_s)})
+        providers = {"fastconv": lambda: _core.sgemm(a, b), "numpy": lambda: np.matmul(a, b)}
+        if only:
+            providers = {only: providers[only]}
+        gens = {name: time_samples(fn, flops, reps, clock) for name, fn in providers.items()}
+        samples = {name: [] for name in gens}
+        for values in zip(*gens.values()):  # alternate the providers sample by sample
+            for name, v in zip(gens, values):
+                samples[name].append(v)
+        row = {"case": label, "M": m, "N": n, "K": k, "threads": threads,
+               "clock": "thread_cpu" if clock is time.thread_time else "wall"}
+        for name, s in samples.items():
+            row[f"{name}_gflops_median"] = statistics.median(s)
+            row[f"{name}_gflops_best"] = max(s)
+        rows.append(row)
     print(json.dumps(rows))
 
 
@@ -118,11 +125,15 @@ def main():
     ap.add_argument("--quick", action="store_true", help="n = 256, 512 and two conv shapes only")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time one-thread runs by thread CPU time (for a busy machine)")
+    ap.add_argument("--solo", action="store_true",
+                    help="time each library alone, in a process of its own, with its default "
+                         "thread settings (no OPENBLAS_THREAD_TIMEOUT): no interference at all")
     ap.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--only", choices=["fastconv", "numpy"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.reps, args.quick, args.cpu_time)
+        worker(args.worker, args.reps, args.quick, args.cpu_time, args.only)
         return
 
     import fastconv
@@ -132,14 +143,23 @@ def main():
               "numpy": np.__version__, "numpy_blas": blas_info(), "python": platform.python_version()}
     for key, value in header.items():
         print(f"# {key}: {value}")
+    if args.solo:
+        print("# solo: each library timed alone in its own process, default OpenBLAS settings")
     results = []
     for t in args.threads:
         env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
         env.update(OPENBLAS_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+        if args.solo:
+            env.pop("OPENBLAS_THREAD_TIMEOUT", None)
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(t), "--reps", str(args.reps)]
         cmd += (["--quick"] if args.quick else []) + (["--cpu-time"] if args.cpu_time else [])
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-        results += json.loads(out.stdout.strip().splitlines()[-1])
+        merged = None
+        for only in (["fastconv", "numpy"] if args.solo else [None]):
+            out = subprocess.run(cmd + (["--only", only] if only else []), env=env,
+                                 capture_output=True, text=True, check=True)
+            rows = json.loads(out.stdout.strip().splitlines()[-1])
+            merged = rows if merged is None else [dict(a, **b) for a, b in zip(merged, rows)]
+        results += merged
 
     print(f"{'case':<18}{'M':>6}{'N':>7}{'K':>6}{'thr':>4}  {'fastconv':>9}  {'numpy':>9}  {'ratio':>6}  clock")
     for r in results:
