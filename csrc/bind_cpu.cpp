@@ -150,6 +150,24 @@ FArray activation_forward(const FArray& x, int act) {
   return y;
 }
 
+// (dx, db) for a conv layer: dx = dy * act'(y) and db = dx summed over N, P, Q, in one pass.
+py::tuple activation_backward_bias(const FArray& dy, const FArray& y, int act) {
+  const Activation a = to_activation(act);
+  if (dy.ndim() != 4)
+    fail("activation_backward_bias: dy must be 4-D (N, K, P, Q), got shape ", shape_str(shape_of(dy)));
+  if (shape_of(dy) != shape_of(y))
+    fail("activation_backward_bias: dy has shape ", shape_str(shape_of(dy)), " but y has shape ",
+         shape_str(shape_of(y)));
+  const int64_t N = dy.shape(0), K = dy.shape(1), PQ = dy.shape(2) * dy.shape(3);
+  FArray dx = empty(shape_of(y)), db = empty({K});
+  float *dxp = dx.mutable_data(), *dbp = db.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::activation_backward_bias(a, dy.data(), y.data(), dxp, dbp, N, K, PQ);
+  }
+  return py::make_tuple(dx, db);
+}
+
 FArray activation_backward(const FArray& dy, const FArray& y, int act) {
   const Activation a = to_activation(act);
   if (shape_of(dy) != shape_of(y))
@@ -299,6 +317,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("stride"), py::arg("pad"), py::arg("count_include_pad"));
   m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("act"));
   m.def("activation_backward", &activation_backward, py::arg("dy"), py::arg("y"), py::arg("act"));
+  m.def("activation_backward_bias", &activation_backward_bias, py::arg("dy"), py::arg("y"), py::arg("act"),
+        "(dx, db): a conv layer's activation backward and bias gradient in one pass");
   m.def("softmax", &softmax, py::arg("x"), "softmax over the last axis of a 2-D array");
   m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"),
         "(mean loss, dlogits) of softmax + cross-entropy");

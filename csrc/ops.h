@@ -66,6 +66,10 @@ void avg_pool2d_backward(const float* dy, float* dx, const Pool2dParams& p);
 void activation_forward(Activation act, const float* x, float* y, int64_t n);
 // dx = dy * act'(x), written with the forward output y: relu y>0, tanh 1-y^2, sigmoid y(1-y).
 void activation_backward(Activation act, const float* dy, const float* y, float* dx, int64_t n);
+// The same for dy, y, dx (N, K, PQ), and db (K) = dx summed over N and PQ (a conv layer's bias
+// gradient) in the same pass.
+void activation_backward_bias(Activation act, const float* dy, const float* y, float* dx,
+                              float* db, int64_t N, int64_t K, int64_t PQ);
 
 // --- softmax and loss (csrc/cpu/softmax.cpp) -----------------------------------------------
 // Softmax over the last axis of a (rows, cols) matrix.

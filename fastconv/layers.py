@@ -381,15 +381,20 @@ class Conv2D(Layer):
 
     def _backward(self, dy, pad, need_dx):
         be = _backend(dy)
+        db = None
         if self._act:
-            dy = be.activation_backward(dy, self._y, self._act)
+            fused = getattr(be, "activation_backward_bias", None)  # the CPU has it: one pass
+            if fused is not None and self.use_bias:
+                dy, db = fused(dy, self._y, self._act)
+            else:
+                dy = be.activation_backward(dy, self._y, self._act)
         x = self._x
         dw = be.conv2d_backward_weight(dy, x, self.kernel.shape, self._stride, pad, self._dilation)
         np.copyto(self.grads[0], dw)
         if self._mask is not None:
             self.grads[0] *= self._mask
         if self.use_bias:
-            np.copyto(self.grads[1], be.conv2d_backward_bias(dy))
+            np.copyto(self.grads[1], db if db is not None else be.conv2d_backward_bias(dy))
         if not need_dx:
             return None
         return be.conv2d_backward_input(dy, self.kernel, x.shape, self._stride, pad, self._dilation)

@@ -77,3 +77,44 @@ def test_reference_activation_gradient_is_finite_differences(name):
     g = rng.standard_normal(x.shape)
     numerical = ref.numerical_gradient(lambda v: float(np.sum(ref_forward(v) * g)), x)
     np.testing.assert_allclose(ref_backward(g, ref_forward(x)), numerical, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7, 9), (1, 1, 3, 3), (2, 16, 28, 28), (4, 3, 1, 1)])
+@pytest.mark.parametrize("act", [1, 2, 3], ids=["relu", "tanh", "sigmoid"])
+def test_activation_backward_with_the_bias_gradient_in_one_pass(shape, act):
+    """_core.activation_backward_bias (a conv layer's backward): dx as activation_backward gives
+    it, bit for bit, and db = dx summed over N, P, Q, against float64 loops; the same bits on 1
+    and 2 threads (planes summed in a fixed order)."""
+    import fastconv
+    from fastconv import _core
+
+    rng = np.random.default_rng(sum(shape) + act)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    y = {1: np.maximum(rng.standard_normal(shape), 0), 2: np.tanh(rng.standard_normal(shape)),
+         3: 1 / (1 + np.exp(-rng.standard_normal(shape)))}[act].astype(np.float32)
+    dx, db = _core.activation_backward_bias(dy, y, act)
+    np.testing.assert_array_equal(dx, _core.activation_backward(dy, y, act))
+    want = np.zeros(shape[1])
+    grad = {1: lambda g, v: g * (v > 0), 2: lambda g, v: g * (1 - v * v), 3: lambda g, v: g * v * (1 - v)}[act]
+    for n in range(shape[0]):
+        for k in range(shape[1]):
+            want[k] += grad(dy[n, k].astype(np.float64), y[n, k].astype(np.float64)).sum()
+    np.testing.assert_allclose(db, want, rtol=1e-5, atol=1e-5)
+    old = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(1)
+        one = _core.activation_backward_bias(dy, y, act)[1]
+        fastconv.set_num_threads(2)
+        two = _core.activation_backward_bias(dy, y, act)[1]
+    finally:
+        fastconv.set_num_threads(old)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_activation_backward_bias_bad_shapes():
+    from fastconv import _core
+
+    with pytest.raises(ValueError, match="dy must be 4-D"):
+        _core.activation_backward_bias(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), 1)
+    with pytest.raises(ValueError, match="dy has shape"):
+        _core.activation_backward_bias(np.zeros((1, 2, 3, 3), np.float32), np.zeros((1, 2, 3, 4), np.float32), 1)

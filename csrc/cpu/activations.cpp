@@ -6,7 +6,10 @@
 // OpenMP threads (the chunking does not depend on the thread count, so neither do the bits).
 // Backward takes the forward OUTPUT y: relu' = (y > 0), tanh' = 1 - y^2, sigmoid' = y (1 - y);
 // those are one multiply-add a element, plain loops the compiler vectorises.
+// activation_backward_bias also sums dx per channel, for a conv layer's bias gradient, in the
+// same pass (one read of dy instead of two).
 #include <algorithm>
+#include <vector>
 
 #include "cpu/vmath.h"
 #include "ops.h"
@@ -52,6 +55,53 @@ void activation_backward(Activation act, const float* dy, const float* y, float*
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.f - y[i]);
       break;
+  }
+}
+
+namespace {
+// dx = dy * act'(y) over one plane of n elements; returns the plane's sum of dx, kept in 8
+// partial sums (lane l takes elements l, l + 8, ...) so the loop vectorises without reordering
+// anything the compiler is not told to.
+template <Activation A>
+float backward_plane(const float* dy, const float* y, float* dx, int64_t n) {
+  auto grad = [](float g, float v) {
+    if (A == Activation::ReLU) return v > 0.f ? g : 0.f;
+    if (A == Activation::Tanh) return g * (1.f - v * v);
+    if (A == Activation::Sigmoid) return g * v * (1.f - v);
+    return g;
+  };
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) {
+      const float v = grad(dy[i + l], y[i + l]);
+      dx[i + l] = v;
+      acc[l] += v;
+    }
+  for (; i < n; ++i) {
+    const float v = grad(dy[i], y[i]);
+    dx[i] = v;
+    acc[i % 8] += v;
+  }
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+}  // namespace
+
+void activation_backward_bias(Activation act, const float* dy, const float* y, float* dx,
+                              float* db, int64_t N, int64_t K, int64_t PQ) {
+  std::vector<float> plane_sum(size_t(N * K));                  // (N, K)
+  float (*plane)(const float*, const float*, float*, int64_t) =
+      act == Activation::ReLU ? backward_plane<Activation::ReLU>
+      : act == Activation::Tanh ? backward_plane<Activation::Tanh>
+      : act == Activation::Sigmoid ? backward_plane<Activation::Sigmoid>
+                                   : backward_plane<Activation::None>;
+#pragma omp parallel for schedule(static) if (N * K * PQ > kParallelMin)
+  for (int64_t i = 0; i < N * K; ++i)
+    plane_sum[size_t(i)] = plane(dy + i * PQ, y + i * PQ, dx + i * PQ, PQ);
+  for (int64_t k = 0; k < K; ++k) {                              // in n order: thread-independent
+    double s = 0.0;
+    for (int64_t n = 0; n < N; ++n) s += plane_sum[size_t(n * K + k)];
+    db[k] = static_cast<float>(s);
   }
 }
 
