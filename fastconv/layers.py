@@ -741,7 +741,17 @@ class Dense(Layer):
         return config
 
 
-class Dropout(Layer):
+class _SeededLayer(Layer):
+    """A layer that draws random numbers in training: from the model's seeded generator, or
+    from its own when given ``seed``."""
+
+    def build(self, input_shape, rng=None):
+        if self.seed is not None:
+            rng = np.random.default_rng(self.seed)
+        return super().build(input_shape, rng)
+
+
+class Dropout(_SeededLayer):
     """Inverted dropout: in training, zero each value with probability ``rate`` and scale the
     rest by 1 / (1 - rate); in inference, the identity. Draws from the model's seeded generator
     (or ``seed``), so a seeded run is repeatable."""
@@ -754,11 +764,6 @@ class Dropout(Layer):
             raise ValueError(f"{self._owner}: rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self.seed = seed
-
-    def build(self, input_shape, rng=None):
-        if self.seed is not None:
-            rng = np.random.default_rng(self.seed)
-        return super().build(input_shape, rng)
 
     def forward(self, x, training=False):
         if not training or self.rate == 0.0:
@@ -782,7 +787,7 @@ class Dropout(Layer):
         return config
 
 
-class RandomTranslation(Layer):
+class RandomTranslation(_SeededLayer):
     """Data augmentation: in training, shift each image by a random whole number of pixels, up to
     ``round(height_factor * H)`` rows and ``round(width_factor * W)`` columns either way (uniform
     and independent per image and axis), the uncovered border filled with ``fill_value``; in
@@ -811,11 +816,6 @@ class RandomTranslation(Layer):
         self.seed = seed
         self._max_shift = (0, 0)
         self._shifts = None
-
-    def build(self, input_shape, rng=None):
-        if self.seed is not None:
-            rng = np.random.default_rng(self.seed)
-        return super().build(input_shape, rng)
 
     def _build(self, input_shape):
         self._require_image(input_shape)

@@ -497,11 +497,7 @@ class Sequential:
         order = np.arange(n)
         steps = (n + batch_size - 1) // batch_size
         for epoch in range(epochs):
-            for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            if shuffle:
-                self._shuffle_rng.shuffle(order)
-            bar = _ProgressBar(n, epoch, epochs) if verbose == 1 else None
+            bar = self._epoch_begin(callbacks, epoch, epochs, order, shuffle, verbose)
             start_time = time.perf_counter()
             loss_sum, correct_sum, done = 0.0, 0, 0
             for step in range(steps):
@@ -538,6 +534,15 @@ class Sequential:
             cb.on_train_end()
         self.history = history
         return history
+
+    def _epoch_begin(self, callbacks, epoch, epochs, order, shuffle, verbose):
+        """Start an epoch of fit (CPU or GPU): the callbacks, the sample order (shuffled in place
+        when ``shuffle``), and the progress bar (None unless verbose == 1)."""
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch)
+        if shuffle:
+            self._shuffle_rng.shuffle(order)
+        return _ProgressBar(len(order), epoch, epochs) if verbose == 1 else None
 
     def _bar_update(self, bar, done, loss_sum, correct):
         """Redraw the progress bar from the running sums of an epoch."""
@@ -585,11 +590,7 @@ class Sequential:
                     cb.on_batch_end(step, {"loss": loss, "size": size})
         try:
             for epoch in range(epochs):
-                for cb in callbacks:
-                    cb.on_epoch_begin(epoch)
-                if shuffle:
-                    self._shuffle_rng.shuffle(order)
-                bar = _ProgressBar(n, epoch, epochs) if verbose == 1 else None
+                bar = self._epoch_begin(callbacks, epoch, epochs, order, shuffle, verbose)
                 progress = None
                 if bar is not None:
                     def progress(done, loss_sum, correct, bar=bar):

@@ -49,7 +49,8 @@ namespace {
 
 constexpr int kMaxChunk = 6;  // output channels per pass: 6 x 2 vectors = 12 accumulators
 
-// Vectors per block for a chunk of KB channels: KB*NV accumulators + NV inputs + 1 <= 16.
+// The second side of a block for a chunk of KB channels (forward: NV vectors of columns;
+// backward weight: SB taps) such that KB*NV accumulators + NV input vectors + 1 <= 16 ymm.
 constexpr int max_vectors(int KB) { return KB <= 2 ? 4 : (KB <= 4 ? 3 : 2); }
 
 // x_n (C, H, W) zero-padded into buf (C, Hp, ld), ld >= Wp; the columns past Wp are zero too.
@@ -124,9 +125,11 @@ void forward_chunk(const float* xp, int64_t Hp, int64_t ld, const float* wt, con
 }
 
 template <int KB>
-void forward_chunk_nv(int nv, const float* xp, int64_t Hp, int64_t ld, const float* wt,
+void forward_chunk_nv(const float* xp, int64_t Hp, int64_t ld, const float* wt,
                       const Conv2dParams& p, float* y) {
-  // Only the NV that fit the registers are instantiated (nv never exceeds max_vectors(KB)).
+  // As many vectors as a row needs, at most what fits the registers (only those NV are
+  // instantiated).
+  const int nv = std::min(static_cast<int>((p.Q + 7) / 8), max_vectors(KB));
   if constexpr (max_vectors(KB) >= 4) if (nv >= 4) return forward_chunk<KB, 4>(xp, Hp, ld, wt, p, y);
   if constexpr (max_vectors(KB) >= 3) if (nv == 3) return forward_chunk<KB, 3>(xp, Hp, ld, wt, p, y);
   if (nv >= 2) return forward_chunk<KB, 2>(xp, Hp, ld, wt, p, y);
@@ -172,8 +175,6 @@ __attribute__((always_inline)) inline void weight_block(const float* xp, int64_t
     for (int i = 0; i < SB; ++i) dw[k * CRS + tap + i] += lane_sum(acc[k][i]);
 }
 
-// Taps a block for KB channels: KB*SB accumulators + SB inputs + 1 dy vector <= 16.
-constexpr int max_taps(int KB) { return KB <= 2 ? 4 : (KB <= 4 ? 3 : 2); }
 
 template <int KB>
 void weight_chunk(const float* xp, int64_t Hp, int64_t ld, const float* dyp, int64_t Qp,
@@ -181,9 +182,9 @@ void weight_chunk(const float* xp, int64_t Hp, int64_t ld, const float* dyp, int
   for (int64_t c = 0; c < p.C; ++c)
     for (int64_t r = 0; r < p.R; ++r)
       for (int64_t s0 = 0; s0 < p.S;) {
-        const int64_t sb = std::min<int64_t>(max_taps(KB), p.S - s0);
-        if constexpr (max_taps(KB) >= 4) if (sb == 4) { weight_block<KB, 4>(xp, Hp, ld, dyp, Qp, p, c, r, s0, dw); s0 += 4; continue; }
-        if constexpr (max_taps(KB) >= 3) if (sb == 3) { weight_block<KB, 3>(xp, Hp, ld, dyp, Qp, p, c, r, s0, dw); s0 += 3; continue; }
+        const int64_t sb = std::min<int64_t>(max_vectors(KB), p.S - s0);
+        if constexpr (max_vectors(KB) >= 4) if (sb == 4) { weight_block<KB, 4>(xp, Hp, ld, dyp, Qp, p, c, r, s0, dw); s0 += 4; continue; }
+        if constexpr (max_vectors(KB) >= 3) if (sb == 3) { weight_block<KB, 3>(xp, Hp, ld, dyp, Qp, p, c, r, s0, dw); s0 += 3; continue; }
         if (sb == 2) { weight_block<KB, 2>(xp, Hp, ld, dyp, Qp, p, c, r, s0, dw); s0 += 2; continue; }
         weight_block<KB, 1>(xp, Hp, ld, dyp, Qp, p, c, r, s0, dw);
         s0 += 1;
@@ -204,7 +205,6 @@ void conv2d_forward_rows_avx2(const float* x, const float* w, const float* b, fl
   const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
   const bool padded = Hp != p.H || Wp != p.W;
   const int64_t n_chunks = (p.K + kMaxChunk - 1) / kMaxChunk;
-  const int nv_needed = static_cast<int>((p.Q + 7) / 8);
   const VecFn out_pass = activation_kernel(vec_math(), act);
 
   // wt: chunk i (channels k0 ... k1-1) is (CRS, k1-k0) at k0*CRS: wt[tap][k] = w[k0+k][tap].
@@ -229,12 +229,12 @@ void conv2d_forward_rows_avx2(const float* x, const float* w, const float* b, fl
       const float* wc = wt.data() + k0 * CRS;
       float* yc = yn + k0 * PQ;
       switch (kc) {
-        case 1: forward_chunk_nv<1>(std::min(nv_needed, max_vectors(1)), xp, Hp, Wp, wc, p, yc); break;
-        case 2: forward_chunk_nv<2>(std::min(nv_needed, max_vectors(2)), xp, Hp, Wp, wc, p, yc); break;
-        case 3: forward_chunk_nv<3>(std::min(nv_needed, max_vectors(3)), xp, Hp, Wp, wc, p, yc); break;
-        case 4: forward_chunk_nv<4>(std::min(nv_needed, max_vectors(4)), xp, Hp, Wp, wc, p, yc); break;
-        case 5: forward_chunk_nv<5>(std::min(nv_needed, max_vectors(5)), xp, Hp, Wp, wc, p, yc); break;
-        default: forward_chunk_nv<6>(std::min(nv_needed, max_vectors(6)), xp, Hp, Wp, wc, p, yc); break;
+        case 1: forward_chunk_nv<1>(xp, Hp, Wp, wc, p, yc); break;
+        case 2: forward_chunk_nv<2>(xp, Hp, Wp, wc, p, yc); break;
+        case 3: forward_chunk_nv<3>(xp, Hp, Wp, wc, p, yc); break;
+        case 4: forward_chunk_nv<4>(xp, Hp, Wp, wc, p, yc); break;
+        case 5: forward_chunk_nv<5>(xp, Hp, Wp, wc, p, yc); break;
+        default: forward_chunk_nv<6>(xp, Hp, Wp, wc, p, yc); break;
       }
     }
     if (b || act != Activation::None)
