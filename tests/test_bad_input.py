@@ -452,3 +452,23 @@ def test_input_arrays_are_not_modified():
     F.max_pool2d(x, 2)
     np.testing.assert_array_equal(x, XB)
     np.testing.assert_array_equal(w, WB)
+
+
+def test_optimizer_kernels_refuse_arrays_they_cannot_update_in_place():
+    """_core.sgd_update / adam_update write into the caller's arrays: a float64, strided or
+    read-only one, or a size mismatch, is a clear error naming the argument, never a silent
+    update of a converted copy."""
+    from fastconv import _core
+
+    p = np.zeros(10, np.float32)
+    with pytest.raises(ValueError, match="adam_update: p must be a writeable C-contiguous float32"):
+        _core.adam_update(np.zeros(10), p, p.copy(), p.copy(), 1e-3, 0.9, 0.1, 0.999, 0.001, 1e-7, 1.0)
+    with pytest.raises(ValueError, match="adam_update: g has 3 elements, p has 10"):
+        _core.adam_update(p, np.zeros(3, np.float32), p.copy(), p.copy(), 1e-3, 0.9, 0.1, 0.999, 0.001,
+                          1e-7, 1.0)
+    with pytest.raises(ValueError, match="sgd_update: velocity must be a writeable C-contiguous"):
+        _core.sgd_update(p, p, np.zeros(20, np.float32)[::2], 0.1, 0.9, 0.0, False)
+    read_only = np.zeros(10, np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="sgd_update: p must be a writeable"):
+        _core.sgd_update(read_only, p, None, 0.1, 0.0, 0.0, False)
