@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "common/shapes.h"
+#include "cpu/buffer_cache.h"
 #include "cpu/conv2d_winograd.h"
 #include "cpu/gemm/sgemm.h"
 #include "ops.h"
@@ -29,8 +30,15 @@ std::vector<int64_t> shape_of(const py::array& a) {
   return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }
 
+// Every output array comes from the buffer cache (csrc/cpu/buffer_cache.h): a training step's
+// arrays then reuse last step's memory instead of page-faulting fresh blocks. The capsule hands
+// the block back when NumPy drops the array.
 FArray empty(const std::vector<int64_t>& shape) {
-  return FArray(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  size_t count = 1;
+  for (int64_t d : shape) count *= size_t(d);
+  float* data = static_cast<float*>(buffer_cache::acquire(count * sizeof(float)));
+  py::capsule owner(data, [](void* block) { buffer_cache::release(block); });
+  return FArray(std::vector<py::ssize_t>(shape.begin(), shape.end()), data, owner);
 }
 
 const float* optional_bias(const char* op, const std::optional<FArray>& b, int64_t K) {
@@ -333,6 +341,22 @@ PYBIND11_MODULE(_core, m) {
         py::arg("alpha"), py::arg("b1"), py::arg("c1"), py::arg("b2"), py::arg("c2"), py::arg("eps"),
         py::arg("decay"), "one Adam step in place (fastconv/optimizers.py's float32 arithmetic)");
   m.def("get_num_threads", &cpu::get_num_threads);
+  m.def("buffer_cache_stats", [] {
+    const buffer_cache::Stats s = buffer_cache::stats();
+    py::dict d;
+    d["hits"] = s.hits;
+    d["misses"] = s.misses;
+    d["idle_bytes"] = s.idle_bytes;
+    d["idle_blocks"] = s.idle_blocks;
+    d["limit_bytes"] = s.limit_bytes;
+    return d;
+  }, "The output-buffer cache's counters: hits, misses, idle_bytes, idle_blocks, limit_bytes.");
+  m.def("buffer_cache_clear", &buffer_cache::clear,
+        "Free the cache's idle blocks; returns the bytes freed.");
+  m.def("buffer_cache_set_limit", [](int64_t bytes) {
+    if (bytes < 0) fail("buffer_cache_set_limit: bytes must be >= 0, got ", bytes);
+    buffer_cache::set_limit(size_t(bytes));
+  }, py::arg("bytes"), "Cap the idle bytes the cache keeps (0 turns it off).");
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));
   // Tests and benchmarks: 0 never use Winograd for 3x3 convolutions, 1 where it pays (default),
   // 2 for every 3x3 stride-1 problem. Returns the previous mode.

@@ -17,7 +17,8 @@ from .models import Sequential, load_model
 
 __all__ = ["__version__", "functional", "layers", "models", "losses", "optimizers", "initializers",
            "metrics", "datasets", "Sequential", "load_model",
-           "get_num_threads", "set_num_threads", "cpu_isa", "info"]
+           "get_num_threads", "set_num_threads", "cpu_isa", "info", "buffer_cache_info",
+           "clear_buffer_cache"]
 
 
 def get_num_threads():
@@ -42,6 +43,26 @@ def cpu_isa():
     return _core.isa()
 
 
+def buffer_cache_info():
+    """The CPU output-buffer cache's counters, a dict: hits, misses, idle_bytes, idle_blocks,
+    limit_bytes.
+
+    Every CPU op allocates its output (64 KiB and up) from this cache; when NumPy frees the
+    array its memory waits there for the next output of about the same size, so a training loop
+    stops page-faulting fresh memory each step. Idle memory is capped at limit_bytes: 256 MiB,
+    or the FASTCONV_BUFFER_CACHE_MB environment variable read at import (0 turns it off).
+    """
+    return dict(_core.buffer_cache_stats())
+
+
+def clear_buffer_cache():
+    """Free the idle blocks of the CPU output-buffer cache; returns the bytes freed.
+
+    Arrays still in use are untouched; the cache fills again as ops run.
+    """
+    return int(_core.buffer_cache_clear())
+
+
 def info():
     """A dict describing this build: version, CPU kernel, threads, OpenMP and CUDA status."""
     d = {
@@ -49,6 +70,7 @@ def info():
         "cpu_isa": cpu_isa(),
         "num_threads": get_num_threads(),
         "openmp": bool(_core.openmp),
+        "buffer_cache_limit_bytes": int(_core.buffer_cache_stats()["limit_bytes"]),
     }
     try:
         from . import cuda
