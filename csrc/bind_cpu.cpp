@@ -14,6 +14,7 @@
 
 #include "common/shapes.h"
 #include "cpu/buffer_cache.h"
+#include "cpu/stream_store.h"
 #include "cpu/conv2d_winograd.h"
 #include "cpu/gemm/sgemm.h"
 #include "ops.h"
@@ -351,6 +352,10 @@ PYBIND11_MODULE(_core, m) {
     d["limit_bytes"] = s.limit_bytes;
     return d;
   }, "The output-buffer cache's counters: hits, misses, idle_bytes, idle_blocks, limit_bytes.");
+  m.def("_stream_store_threshold", &cpu::stream_store_threshold,
+        "Outputs above this many bytes are written with streaming stores (csrc/cpu/stream_store.h).");
+  m.def("_set_stream_store_threshold", &cpu::set_stream_store_threshold, py::arg("bytes"),
+        "Set that threshold (tests); -1 restores the default, half the last-level cache.");
   m.def("buffer_cache_clear", &buffer_cache::clear,
         "Free the cache's idle blocks; returns the bytes freed.");
   m.def("buffer_cache_set_limit", [](int64_t bytes) {

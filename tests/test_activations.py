@@ -118,3 +118,60 @@ def test_activation_backward_bias_bad_shapes():
         _core.activation_backward_bias(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), 1)
     with pytest.raises(ValueError, match="dy has shape"):
         _core.activation_backward_bias(np.zeros((1, 2, 3, 3), np.float32), np.zeros((1, 2, 3, 4), np.float32), 1)
+
+
+# --------------------------------------------------------------------------- streaming stores
+@pytest.fixture
+def stream_threshold():
+    """Set the streaming-store threshold for one test (csrc/cpu/stream_store.h), then restore it."""
+    from fastconv import _core
+
+    def set_to(nbytes):
+        _core._set_stream_store_threshold(nbytes)
+
+    yield set_to
+    _core._set_stream_store_threshold(-1)
+
+
+def test_the_streaming_threshold_defaults_to_half_a_cache():
+    from fastconv import _core
+
+    _core._set_stream_store_threshold(-1)
+    t = _core._stream_store_threshold()
+    assert (1 << 18) <= t <= (1 << 30), t        # between a 512 KiB and a 2 GiB cache's half
+
+
+@pytest.mark.parametrize("n", [1, 7, 2047, 2048, 2049, 16384 + 3, 3 * 16384 + 1000])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_streamed_outputs_are_the_same_bits(stream_threshold, n, threads):
+    """Outputs above the threshold go through an L1 block and streaming stores: with the
+    threshold at 0 every size takes that path, and the bits must equal the ordinary path's
+    (which the reference tests above check), for every activation, forward and backward, on
+    sizes around the 2048-float block and the 16384-float work item, also from inputs that
+    start off a 16-byte boundary, and on 1 and 2 threads."""
+    import fastconv
+    from fastconv import _core
+
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * 3).astype(np.float32)
+    dy = rng.standard_normal(n).astype(np.float32)
+    old = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        results = {}
+        for threshold in (1 << 40, 0):
+            stream_threshold(threshold)
+            out = []
+            for act in (0, 1, 2, 3):
+                y = _core.activation_forward(x, act)
+                out.append(y)
+                out.append(_core.activation_backward(dy, y, act))
+                # Views one float in: inputs 4 bytes past a 64-byte boundary.
+                out.append(_core.activation_backward(dy[1:], y[1:], act))
+            results[threshold] = out
+        for plain, streamed in zip(results[1 << 40], results[0]):
+            np.testing.assert_array_equal(streamed, plain)
+        np.testing.assert_array_equal(results[0][3], np.maximum(x, 0))           # relu, exactly
+        np.testing.assert_array_equal(results[0][4], dy * (results[0][3] > 0))
+    finally:
+        fastconv.set_num_threads(old)
