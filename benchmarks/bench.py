@@ -176,9 +176,13 @@ def pool_cases(kind, maps, n, rng):
     op, shape = f"{kind}_pool2d", f"{c}x{h}x{w}, 2x2/2"
     fwd = Case(op, shape, "fwd", n, bytes=4.0 * (x.size + dy.size))
     if kind == "max":
-        bwd = Case(op, shape, "bwd", n, bytes=4.0 * (2 * x.size + dy.size))  # reads x and dy
+        # Backward as a training step runs it, each library from its forward's saved indices:
+        # fastconv's one byte an output (MaxPool2D's CPU path), PyTorch's autograd int64 ones.
+        # Traffic: reads the indices and dy, writes dx.
+        bwd = Case(op, shape, "bwd", n, bytes=4.0 * x.size + 5.0 * dy.size)
+        _, idx = F.max_pool2d_with_indices(x, 2)
         fwd.fns["fastconv"] = lambda: F.max_pool2d(x, 2)
-        bwd.fns["fastconv"] = lambda: F.max_pool2d_backward(dy, x, 2)
+        bwd.fns["fastconv"] = lambda: F.max_pool2d_backward_indices(dy, idx, x.shape, 2)
         fwd.fns["numpy"] = lambda: ref.max_pool2d(x, (2, 2))
         bwd.fns["numpy"] = lambda: ref.max_pool2d_backward(dy, x, (2, 2))
         if torch is not None:

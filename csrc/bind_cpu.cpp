@@ -34,13 +34,16 @@ std::vector<int64_t> shape_of(const py::array& a) {
 // Every output array comes from the buffer cache (csrc/cpu/buffer_cache.h): a training step's
 // arrays then reuse last step's memory instead of page-faulting fresh blocks. The capsule hands
 // the block back when NumPy drops the array.
-FArray empty(const std::vector<int64_t>& shape) {
+template <typename T>
+py::array_t<T, py::array::c_style | py::array::forcecast> empty_of(const std::vector<int64_t>& shape) {
   size_t count = 1;
   for (int64_t d : shape) count *= size_t(d);
-  float* data = static_cast<float*>(buffer_cache::acquire(count * sizeof(float)));
+  T* data = static_cast<T*>(buffer_cache::acquire(count * sizeof(T)));
   py::capsule owner(data, [](void* block) { buffer_cache::release(block); });
-  return FArray(std::vector<py::ssize_t>(shape.begin(), shape.end()), data, owner);
+  return py::array_t<T, py::array::c_style | py::array::forcecast>(
+      std::vector<py::ssize_t>(shape.begin(), shape.end()), data, owner);
 }
+FArray empty(const std::vector<int64_t>& shape) { return empty_of<float>(shape); }
 
 const float* optional_bias(const char* op, const std::optional<FArray>& b, int64_t K) {
   if (!b) return nullptr;
@@ -120,6 +123,46 @@ FArray max_pool2d_backward(const FArray& dy, const FArray& x, Pair kernel, Pair 
   {
     py::gil_scoped_release nogil;
     cpu::max_pool2d_backward(dy.data(), x.data(), dxp, p);
+  }
+  return dx;
+}
+
+// (y, idx): the forward of the training pair, idx (N, C, P, Q) uint8 (ops.h).
+py::tuple max_pool2d_forward_indices(const FArray& x, Pair kernel, Pair stride, Pads pad) {
+  const Pool2dParams p = make_pool_params("max_pool2d_forward_indices", shape_of(x), kernel, stride, pad, true);
+  if (p.kh * p.kw > 255)
+    fail("max_pool2d_forward_indices: a ", p.kh, "x", p.kw, " window has more cells than a byte "
+         "index holds (255); use max_pool2d_forward and max_pool2d_backward");
+  FArray y = empty({p.N, p.C, p.P, p.Q});
+  auto idx = empty_of<uint8_t>({p.N, p.C, p.P, p.Q});
+  float* yp = y.mutable_data();
+  uint8_t* ip = idx.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::max_pool2d_forward_indices(x.data(), yp, ip, p);
+  }
+  return py::make_tuple(y, idx);
+}
+
+FArray max_pool2d_backward_indices(const FArray& dy, const py::array& idx, std::vector<int64_t> x_shape,
+                                   Pair kernel, Pair stride, Pads pad) {
+  const char* op = "max_pool2d_backward_indices";
+  const Pool2dParams p = make_pool_params(op, x_shape, kernel, stride, pad, true);
+  check_shape(op, "dy", shape_of(dy), {p.N, p.C, p.P, p.Q});
+  if (!py::isinstance<py::array_t<uint8_t>>(idx) || !(idx.flags() & py::array::c_style))
+    fail(op, ": idx must be the C-contiguous uint8 array max_pool2d_forward_indices returned, got dtype ",
+         std::string(py::str(idx.dtype())));
+  check_shape(op, "idx", shape_of(idx), {p.N, p.C, p.P, p.Q});
+  const uint8_t* ip = static_cast<const uint8_t*>(idx.data());
+  const int64_t cells = p.kh * p.kw;
+  for (int64_t i = 0, n = p.N * p.C * p.P * p.Q; i < n; ++i)   // never write outside a window
+    if (ip[i] >= cells && ip[i] != cpu::kNoCell)
+      fail(op, ": idx holds ", int(ip[i]), " at flat position ", i, ", outside a ", p.kh, "x", p.kw, " window");
+  FArray dx = empty(x_shape);
+  float* dxp = dx.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::max_pool2d_backward_indices(dy.data(), ip, dxp, p);
   }
   return dx;
 }
@@ -320,6 +363,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("kernel"), py::arg("stride"), py::arg("pad"));
   m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("dy"), py::arg("x"), py::arg("kernel"),
         py::arg("stride"), py::arg("pad"));
+  m.def("max_pool2d_forward_indices", &max_pool2d_forward_indices, py::arg("x"), py::arg("kernel"),
+        py::arg("stride"), py::arg("pad"), "(y, idx): max pooling and where each maximum lies");
+  m.def("max_pool2d_backward_indices", &max_pool2d_backward_indices, py::arg("dy"), py::arg("idx"),
+        py::arg("x_shape"), py::arg("kernel"), py::arg("stride"), py::arg("pad"),
+        "dx from dy and the forward's idx");
   m.def("avg_pool2d_forward", &avg_pool2d_forward, py::arg("x"), py::arg("kernel"), py::arg("stride"),
         py::arg("pad"), py::arg("count_include_pad"));
   m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("dy"), py::arg("x_shape"), py::arg("kernel"),

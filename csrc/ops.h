@@ -59,6 +59,11 @@ const char* conv2d_algorithm(int pass, const Conv2dParams& p);
 void max_pool2d_forward(const float* x, float* y, const Pool2dParams& p);
 // dx (N,C,H,W) gets each dy at the first maximum of its window (row-major order); overwritten.
 void max_pool2d_backward(const float* dy, const float* x, float* dx, const Pool2dParams& p);
+// The training pair: the forward also writes idx (N,C,P,Q), where each maximum lies in its
+// window (a * kw + b, or kNoCell), and the backward places dy from idx alone. kh * kw <= 255.
+constexpr uint8_t kNoCell = 255;
+void max_pool2d_forward_indices(const float* x, float* y, uint8_t* idx, const Pool2dParams& p);
+void max_pool2d_backward_indices(const float* dy, const uint8_t* idx, float* dx, const Pool2dParams& p);
 void avg_pool2d_forward(const float* x, float* y, const Pool2dParams& p);
 void avg_pool2d_backward(const float* dy, float* dx, const Pool2dParams& p);
 

@@ -22,7 +22,8 @@ from . import _core
 
 __all__ = [
     "conv2d", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
-    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "max_pool2d", "max_pool2d_backward", "max_pool2d_with_indices", "max_pool2d_backward_indices",
+    "avg_pool2d", "avg_pool2d_backward",
     "relu", "relu_backward", "tanh", "tanh_backward", "sigmoid", "sigmoid_backward",
     "softmax", "softmax_cross_entropy", "linear", "linear_backward", "matmul",
     "conv_output_size", "resolve_padding",
@@ -231,6 +232,38 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     _same_device(op, dy, "x", x)
     k, s, pad = _pool_geometry(op, x.shape, kernel_size, stride, padding)
     return _backend(x).max_pool2d_backward(dy, x, k, s, pad)
+
+
+def max_pool2d_with_indices(x, kernel_size, stride=None, padding=0):
+    """(y, indices): max_pool2d's output and where each maximum lies, for a training step.
+
+    indices is uint8 (N, C, P, Q): a * kw + b for the window's cell (a, b), counted from the
+    window's unpadded corner (the first maximum in row-major order; a NaN wins), or 255 for a
+    window with no real cell. max_pool2d_backward_indices turns it and dy into dx without
+    reading x again. CPU arrays only; windows of at most 255 cells.
+    """
+    op = "max_pool2d_with_indices"
+    x = _array(op, "x", x)
+    if _is_device_tensor(x):
+        raise NotImplementedError(f"{op}: CPU arrays only; on the GPU use max_pool2d and "
+                                  f"max_pool2d_backward")
+    k, s, pad = _pool_geometry(op, x.shape, kernel_size, stride, padding)
+    return tuple(_core.max_pool2d_forward_indices(x, k, s, pad))
+
+
+def max_pool2d_backward_indices(dy, indices, x_shape, kernel_size, stride=None, padding=0):
+    """Gradient of max_pool2d from dy (N, C, P, Q) and max_pool2d_with_indices's indices:
+    dx (x_shape), the same as max_pool2d_backward(dy, x, ...) gives, bit for bit."""
+    op = "max_pool2d_backward_indices"
+    dy = _array(op, "dy", dy)
+    if _is_device_tensor(dy):
+        raise NotImplementedError(f"{op}: CPU arrays only; on the GPU use max_pool2d_backward")
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"{op}: indices must be the uint8 array max_pool2d_with_indices returned, "
+                        f"got {type(indices).__name__}")
+    x_shape = _shape4(op, "x_shape", x_shape)
+    k, s, pad = _pool_geometry(op, x_shape, kernel_size, stride, padding)
+    return _core.max_pool2d_backward_indices(dy, indices, list(x_shape), k, s, pad)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):

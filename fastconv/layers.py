@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import initializers
+from . import _core, initializers
 from .functional import _backend, _resolve_padding
 
 __all__ = [
@@ -504,13 +504,24 @@ class MaxPool2D(_Pool2D):
     _base_name = "max_pooling2d"
 
     def forward(self, x, training=False):
-        y = _backend(x).max_pool2d_forward(x, self._kernel, self._stride, self._pad)
+        be = _backend(x)
+        # Training on the CPU keeps where each maximum was (one byte an output), so the
+        # backward need not read x again; inference and the GPU keep x.
+        self._idx = None
+        if training and be is _core and self._kernel[0] * self._kernel[1] <= 255:
+            y, self._idx = be.max_pool2d_forward_indices(x, self._kernel, self._stride, self._pad)
+            self._x, self._x_shape = None, x.shape
+            return y
+        y = be.max_pool2d_forward(x, self._kernel, self._stride, self._pad)
         self._x = x
         return y
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
+        if self._idx is not None:
+            return _core.max_pool2d_backward_indices(dy, self._idx, list(self._x_shape), self._kernel,
+                                                     self._stride, self._pad)
         return _backend(dy).max_pool2d_backward(dy, self._x, self._kernel, self._stride, self._pad)
 
 

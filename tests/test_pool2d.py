@@ -246,3 +246,106 @@ def test_max_pool_2x2_backward_ties_and_nan(width):
     want = ref.max_pool2d_backward(dy, x, 2)
     np.testing.assert_array_equal(got, want.astype(np.float32))
     assert np.count_nonzero(got) == np.count_nonzero(dy)   # each dy lands on exactly one cell
+
+
+# --------------------------------------------------------------------------------------
+# the training pair: max_pool2d_with_indices / max_pool2d_backward_indices (CPU)
+# --------------------------------------------------------------------------------------
+
+
+def _tied(rng, shape):
+    """Values from {0, 1, 2}: most windows hold ties; a few NaNs."""
+    x = rng.integers(0, 3, shape).astype(np.float32)
+    x.flat[rng.integers(0, x.size, max(1, x.size // 50))] = np.nan
+    return x
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=pool_cases(), tied=st.booleans())
+def test_max_pool_indices_give_the_same_output_and_gradient(case, tied):
+    """The training pair against the reference, and bit for bit against the plain pair (which
+    reads x), on random geometry: windows 1..4, strides, numeric and word padding, ties, NaN."""
+    x, dy = make_data(case)
+    if tied:
+        x = _tied(np.random.default_rng(case["seed"]), x.shape)
+    geo = geometry(case)
+    y, idx = F.max_pool2d_with_indices(x, **geo)
+    assert idx.dtype == np.uint8 and idx.shape == y.shape
+    np.testing.assert_array_equal(y, F.max_pool2d(x, **geo))
+    dx = F.max_pool2d_backward_indices(dy, idx, x.shape, **geo)
+    np.testing.assert_array_equal(dx, F.max_pool2d_backward(dy, x, **geo))
+    if not tied:
+        ref.assert_close(y, ref.max_pool2d(x, **geo), TOL, f"max_pool2d {case}")
+        ref.assert_close(dx, ref.max_pool2d_backward(dy, x, **geo), TOL, f"backward {case}")
+
+
+@pytest.mark.parametrize("h,w", [(28, 28), (14, 14), (16, 16), (17, 33), (2, 2), (9, 15), (30, 46), (3, 2)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_max_pool_2x2_indices_on_the_vector_path(h, w, threads):
+    """2x2 stride 2 (the AVX2 kernels): widths whose output rows are under 8, exactly 8, and
+    past a multiple of 8 (the last vector shifted back), odd sizes (a row and column in no
+    window: dx 0 there), ties and NaN; each index against plain loops, dx against the reference."""
+    import fastconv
+
+    rng = np.random.default_rng(h * 100 + w)
+    x = _tied(rng, (3, 5, h, w))
+    dy = rng.standard_normal((3, 5, h // 2, w // 2)).astype(np.float32)
+    old = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        y, idx = F.max_pool2d_with_indices(x, 2)
+        dx = F.max_pool2d_backward_indices(dy, idx, x.shape, 2)
+    finally:
+        fastconv.set_num_threads(old)
+    want_idx = np.zeros(y.shape, np.uint8)
+    for n, c, p, q in np.ndindex(*y.shape):
+        cells = x[n, c, 2 * p:2 * p + 2, 2 * q:2 * q + 2].reshape(-1)
+        nan = np.isnan(cells)
+        want_idx[n, c, p, q] = np.argmax(nan) if nan.any() else np.argmax(cells == cells.max())
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref.max_pool2d(x, 2)))
+    want_dx = np.zeros(x.shape, np.float32)
+    for n, c, p, q in np.ndindex(*y.shape):
+        a, b = divmod(int(want_idx[n, c, p, q]), 2)
+        want_dx[n, c, 2 * p + a, 2 * q + b] = dy[n, c, p, q]
+    np.testing.assert_array_equal(dx, want_dx)
+
+
+def test_max_pool_indices_bad_input():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    y, idx = F.max_pool2d_with_indices(x, 2)
+    dy = np.ones(y.shape, np.float32)
+    with pytest.raises(ValueError, match="idx must be the C-contiguous uint8"):
+        F.max_pool2d_backward_indices(dy, idx.astype(np.int64), x.shape, 2)
+    with pytest.raises(ValueError, match="idx must have shape"):
+        F.max_pool2d_backward_indices(dy, idx[:, :, :1], x.shape, 2)
+    bad = idx.copy()
+    bad[0, 0, 1, 1] = 4                                # outside a 2x2 window
+    with pytest.raises(ValueError, match="outside a 2x2 window"):
+        F.max_pool2d_backward_indices(dy, bad, x.shape, 2)
+    with pytest.raises(ValueError, match="dy must have shape"):
+        F.max_pool2d_backward_indices(dy[:, :, :1], idx, x.shape, 2)
+    with pytest.raises(TypeError, match="indices must be the uint8 array"):
+        F.max_pool2d_backward_indices(dy, [[0]], x.shape, 2)
+    with pytest.raises(ValueError, match="more cells than a byte"):
+        F.max_pool2d_with_indices(np.zeros((1, 1, 16, 16), np.float32), 16)
+
+
+def test_max_pool_layer_trains_from_indices_and_infers_without():
+    """MaxPool2D keeps indices (not x) in a CPU training forward, x in inference; both
+    backward paths give the same dx."""
+    from fastconv import layers
+
+    rng = np.random.default_rng(4)
+    x = _tied(rng, (2, 3, 10, 12))
+    layer = layers.MaxPool2D(2)
+    layer.build(x.shape[1:])
+    y_train = layer.forward(x, training=True)
+    assert layer._idx is not None and layer._x is None
+    dy = rng.standard_normal(y_train.shape).astype(np.float32)
+    dx_train = layer.backward(dy)
+    y_infer = layer.forward(x, training=False)
+    assert layer._idx is None and layer._x is x
+    np.testing.assert_array_equal(y_train, y_infer)
+    np.testing.assert_array_equal(dx_train, layer.backward(dy))
+    np.testing.assert_array_equal(dx_train, F.max_pool2d_backward(dy, x, 2))

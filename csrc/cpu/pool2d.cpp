@@ -21,10 +21,17 @@
 #include <cstring>
 #include <limits>
 
+#include "cpu/vmath.h"
 #include "ops.h"
 
 namespace fastconv {
 namespace cpu {
+
+#ifdef FASTCONV_X86
+// The 2x2 stride-2 training pair with AVX2 (pool2d_max2x2_avx2.cpp).
+void max_pool2d_2x2_forward_indices_avx2(const float* x, float* y, uint8_t* idx, const Pool2dParams& p);
+void max_pool2d_2x2_backward_indices_avx2(const float* dy, const uint8_t* idx, float* dx, const Pool2dParams& p);
+#endif
 
 namespace {
 struct Window { int64_t h0, h1, w0, w1; };
@@ -206,6 +213,152 @@ void max_pool2d_backward(const float* dy, const float* x, float* dx, const Pool2
       for (int64_t oq = 0; oq < p.Q; ++oq) {
         const int64_t a = window_argmax(xp, p, window(p, op, oq));
         if (a >= 0) dxp[a] += dyp[op * p.Q + oq];
+      }
+  }
+}
+
+// ---------------------------------------------------------------- max pooling with indices
+// The training path. The forward also records where each output's maximum lies in its window,
+// one byte per output: a * kw + b for the window's cell (a, b), counted from the window's
+// unclipped corner (op*sh - pt, oq*sw - pl); kNoCell where the window has no real cell. The
+// backward then places dy from those bytes instead of reading x again: it reads 1 byte per
+// output instead of the kh*kw floats of its window. Same choice of cell as the functions
+// above (the first maximum, a NaN winning), so the same dx bit for bit.
+namespace {
+template <int KH, int KW>
+void max_forward_indices_tiled(const float* x, float* y, uint8_t* idx, const Pool2dParams& p) {
+  const int64_t kh = KH ? KH : p.kh, kw = KW ? KW : p.kw, W = p.W, Q = p.Q;
+  const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
+#pragma omp parallel for schedule(static) if (parallel_planes(p))
+  for (int64_t i = 0; i < planes; ++i)
+    for (int64_t op = 0; op < p.P; ++op) {
+      const float* xr = x + i * HW + op * kh * W;   // (kh, W): the window rows of output row op
+      float* yr = y + i * PQ + op * Q;               // (Q)
+      uint8_t* ir = idx + i * PQ + op * Q;           // (Q)
+      if (kh == 2 && kw == 2) {                      // the common case, written to vectorise
+        const float* x0 = xr;  const float* x1 = xr + W;
+        for (int64_t oq = 0; oq < Q; ++oq) {
+          const float a = x0[2 * oq], b = x0[2 * oq + 1], c = x1[2 * oq], d = x1[2 * oq + 1];
+          const float m = nan_max(nan_max(nan_max(a, b), c), d);
+          const int na = !is_max(a, m), nb = na & !is_max(b, m), nc = nb & !is_max(c, m);
+          yr[oq] = m;
+          ir[oq] = uint8_t(na + nb + nc);            // 0, 1, 2 or 3: the first cell holding m
+        }
+        continue;
+      }
+      for (int64_t oq = 0; oq < Q; ++oq) {
+        const float* cell = xr + oq * kw;
+        float m = cell[0];
+        for (int64_t a = 0; a < kh; ++a)
+          for (int64_t b = 0; b < kw; ++b) m = nan_max(m, cell[a * W + b]);
+        int j = 0;                                   // the first cell holding m: scan backwards
+        for (int64_t a = kh - 1; a >= 0; --a)
+          for (int64_t b = kw - 1; b >= 0; --b)
+            j = is_max(cell[a * W + b], m) ? int(a * kw + b) : j;
+        yr[oq] = m;
+        ir[oq] = uint8_t(j);
+      }
+    }
+}
+
+template <int KH, int KW>
+void max_backward_indices_tiled(const float* dy, const uint8_t* idx, float* dx, const Pool2dParams& p) {
+  const int64_t kh = KH ? KH : p.kh, kw = KW ? KW : p.kw, W = p.W, Q = p.Q;
+  const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
+#pragma omp parallel for schedule(static) if (parallel_planes(p))
+  for (int64_t i = 0; i < planes; ++i) {
+    for (int64_t op = 0; op < p.P; ++op) {
+      float* dxr = dx + i * HW + op * kh * W;       // (kh, W)
+      const float* dyr = dy + i * PQ + op * Q;       // (Q)
+      const uint8_t* ir = idx + i * PQ + op * Q;     // (Q)
+      if (kh == 2 && kw == 2) {                      // the common case, written to vectorise
+        float* d0 = dxr;  float* d1 = dxr + W;
+        for (int64_t oq = 0; oq < Q; ++oq) {
+          const float g = dyr[oq];
+          const int j = ir[oq];
+          d0[2 * oq] = j == 0 ? g : 0.f;
+          d0[2 * oq + 1] = j == 1 ? g : 0.f;
+          d1[2 * oq] = j == 2 ? g : 0.f;
+          d1[2 * oq + 1] = j == 3 ? g : 0.f;
+        }
+      } else {
+        for (int64_t oq = 0; oq < Q; ++oq) {
+          const float g = dyr[oq];
+          const int64_t j = ir[oq];
+          for (int64_t a = 0; a < kh; ++a)
+            for (int64_t b = 0; b < kw; ++b) dxr[a * W + oq * kw + b] = a * kw + b == j ? g : 0.f;
+        }
+      }
+      for (int64_t a = 0; a < kh; ++a)              // columns past Q*kw: no window
+        for (int64_t w = Q * kw; w < W; ++w) dxr[a * W + w] = 0.f;
+    }
+    std::memset(dx + i * HW + p.P * kh * W, 0, sizeof(float) * (p.H - p.P * kh) * W);  // rows past P*kh
+  }
+}
+}  // namespace
+
+// The AVX2 kernels run on AVX2 and AVX-512 machines, not under FASTCONV_ISA=generic.
+inline bool avx2_2x2(const Pool2dParams& p) {
+#ifdef FASTCONV_X86
+  return tiles_input(p) && is_2x2(p) && std::strcmp(vec_math().isa, "generic") != 0;
+#else
+  (void)p;
+  return false;
+#endif
+}
+
+void max_pool2d_forward_indices(const float* x, float* y, uint8_t* idx, const Pool2dParams& p) {
+#ifdef FASTCONV_X86
+  if (avx2_2x2(p)) {
+    max_pool2d_2x2_forward_indices_avx2(x, y, idx, p);
+    return;
+  }
+#endif
+  if (tiles_input(p)) {
+    if (is_2x2(p)) max_forward_indices_tiled<2, 2>(x, y, idx, p);
+    else max_forward_indices_tiled<0, 0>(x, y, idx, p);
+    return;
+  }
+  const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
+#pragma omp parallel for schedule(static) if (planes * PQ > 4096)
+  for (int64_t i = 0; i < planes; ++i) {
+    const float* xp = x + i * HW;
+    for (int64_t op = 0; op < p.P; ++op)
+      for (int64_t oq = 0; oq < p.Q; ++oq) {
+        const int64_t a = window_argmax(xp, p, window(p, op, oq));
+        const int64_t o = i * PQ + op * p.Q + oq;
+        y[o] = a < 0 ? 0.f : xp[a];
+        idx[o] = a < 0 ? kNoCell
+                       : uint8_t((a / p.W - (op * p.stride_h - p.pad_top)) * p.kw +
+                                 (a % p.W - (oq * p.stride_w - p.pad_left)));
+      }
+  }
+}
+
+void max_pool2d_backward_indices(const float* dy, const uint8_t* idx, float* dx, const Pool2dParams& p) {
+#ifdef FASTCONV_X86
+  if (avx2_2x2(p)) {
+    max_pool2d_2x2_backward_indices_avx2(dy, idx, dx, p);
+    return;
+  }
+#endif
+  if (tiles_input(p)) {
+    if (is_2x2(p)) max_backward_indices_tiled<2, 2>(dy, idx, dx, p);
+    else max_backward_indices_tiled<0, 0>(dy, idx, dx, p);
+    return;
+  }
+  const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
+#pragma omp parallel for schedule(static) if (planes * PQ > 4096)
+  for (int64_t i = 0; i < planes; ++i) {
+    float* dxp = dx + i * HW;
+    std::memset(dxp, 0, sizeof(float) * HW);
+    for (int64_t op = 0; op < p.P; ++op)
+      for (int64_t oq = 0; oq < p.Q; ++oq) {
+        const int64_t o = i * PQ + op * p.Q + oq;
+        if (idx[o] == kNoCell) continue;
+        const int64_t h = op * p.stride_h - p.pad_top + idx[o] / p.kw;
+        const int64_t w = oq * p.stride_w - p.pad_left + idx[o] % p.kw;
+        dxp[h * p.W + w] += dy[o];
       }
   }
 }
