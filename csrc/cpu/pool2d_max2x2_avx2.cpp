@@ -15,6 +15,7 @@
 // Compiled with -mavx2 -mfma (the *avx2* file rule); pool2d.cpp calls it only on AVX2 machines.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/parallel.h"
@@ -47,8 +48,42 @@ inline void store_interleaved(float* p, __m256 even, __m256 odd) {
   _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
 }
 
-inline bool is_max1(float v, float m) { return (v == m) | (v != v); }
-inline float nan_max1(float m, float v) { return (v > m || v != v) ? v : m; }
+// Lanes 0 .. n-1 on (n <= 8), for the masked loads and stores of rows under 8 outputs.
+inline __m256i first_lanes(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+// Like split_even_odd, for the first 2n <= 16 floats at p; `whole`: the 16 floats at p are in
+// the array, so plain loads may read past the 2n (masked loads are slow on Zen 1).
+inline void split_even_odd_first(const float* p, int64_t n, bool whole, __m256* even, __m256* odd) {
+  const __m256 lo = whole ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first_lanes(std::min<int64_t>(2 * n, 8)));
+  const __m256 hi = whole ? _mm256_loadu_ps(p + 8)
+                          : _mm256_maskload_ps(p + 8, first_lanes(std::max<int64_t>(2 * n - 8, 0)));
+  *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+  *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
+}
+// Like store_interleaved, writing only the first 2n <= 16 floats (masked stores: one every
+// dozen cycles or so on Zen 1, so callers write whole vectors where they may).
+inline void store_interleaved_first(float* p, int64_t n, __m256 even, __m256 odd) {
+  const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
+  _mm256_maskstore_ps(p, first_lanes(std::min<int64_t>(2 * n, 8)), _mm256_permute2f128_ps(lo, hi, 0x20));
+  _mm256_maskstore_ps(p + 8, first_lanes(std::max<int64_t>(2 * n - 8, 0)), _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+// The window's maximum and the index of its first maximum, for 8 windows (cells a b / c d).
+inline void max_and_index(__m256 a, __m256 b, __m256 c, __m256 d, __m256* m_out, __m256i* j_out) {
+  const __m256 m = nan_max8(nan_max8(nan_max8(a, b), c), d);
+  // not_a = -1 where a is not the maximum; not_ab, not_abc alike: idx = their count.
+  const __m256i not_a = _mm256_castps_si256(_mm256_xor_ps(is_max8(a, m), _mm256_castsi256_ps(_mm256_set1_epi32(-1))));
+  const __m256i not_ab = _mm256_andnot_si256(_mm256_castps_si256(is_max8(b, m)), not_a);
+  const __m256i not_abc = _mm256_andnot_si256(_mm256_castps_si256(is_max8(c, m)), not_ab);
+  *m_out = m;
+  *j_out = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_add_epi32(_mm256_add_epi32(not_a, not_ab), not_abc));
+}
+// 8 int32 lanes (0..3) -> 8 bytes.
+inline int64_t to_bytes(__m256i j) {
+  const __m128i j16 = _mm_packs_epi32(_mm256_castsi256_si128(j), _mm256_extracti128_si256(j, 1));
+  return _mm_cvtsi128_si64(_mm_packus_epi16(j16, j16));
+}
 
 }  // namespace
 
@@ -62,32 +97,33 @@ void max_pool2d_2x2_forward_indices_avx2(const float* x, float* y, uint8_t* idx,
       float* yr = y + i * PQ + op * Q;               // (Q)
       uint8_t* ir = idx + i * PQ + op * Q;           // (Q)
       // Vectors of 8 outputs; the last one shifted back to end at Q (it recomputes a few
-      // outputs, the same bits, instead of a scalar tail, which mispredicts on random data).
-      int64_t oq = 0;
-      for (int64_t next = 0; Q >= 8 && next < Q; next += 8) {
-        oq = next + 8 <= Q ? next : Q - 8;
-        __m256 a, b, c, d;
+      // outputs, the same bits, instead of a scalar tail, which mispredicts on random data);
+      // rows under 8 outputs (the small VGG's second pool: 7) with masked loads and stores.
+      // Rows under 8 outputs: whole-vector loads and stores while they stay inside the plane
+      // (a store past the row lands on rows this thread writes later), masked ones after.
+      if (Q < 8) {
+        __m256 a, b, c, d, m;
+        __m256i j;
+        const float* x_end = x + (i + 1) * HW;
+        split_even_odd_first(x0, Q, x0 + 16 <= x_end, &a, &b);
+        split_even_odd_first(x1, Q, x1 + 16 <= x_end, &c, &d);
+        max_and_index(a, b, c, d, &m, &j);
+        if (yr + 8 <= y + (i + 1) * PQ) _mm256_storeu_ps(yr, m);
+        else _mm256_maskstore_ps(yr, first_lanes(Q), m);
+        const int64_t bytes = to_bytes(j);
+        std::memcpy(ir, &bytes, size_t(Q));
+        continue;
+      }
+      for (int64_t next = 0; next < Q; next += 8) {
+        const int64_t oq = next + 8 <= Q ? next : Q - 8;
+        __m256 a, b, c, d, m;
+        __m256i j;
         split_even_odd(x0 + 2 * oq, &a, &b);
         split_even_odd(x1 + 2 * oq, &c, &d);
-        const __m256 m = nan_max8(nan_max8(nan_max8(a, b), c), d);
-        // not_a = -1 where a is not the maximum; not_ab, not_abc alike: idx = their count.
-        const __m256i not_a = _mm256_castps_si256(_mm256_xor_ps(is_max8(a, m), _mm256_castsi256_ps(_mm256_set1_epi32(-1))));
-        const __m256i not_ab = _mm256_andnot_si256(_mm256_castps_si256(is_max8(b, m)), not_a);
-        const __m256i not_abc = _mm256_andnot_si256(_mm256_castps_si256(is_max8(c, m)), not_ab);
-        const __m256i j = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                           _mm256_add_epi32(_mm256_add_epi32(not_a, not_ab), not_abc));
+        max_and_index(a, b, c, d, &m, &j);
         _mm256_storeu_ps(yr + oq, m);
-        // 8 int32 lanes (0..3) -> 8 bytes.
-        const __m128i j16 = _mm_packs_epi32(_mm256_castsi256_si128(j), _mm256_extracti128_si256(j, 1));
-        const __m128i j8 = _mm_packus_epi16(j16, j16);
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(ir + oq), j8);
-      }
-      for (oq = Q >= 8 ? Q : 0; oq < Q; ++oq) {     // rows under 8 outputs, one at a time
-        const float a = x0[2 * oq], b = x0[2 * oq + 1], c = x1[2 * oq], d = x1[2 * oq + 1];
-        const float m = nan_max1(nan_max1(nan_max1(a, b), c), d);
-        const int na = !is_max1(a, m), nb = na & !is_max1(b, m), nc = nb & !is_max1(c, m);
-        yr[oq] = m;
-        ir[oq] = uint8_t(na + nb + nc);
+        const int64_t bytes = to_bytes(j);
+        std::memcpy(ir + oq, &bytes, 8);
       }
     }
 }
@@ -101,26 +137,28 @@ void max_pool2d_2x2_backward_indices_avx2(const float* dy, const uint8_t* idx, f
       float* d1 = d0 + W;                            // (W)
       const float* dyr = dy + i * PQ + op * Q;       // (Q)
       const uint8_t* ir = idx + i * PQ + op * Q;     // (Q)
-      int64_t oq = 0;
-      for (int64_t next = 0; Q >= 8 && next < Q; next += 8) {   // the last vector shifted back
-        oq = next + 8 <= Q ? next : Q - 8;
-        const __m256 g = _mm256_loadu_ps(dyr + oq);
-        int64_t bytes;
-        std::memcpy(&bytes, ir + oq, 8);
+      const auto cells = [&](int64_t oq, int64_t n, __m256 g) {   // n outputs from oq
+        int64_t bytes = 0;
+        std::memcpy(&bytes, ir + oq, size_t(n));
         const __m256i j = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes));
         const auto cell = [&](int k) {
           return _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(j, _mm256_set1_epi32(k))));
         };
-        store_interleaved(d0 + 2 * oq, cell(0), cell(1));
-        store_interleaved(d1 + 2 * oq, cell(2), cell(3));
-      }
-      for (oq = Q >= 8 ? Q : 0; oq < Q; ++oq) {     // rows under 8 outputs
-        const float g = dyr[oq];
-        const int j = ir[oq];
-        d0[2 * oq] = j == 0 ? g : 0.f;
-        d0[2 * oq + 1] = j == 1 ? g : 0.f;
-        d1[2 * oq] = j == 2 ? g : 0.f;
-        d1[2 * oq + 1] = j == 3 ? g : 0.f;
+        // Whole vectors where the 16 floats stay inside the plane: what lands past the row
+        // is written again later by this thread (the next rows, or the zeroing below).
+        const float* dx_end = dx + (i + 1) * HW;
+        if (n == 8 || d0 + 2 * oq + 16 <= dx_end) store_interleaved(d0 + 2 * oq, cell(0), cell(1));
+        else store_interleaved_first(d0 + 2 * oq, n, cell(0), cell(1));
+        if (n == 8 || d1 + 2 * oq + 16 <= dx_end) store_interleaved(d1 + 2 * oq, cell(2), cell(3));
+        else store_interleaved_first(d1 + 2 * oq, n, cell(2), cell(3));
+      };
+      if (Q < 8) {                                   // one step, masked near the plane's end
+        cells(0, Q, dyr + 8 <= dy + (i + 1) * PQ ? _mm256_loadu_ps(dyr) : _mm256_maskload_ps(dyr, first_lanes(Q)));
+      } else {
+        for (int64_t next = 0; next < Q; next += 8) {   // the last vector shifted back
+          const int64_t oq = next + 8 <= Q ? next : Q - 8;
+          cells(oq, 8, _mm256_loadu_ps(dyr + oq));
+        }
       }
       for (int64_t w = 2 * Q; w < W; ++w) d0[w] = d1[w] = 0.f;   // a last odd column
     }
