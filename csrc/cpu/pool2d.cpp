@@ -6,7 +6,9 @@
 // max pooling never picks a padded cell, and average pooling divides either by kh*kw
 // (count_include_pad, PyTorch's default) or by the number of real cells (Keras's "same").
 // Max pooling's backward recomputes the window's first maximum (row-major order) from x, so
-// forward and backward agree on ties without storing indices.
+// forward and backward agree on ties without storing indices. The training pair
+// (max_pool2d_forward_indices / max_pool2d_backward_indices, below) stores that choice instead,
+// one byte an output, so the backward reads a byte rather than the window; the same bits.
 //
 // Fast path: windows that tile the input (stride == window, no padding; 2x2 stride 2 is the
 // common one) are disjoint and never clipped, so each output row reads kh whole input rows
