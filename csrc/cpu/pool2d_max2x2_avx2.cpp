@@ -96,11 +96,9 @@ void max_pool2d_2x2_forward_indices_avx2(const float* x, float* y, uint8_t* idx,
       const float* x1 = x0 + W;                      // (W): its bottom row
       float* yr = y + i * PQ + op * Q;               // (Q)
       uint8_t* ir = idx + i * PQ + op * Q;           // (Q)
-      // Vectors of 8 outputs; the last one shifted back to end at Q (it recomputes a few
-      // outputs, the same bits, instead of a scalar tail, which mispredicts on random data);
-      // rows under 8 outputs (the small VGG's second pool: 7) with masked loads and stores.
-      // Rows under 8 outputs: whole-vector loads and stores while they stay inside the plane
-      // (a store past the row lands on rows this thread writes later), masked ones after.
+      // Rows under 8 outputs (the small VGG's second pool: 7): one step, with whole-vector
+      // loads and stores while they stay inside the plane (a store past the row lands on rows
+      // this thread writes later) and masked ones after.
       if (Q < 8) {
         __m256 a, b, c, d, m;
         __m256i j;
@@ -114,6 +112,8 @@ void max_pool2d_2x2_forward_indices_avx2(const float* x, float* y, uint8_t* idx,
         std::memcpy(ir, &bytes, size_t(Q));
         continue;
       }
+      // Vectors of 8 outputs; the last one shifted back to end at Q (it recomputes a few
+      // outputs, the same bits, instead of a scalar tail, which mispredicts on random data).
       for (int64_t next = 0; next < Q; next += 8) {
         const int64_t oq = next + 8 <= Q ? next : Q - 8;
         __m256 a, b, c, d, m;
