@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "cpu/stream_store.h"
-
 #include "cpu/vmath.h"
 #include "ops.h"
 

@@ -24,7 +24,7 @@ namespace cpu {
 constexpr int64_t kStreamBlock = 2048;   // floats per L1 block: 8 KiB
 
 // Whether an output of `bytes` bytes is written with streaming stores: more than half the
-// last-level cache (sysconf's size, or 8 MiB where it says nothing).
+// last-level cache (cpu0's largest cache in sysfs, else sysconf's, else 8 MiB).
 bool streams_output(int64_t bytes);
 
 // The threshold in bytes; set_stream_store_threshold(-1) restores the default. For tests,
