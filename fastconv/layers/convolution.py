@@ -1,0 +1,200 @@
+"""Convolution layers: Conv2D.
+
+Conv2D's forward is one kernel call (convolution, bias and activation fused into the output
+pass); its backward is the activation's backward (fused with the bias gradient on the CPU),
+then the weight gradient, then the input gradient. Layouts: x (N, C, H, W), kernel OIHW
+(filters, in_channels, kh, kw), bias (filters,).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import initializers
+from ..functional import resolve_padding
+from .base import (Layer, _activation_code, _check_padding, _init_config, _out_size, _pair,
+                   shapes_only_active)
+
+__all__ = ["Conv2D", "Convolution2D"]
+
+
+class Conv2D(Layer):
+    """2-D convolution: y = act(conv(x, kernel) + bias), x (N, C, H, W) -> (N, filters, P, Q).
+
+    filters: number of output maps K. kernel_size, strides, dilation_rate: int or (h, w).
+    padding: "valid", "same" (TensorFlow's rule for any stride: out = ceil(n / s), the odd
+    pixel bottom/right), an int or an (h, w) pair. activation: None, "relu", "tanh" or
+    "sigmoid", fused into the kernel's output pass. kernel_initializer / bias_initializer:
+    names from fastconv.initializers or initialiser objects.
+
+    connections: optional boolean (filters, in_channels) array; connections[k, c] says whether
+    output map k sees input map c (LeNet-5's C3 table). The kernel and its gradient are
+    multiplied by the mask, so unconnected weights stay exactly zero, whatever the optimiser;
+    count_params counts only the connected weights.
+
+    kernel is OIHW (filters, in_channels, kh, kw), bias (filters,).
+    """
+
+    _param_names = ("kernel", "bias")
+    _base_name = "conv2d"
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1,
+                 activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", data_format=None, connections=None, name=None,
+                 input_shape=None, trainable=True):
+        super().__init__(name, input_shape, data_format, trainable)
+        owner = self._owner
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"{owner}: filters must be a positive int, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size", owner)
+        self.strides = _pair(strides, "strides", owner)
+        self.dilation_rate = _pair(dilation_rate, "dilation_rate", owner)
+        self.padding = _check_padding(padding, owner)
+        self.activation, self._act = _activation_code(activation, owner)
+        if self._act is None:
+            raise ValueError(f"{owner}: activation 'softmax' is for Dense layers; put a Softmax layer "
+                             "after a Flatten instead")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        if connections is not None:
+            connections = np.asarray(connections, dtype=bool)
+            if connections.ndim != 2 or connections.shape[0] != self.filters:
+                raise ValueError(f"{owner}: connections must be a boolean (filters, in_channels) = "
+                                 f"({self.filters}, C) array, got shape {connections.shape}")
+        self.connections = connections
+        self.kernel = None
+        self.bias = None
+        self._mask = None
+
+    def _build(self, input_shape):
+        self._require_image(input_shape)
+        c, h, w = input_shape
+        kh, kw = self.kernel_size
+        if self.connections is not None and self.connections.shape[1] != c:
+            raise ValueError(f"{self._owner}: connections has shape {self.connections.shape} but the "
+                             f"input has {c} channels (expected ({self.filters}, {c}))")
+        self._stride = self.strides
+        self._dilation = self.dilation_rate
+        self._pad = tuple(int(p) for p in resolve_padding(self.padding, (h, w), self.kernel_size,
+                                                          self.strides, self.dilation_rate))
+        t, l, b, r = self._pad
+        out_h = _out_size(h, kh, self._stride[0], t, b, self._dilation[0])
+        out_w = _out_size(w, kw, self._stride[1], l, r, self._dilation[1])
+        if out_h < 1 or out_w < 1:
+            raise ValueError(f"{self._owner}: a {kh}x{kw} kernel (dilation {self._dilation}, padding "
+                             f"{self.padding!r}) does not fit the {h}x{w} input (per-sample shape "
+                             f"{input_shape})")
+        fan_in, fan_out = c * kh * kw, self.filters * kh * kw
+        self.kernel = self._new_weight(self.kernel_initializer, (self.filters, c, kh, kw), fan_in,
+                                       fan_out)
+        self.bias = (self._new_weight(self.bias_initializer, (self.filters,), fan_in, fan_out)
+                     if self.use_bias else None)
+        if self.connections is not None:
+            mask = np.broadcast_to(self.connections[:, :, None, None], self.kernel.shape)
+            if not shapes_only_active():
+                self._mask = np.ascontiguousarray(mask, np.float32)
+                self.kernel *= self._mask
+        return (self.filters, out_h, out_w)
+
+    def count_params(self):
+        if self._mask is None:
+            return super().count_params()
+        kh, kw = self.kernel_size
+        return int(self.connections.sum()) * kh * kw + (self.filters if self.use_bias else 0)
+
+    def _after_set_weights(self):
+        if self._mask is not None:
+            self.kernel *= self._mask
+
+    # --- per call ---------------------------------------------------------------------------
+    @property
+    def final_activation(self):
+        return "sigmoid" if self.activation == "sigmoid" else None
+
+    def forward(self, ctx, x):
+        return self.forward_padded(ctx, x, self._pad, self._act)
+
+    def backward(self, ctx, saved, dy, need_dx=True, grads=None):
+        return self.backward_padded(ctx, saved, dy, need_dx, grads)
+
+    def forward_logits(self, ctx, x):
+        return self.forward_padded(ctx, x, self._pad, 0)
+
+    def backward_logits(self, ctx, saved, dlogits, need_dx=True, grads=None):
+        return self.backward_padded(ctx, saved, dlogits, need_dx, grads)
+
+    def forward_padded(self, ctx, x, pad, act):
+        """The convolution with explicit padding (top, left, bottom, right) and activation code:
+        what forward runs, and what a ZeroPadding2D fused into this layer runs."""
+        w = ctx.weights(self)
+        y = ctx.backend.conv2d(x, w[0], w[1] if self.use_bias else None, self._stride, pad,
+                               self._dilation, act)
+        return y, (x, y, pad, act)
+
+    def backward_padded(self, ctx, saved, dy, need_dx, grads):
+        x, y, pad, act = saved
+        be = ctx.backend
+        w = ctx.weights(self)
+        db_done = False
+        if act:
+            fused = be.activation_backward_bias  # the CPU has it: one pass over dy
+            if fused is not None and self.use_bias and grads is not None:
+                dy, db = fused(dy, y, act)
+                be.copy_into(grads[1], db)
+                db_done = True
+            else:
+                dy = be.activation_backward(dy, y, act)
+        if grads is not None:
+            be.conv2d_backward_weight_into(grads[0], dy, x, self._stride, pad, self._dilation)
+            if self._mask is not None:
+                be.multiply_(grads[0], self._mask_for(ctx))
+            if self.use_bias and not db_done:
+                be.conv2d_backward_bias_into(grads[1], dy)
+        if not need_dx:
+            return None
+        return be.conv2d_backward_input(dy, w[0], x.shape, self._stride, pad, self._dilation)
+
+    def _mask_for(self, ctx):
+        """The connection mask on the call's device (copied to the GPU once and kept)."""
+        if ctx.backend.name == "cpu":
+            return self._mask
+        cached = getattr(self, "_device_mask", None)
+        if cached is None:
+            cached = self._device_mask = ctx.backend.ext.Tensor.from_numpy(self._mask)
+        return cached
+
+    # --- layouts and saving -------------------------------------------------------------------
+    def get_weights_keras(self):
+        """[kernel HWIO (kh, kw, in, filters), bias] as Keras stores them."""
+        self._check_built("get_weights_keras")
+        out = [np.ascontiguousarray(self.kernel.transpose(2, 3, 1, 0))]
+        return out + ([self.bias.copy()] if self.use_bias else [])
+
+    def set_weights_keras(self, weights):
+        """Set [kernel HWIO (kh, kw, in, filters), bias] from Keras's layout."""
+        weights = list(weights)
+        if weights:
+            kernel = np.asarray(weights[0], dtype=np.float32)
+            if kernel.ndim != 4:
+                raise ValueError(f"{self._owner}: a Keras Conv2D kernel is 4-D (kh, kw, in, out), got "
+                                 f"shape {kernel.shape}")
+            weights[0] = kernel.transpose(3, 2, 0, 1)
+        self.set_weights(weights)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=list(self.kernel_size),
+                      strides=list(self.strides),
+                      padding=list(self.padding) if isinstance(self.padding, tuple) else self.padding,
+                      dilation_rate=list(self.dilation_rate), activation=self.activation,
+                      use_bias=self.use_bias,
+                      kernel_initializer=_init_config(self.kernel_initializer),
+                      bias_initializer=_init_config(self.bias_initializer))
+        if self.connections is not None:
+            config["connections"] = self.connections.tolist()
+        return config
+
+
+# Keras's longer name.
+Convolution2D = Conv2D

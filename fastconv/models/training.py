@@ -1,0 +1,810 @@
+"""Compiling, training, evaluating and predicting: one loop for every device.
+
+How a training step runs. ``fit`` converts the data once (contiguous float32 NCHW; NHWC input
+is transposed once when the model is channels_last) and checks it for NaN and Inf once. Each
+step gathers its samples into one batch buffer (``np.take(..., out=)``), runs the model's plan
+forward (fastconv.models.graph: every primitive layer's kernels, shapes resolved at build
+time), the loss, the plan backward in reverse, and one optimiser step. The weights of a model's
+layers live in one flat float32 buffer (each layer's kernel and bias are views into it) and so
+do their gradients, so the optimiser update is one kernel call per contiguous run of trainable
+weights: one, unless some layers are frozen. Nothing grows from epoch to epoch.
+
+The device is a detail of the step: on "cuda" the same loop drives a runner whose step gathers
+the batch on the GPU and replays the whole step as one CUDA graph (fastconv.models.cuda_step);
+the layers it runs are the same objects.
+
+With a cross-entropy loss the model trains on logits: if it ends in a softmax (a Softmax layer
+or Dense(activation="softmax")), the loss is applied to that softmax's input with the fused
+softmax_cross_entropy and the softmax's own backward is skipped; ``predict`` still returns
+probabilities. A model that ends in a plain Dense is read as giving logits.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from .. import losses as _losses
+from .. import metrics as _metrics
+from .. import optimizers as _optimizers
+from ..backend import CPU, is_device_tensor
+from ..callbacks import Callback, History
+from ..layers import base as B
+from ..progress import ProgressBar
+from . import graph as G
+
+__all__ = ["compile_model", "fit", "evaluate", "predict", "train_on_batch", "compute_gradients",
+           "input_gradients", "prepare_inputs", "user_outputs", "check_device"]
+
+
+# ------------------------------------------------------------------------------------ checks
+def check_device(device, owner):
+    """Normalise a device argument: "cpu" or "cuda" (RuntimeError if no GPU for "cuda")."""
+    if not isinstance(device, str) or device.lower() not in ("cpu", "cuda", "gpu"):
+        raise ValueError(f"{owner}: device must be 'cpu' or 'cuda', got {device!r}")
+    device = "cuda" if device.lower() in ("cuda", "gpu") else "cpu"
+    if device == "cuda":
+        from .. import cuda
+
+        if not cuda.is_available():
+            raise RuntimeError(f"{owner}: device='cuda' was asked for but {cuda.why_unavailable()}")
+    return device
+
+
+def _int_arg(value, name, owner, minimum, allow_none=False, default=None):
+    if value is None:
+        if allow_none:
+            return default
+        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got None")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _batch_size(value, owner, default=32):
+    return _int_arg(value, "batch_size", owner, 1, allow_none=True, default=default)
+
+
+def _verbose(value, owner):
+    if value == "auto":
+        return 1
+    if isinstance(value, bool) or value not in (0, 1, 2):
+        raise ValueError(f"{owner}: verbose must be 0, 1, 2 or 'auto', got {value!r}")
+    return int(value)
+
+
+def _check_compiled(model, what):
+    if model.optimizer is None or not model.losses:
+        raise RuntimeError(f"{model._owner}.{what}: the model is not compiled; call "
+                           "model.compile(optimizer=..., loss=...) first")
+
+
+def _check_finite(arrays, names, owner):
+    """Refuse NaN or Inf in float input data, naming the argument and the first bad sample."""
+    for a, name in zip(arrays, names):
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.size:
+            ok = np.isfinite(a.reshape(len(a), -1)).all(axis=1) if a.ndim > 1 else np.isfinite(a)
+            if not ok.all():
+                i = int(np.argmin(ok))
+                raise ValueError(f"{owner}: {name} has NaN or Inf values (sample {i} is the first); "
+                                 "clean the data first")
+
+
+# ------------------------------------------------------------------------------------ compile
+def compile_model(model, optimizer, loss, metrics, loss_weights):
+    model.optimizer = _optimizers.get(optimizer)
+    if isinstance(loss, dict):
+        names = _output_names(model)
+        missing = [k for k in loss if k not in names]
+        if missing or not model.built:
+            raise ValueError(f"{model._owner}.compile: loss keys {missing or list(loss)} do not name "
+                             f"the model's outputs ({', '.join(names)})")
+        losses = [_losses.get(loss[k]) if k in loss else None for k in names]
+    elif isinstance(loss, (list, tuple)):
+        losses = [None if item is None else _losses.get(item) for item in loss]
+    else:
+        losses = [_losses.get(loss)]
+    model.losses = losses
+    model.loss = losses[0] if len(losses) == 1 else losses
+    if loss_weights is None:
+        model.loss_weights = None
+    else:
+        weights = loss_weights
+        if isinstance(loss_weights, dict):
+            weights = [float(loss_weights.get(k, 1.0)) for k in _output_names(model)]
+        model.loss_weights = [float(w) for w in weights]
+    if metrics is None:
+        metrics = []
+    elif isinstance(metrics, (str, type)) or callable(metrics) and not isinstance(metrics, (list, tuple)):
+        metrics = [metrics]  # "accuracy" is one metric, not the letters a, c, c, ...
+    elif not isinstance(metrics, (list, tuple)):
+        raise TypeError(f"{model._owner}.compile: metrics must be a name or a list of names, got "
+                        f"{type(metrics).__name__}")
+    model.metrics = [_metrics.get(m) for m in metrics]
+    model._compiled_trainable = None  # read at the first step: the model may not be built yet
+    model._compile_flags = None
+    model._trainer = None
+    if model.built:
+        _snapshot_trainable(model)
+
+
+def _snapshot_trainable(model):
+    layers = model._trainable_layers()
+    model._compiled_trainable = layers
+    model._trainer = None
+
+
+def _output_names(model):
+    if not model.built:
+        return []
+    return [t.node.layer.name for t in model._graph.outputs]
+
+
+def _output_losses(model):
+    """One loss per output (the single loss repeated for a model of several outputs)."""
+    n = len(model._graph.outputs)
+    losses = list(model.losses)
+    if len(losses) == 1 and n > 1:
+        losses = losses * n
+    if len(losses) != n:
+        raise ValueError(f"{model._owner}: compile gave {len(losses)} losses for {n} outputs")
+    return losses
+
+
+def _logits_for(losses):
+    out = []
+    for loss in losses:
+        act = getattr(loss, "fusable_activation", "softmax" if getattr(loss, "expects_logits", False)
+                      else None)
+        if act is not None and getattr(loss, "from_logits", None) is True:
+            act = None
+        out.append(act)
+    return out
+
+
+class _Trainer:
+    """A compiled model's training state on the host: which weights train, and their gradient
+    buffers. Trainable weights are grouped by the flat buffer that holds them and merged into
+    contiguous runs; each run is one optimiser call (params[i] and grads[i] are flat views)."""
+
+    def __init__(self, model):
+        from .model import _pack
+
+        layers = model._compiled_trainable
+        _pack(layers)
+        self.layers = layers
+        self.ids = {id(layer) for layer in layers}
+        by_buffer = {}
+        for layer in layers:
+            flat, offsets = layer._packed
+            entry = by_buffer.setdefault(id(flat), (flat, []))
+            for p, off in zip(layer.params, offsets):
+                entry[1].append((off, off + p.size))
+        self.params, self.grads, self.runs = [], [], []
+        grad_buffers = {}
+        for key, (flat, spans) in by_buffer.items():
+            gflat = np.zeros(flat.size, dtype=np.float32)
+            grad_buffers[key] = gflat
+            spans.sort()
+            merged = []
+            for a, b in spans:
+                if merged and merged[-1][1] == a:
+                    merged[-1][1] = b
+                else:
+                    merged.append([a, b])
+            for a, b in merged:
+                whole = a == 0 and b == flat.size
+                self.params.append(flat if whole else flat[a:b])
+                self.grads.append(gflat if whole else gflat[a:b])
+                self.runs.append((flat, a, b))
+        self.grad_views = {}
+        for layer in layers:
+            flat, offsets = layer._packed
+            gflat = grad_buffers[id(flat)]
+            self.grad_views[id(layer)] = [gflat[o:o + p.size].reshape(p.shape)
+                                          for p, o in zip(layer.params, offsets)]
+        self.key = _trainer_key(model)
+
+
+def _trainer_key(model):
+    return tuple((id(layer), id(getattr(layer, "_packed", (None,))[0]))
+                 for layer in model._compiled_trainable)
+
+
+def _trainer(model):
+    if model._compiled_trainable is None:
+        _snapshot_trainable(model)
+    trainer = model._trainer
+    if trainer is None or trainer.key != _trainer_key(model):
+        trainer = model._trainer = _Trainer(model)
+    return trainer
+
+
+# ------------------------------------------------------------------------------------ data
+def _input_specs(model):
+    """[(per-sample NCHW shape, channels_last, name)] for each model input."""
+    if hasattr(model, "_channels_last") and not model._multi_input:
+        return [(model.input_shape, model._channels_last, "x")]
+    return [(t.per_sample_shape, getattr(t.node.layer, "data_format", None) == "channels_last",
+             t.node.layer.name) for t in model._graph.inputs]
+
+
+def _as_list(value, n, names, what, owner):
+    if isinstance(value, dict):
+        missing = [k for k in names if k not in value]
+        if missing:
+            raise ValueError(f"{owner}: {what} has no entry for {missing} (expected keys "
+                             f"{names})")
+        return [value[k] for k in names]
+    if n > 1:
+        if not isinstance(value, (list, tuple)) or len(value) != n:
+            raise ValueError(f"{owner}: the model has {n} {what.split()[0]}s; give {what} as a list "
+                             f"of {n} arrays (or a dict by name)")
+        return list(value)
+    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], np.ndarray):
+        return [value[0]]
+    return [value]
+
+
+def _ensure_built(model, x, what):
+    """Build the model from the data's shape when it is not built (a Sequential without an
+    input shape, a subclassed model not traced yet)."""
+    if model.built:
+        return
+    from .model import Sequential
+
+    if isinstance(model, Sequential):
+        declared = model.declared_input_shape or (model.layers[0].declared_input_shape
+                                                  if model.layers else None)
+        if declared is not None:
+            model.build()
+            return
+        a = x if is_device_tensor(x) else np.asarray(x)
+        if len(a.shape) < 2:
+            raise ValueError(f"Sequential.{what}: x must have a batch axis, got shape {tuple(a.shape)}")
+        model.build(tuple(a.shape[1:]))
+        return
+    arrays = isinstance(x, (list, tuple)) and len(x) > 1 and all(
+        isinstance(a, np.ndarray) or is_device_tensor(a) for a in x)
+    items = list(x) if arrays else [x]
+    shapes = [tuple(np.shape(a)[1:]) if not is_device_tensor(a) else tuple(a.shape[1:])
+              for a in items]
+    model._trace(shapes if len(shapes) > 1 else shapes[0])
+
+
+def prepare_inputs(model, x, what):
+    """The model's inputs as a list of contiguous float32 NCHW arrays (or device tensors),
+    building the model if needed; ValueError for a wrong shape, naming the layout."""
+    owner = f"{model._owner}.{what}"
+    if x is None:
+        raise ValueError(f"{owner}: x is required")
+    _ensure_built(model, x, what)
+    specs = _input_specs(model)
+    names = [s[2] for s in specs]
+    items = _as_list(x, len(specs), names, "input x", owner)
+    out = []
+    for a, (shape, channels_last, name) in zip(items, specs):
+        if is_device_tensor(a):
+            out.append(a)
+            continue
+        a = np.asarray(a)
+        if a.dtype.kind not in "fiub":
+            raise TypeError(f"{owner}: x must be a real numeric array, got dtype {a.dtype}")
+        if a.ndim < 2:
+            raise ValueError(f"{owner}: x must have a batch axis, got shape {a.shape}")
+        if channels_last and a.ndim == 4:
+            a = a.transpose(0, 3, 1, 2)
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if tuple(a.shape[1:]) != tuple(shape):
+            if channels_last and len(shape) == 3 and a.ndim == 4:
+                raise ValueError(f"{owner}: x has per-sample shape "
+                                 f"{(a.shape[2], a.shape[3], a.shape[1])} (H, W, C) but the model "
+                                 f"was built for {(shape[1], shape[2], shape[0])}")
+            raise ValueError(f"{owner}: x has per-sample shape {tuple(a.shape[1:])} but the model "
+                             f"was built for input shape {tuple(shape)} (x.shape={a.shape})")
+        out.append(a)
+    n = len(out[0])
+    for a in out[1:]:
+        if len(a) != n:
+            raise ValueError(f"{owner}: the inputs have different numbers of samples "
+                             f"({[len(t) for t in out]})")
+    return out
+
+
+def prepare_targets(model, y, n, what):
+    """The targets as a list (one per output) in the form each loss takes."""
+    owner = f"{model._owner}.{what}"
+    if y is None:
+        raise ValueError(f"{owner}: y is required (the targets)")
+    losses = _output_losses(model)
+    outs = model._graph.outputs
+    items = _as_list(y, len(outs), _output_names(model), "target y", owner)
+    ys = []
+    for t, loss, out in zip(items, losses, outs):
+        if loss is None:
+            ys.append(None)
+            continue
+        out_shape = (None,) + tuple(out.per_sample_shape)
+        t = _target_layout(model, np.asarray(t), out.per_sample_shape)
+        t = loss.prepare_target(t, out_shape, owner=owner)
+        if len(t) != n:
+            raise ValueError(f"{owner}: x has {n} samples but y has {len(t)}")
+        ys.append(t)
+    return ys
+
+
+def _target_layout(model, y, out_shape):
+    """NHWC targets of a channels_last model (an autoencoder's images) -> NCHW."""
+    channels_last = getattr(model, "_channels_last", model.data_format == "channels_last")
+    if channels_last and y.ndim == 4 and len(out_shape) == 3 and \
+            tuple(y.shape[1:]) == (out_shape[1], out_shape[2], out_shape[0]):
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+    return y
+
+
+def user_outputs(model, outs):
+    """Outputs as the user sees them: NHWC for a channels_last model's images, one array for
+    a model of one output."""
+    channels_last = getattr(model, "_channels_last", model.data_format == "channels_last")
+    res = []
+    for o in outs:
+        if channels_last and isinstance(o, np.ndarray) and o.ndim == 4:
+            o = np.ascontiguousarray(o.transpose(0, 2, 3, 1))
+        res.append(o)
+    return res[0] if model._single_output else res
+
+
+def _sample_weights(sample_weight, class_weight, ys, n, owner):
+    """Per-sample weights (n,) from sample_weight and class_weight, or None."""
+    sw = None
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, dtype=np.float32).reshape(-1)
+        if sw.shape != (n,):
+            raise ValueError(f"{owner}: sample_weight must have one value per sample ({n}), got "
+                             f"shape {np.shape(sample_weight)}")
+        if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+            raise ValueError(f"{owner}: sample_weight must be finite and >= 0")
+    if class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"{owner}: class_weight must be a dict class -> weight, got "
+                            f"{type(class_weight).__name__}")
+        y = ys[0]
+        labels = y if y.ndim == 1 else (y.argmax(axis=1) if y.shape[1] > 1 else (y[:, 0] > 0.5))
+        cw = np.ones(n, dtype=np.float32)
+        for cls, weight in class_weight.items():
+            cw[labels == int(cls)] = float(weight)
+        sw = cw if sw is None else sw * cw
+    return np.ascontiguousarray(sw) if sw is not None else None
+
+
+# ------------------------------------------------------------------------------------ steps
+def _loss_and_grads(model, losses, outs, ys, sw, logits, need_grad=True):
+    """(total loss, [dout per output]) for a batch."""
+    total, douts = 0.0, []
+    weights = model.loss_weights or [1.0] * len(losses)
+    for loss, out, y, lw, is_logits in zip(losses, outs, ys, weights, logits):
+        if loss is None:
+            douts.append(None)
+            continue
+        value, grad = _call_loss(loss, out, y, sw, is_logits)
+        if lw != 1.0:
+            value *= lw
+            grad = grad * np.float32(lw)
+        total += value
+        douts.append(grad)
+    return total, douts
+
+
+def _call_loss(loss, out, y, sw, is_logits):
+    if sw is None:
+        return loss.forward_backward(out, y)
+    try:
+        return loss.forward_backward(out, y, sample_weight=sw)
+    except TypeError:
+        raise NotImplementedError(f"loss {loss.name!r} does not take sample weights") from None
+
+
+def _nonfinite_message(model, value, xs, owner):
+    for i, a in enumerate(xs):
+        if isinstance(a, np.ndarray) and not np.all(np.isfinite(a)):
+            return (f"{owner}: the loss became {value} because input {i} of this batch has NaN or "
+                    "Inf values; clean the data")
+    for layer in model._graph.primitive_layers():
+        for p in layer.params:
+            if not np.all(np.isfinite(p)):
+                return (f"{owner}: the loss became {value}: the weights of layer {layer.name!r} "
+                        "are no longer finite (training diverged); lower the learning rate "
+                        f"(now {getattr(model.optimizer, 'learning_rate', '?')})")
+    return (f"{owner}: the loss became {value} with finite data and weights: the model's outputs "
+            "overflowed; lower the learning rate "
+            f"(now {getattr(model.optimizer, 'learning_rate', '?')}) or scale the inputs")
+
+
+class _HostStep:
+    """One CPU training step of a compiled model: forward, loss, backward, optimiser."""
+
+    def __init__(self, model):
+        self.model = model
+        self.trainer = _trainer(model)
+        self.losses = _output_losses(model)
+        logits_for = _logits_for(self.losses)
+        self.plan = model._plan("train", logits_for, self.trainer.ids)
+        self.track_accuracy = "accuracy" in model.metrics
+        out = model._graph.outputs[0].per_sample_shape
+        self.acc_units = 1 if (len(out) == 1 and out[0] > 1) else int(np.prod(out))
+
+    def __call__(self, xs, ys, sw, owner):
+        model = self.model
+        ctx = B.Context(True, CPU)
+        outs, tape = G.forward(self.plan, ctx, xs, True)
+        loss, douts = _loss_and_grads(model, self.losses, outs, ys, sw, self.plan.logits)
+        if not np.isfinite(loss):
+            raise FloatingPointError(_nonfinite_message(model, loss, xs, owner))
+        correct = _metrics.count_correct(outs[0], ys[0]) if self.track_accuracy else 0
+        G.backward(self.plan, ctx, tape, douts, self.trainer.grad_views)
+        model.optimizer.step(self.trainer.params, self.trainer.grads)
+        return loss, correct
+
+
+class _CpuRunner:
+    """fit's device-specific part on the CPU: batches gathered on the host, one step each."""
+
+    def __init__(self, model):
+        self.model = model
+        self.step_fn = _HostStep(model)
+
+    def begin(self, xs, ys, sw, batch_size, shuffle):
+        self.xs, self.ys, self.sw, self.shuffle = xs, ys, sw, shuffle
+        m = min(batch_size, len(xs[0]))
+        self.bx = [np.empty((m,) + a.shape[1:], dtype=np.float32) for a in xs]
+        self.by = [None if y is None else np.empty((m,) + y.shape[1:], dtype=y.dtype) for y in ys]
+        self.bw = None if sw is None else np.empty(m, dtype=np.float32)
+
+    def begin_epoch(self, order):
+        self.order = order
+        self.loss_sum, self.correct = 0.0, 0
+
+    def step(self, lo, hi, owner, need_loss=False):
+        m = hi - lo
+        if self.shuffle:
+            idx = self.order[lo:hi]
+            # mode="clip": numpy buffers `out` for mode="raise"; the indices are valid.
+            xb = [a.take(idx, axis=0, out=b[:m], mode="clip") for a, b in zip(self.xs, self.bx)]
+            yb = [None if y is None else y.take(idx, axis=0, out=b[:m], mode="clip")
+                  for y, b in zip(self.ys, self.by)]
+            wb = None if self.sw is None else self.sw.take(idx, out=self.bw[:m], mode="clip")
+        else:
+            xb = [a[lo:hi] for a in self.xs]
+            yb = [None if y is None else y[lo:hi] for y in self.ys]
+            wb = None if self.sw is None else self.sw[lo:hi]
+        loss, correct = self.step_fn(xb, yb, wb, owner)
+        self.loss_sum += loss * m
+        self.correct += correct
+        return loss
+
+    def sums(self):
+        return self.loss_sum, self.correct
+
+    def end_epoch(self, need_weights):
+        pass
+
+    def end(self):
+        pass
+
+    def evaluate(self, xs, ys, sw, batch_size):
+        return _evaluate_host(self.model, xs, ys, sw, batch_size)
+
+
+def _runner(model, device):
+    if device == "cuda":
+        from .cuda_step import CudaRunner
+
+        return CudaRunner(model, _trainer(model))
+    return _CpuRunner(model)
+
+
+# ------------------------------------------------------------------------------------ fit
+def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+        validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+        steps_per_epoch=None, validation_freq=1, device="cpu", distributed=False):
+    """Train ``model`` for ``epochs`` passes over (x, y) in mini-batches of ``batch_size``.
+
+    x: (N, C, H, W) (or NHWC if channels_last) or (N, features); a list (or dict by name) for a
+    model of several inputs. y: int labels (N,) for sparse_categorical_crossentropy, else the
+    loss's targets (NHWC images for a channels_last autoencoder). validation_data: (x_val, y_val)
+    or (x_val, y_val, sample_weight_val), evaluated after each epoch (every validation_freq-th,
+    or the epochs listed); validation_split: the last fraction of x and y held out for it
+    instead (before shuffling, as Keras). sample_weight (N,) and class_weight ({class: weight})
+    weight each sample's loss. initial_epoch: the epoch to start counting from (resuming).
+    steps_per_epoch: stop each epoch after that many batches. verbose: 0 silent, 1 progress bar
+    and a line per epoch, 2 a line per epoch. device: "cpu", or "cuda" to train on the GPU
+    (data, weights and optimiser state stay there for the whole run). Returns a History.
+    """
+    owner = f"{model._owner}.fit"
+    _check_compiled(model, "fit")
+    device = check_device(device, owner)
+    epochs = _int_arg(epochs, "epochs", owner, 0)
+    batch_size = _batch_size(batch_size, owner)
+    verbose = _verbose(verbose, owner)
+    initial_epoch = _int_arg(initial_epoch, "initial_epoch", owner, 0)
+    steps_per_epoch = _int_arg(steps_per_epoch, "steps_per_epoch", owner, 1, allow_none=True)
+    if not isinstance(validation_split, (int, float)) or not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"{owner}: validation_split must be a number in [0, 1), got "
+                         f"{validation_split!r}")
+    if isinstance(validation_freq, (list, tuple, set, range)):
+        val_epochs = {int(e) for e in validation_freq}
+        validate_now = lambda epoch: epoch + 1 in val_epochs
+    else:
+        freq = _int_arg(validation_freq, "validation_freq", owner, 1)
+        validate_now = lambda epoch: (epoch + 1) % freq == 0
+    if distributed:
+        raise NotImplementedError(f"{owner}: distributed=True needs fastconv.distributed")
+
+    xs = prepare_inputs(model, x, "fit")
+    if model._compiled_trainable is None:
+        _snapshot_trainable(model)
+    n = len(xs[0])
+    if n == 0:
+        raise ValueError(f"{owner}: x is empty")
+    ys = prepare_targets(model, y, n, "fit")
+    sw = _sample_weights(sample_weight, class_weight, ys, n, owner)
+    val = None
+    if validation_split:
+        cut = int(n * (1.0 - validation_split))
+        if cut < 1 or cut >= n:
+            raise ValueError(f"{owner}: validation_split={validation_split} leaves "
+                             f"{cut} training and {n - cut} validation samples of {n}")
+        val = ([a[cut:] for a in xs], [None if t is None else t[cut:] for t in ys],
+               None if sw is None else sw[cut:])
+        xs, ys = [a[:cut] for a in xs], [None if t is None else t[:cut] for t in ys]
+        sw = None if sw is None else sw[:cut]
+        n = cut
+    if validation_data is not None:
+        if validation_split:
+            raise ValueError(f"{owner}: give validation_data or validation_split, not both")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError(f"{owner}: validation_data must be (x_val, y_val) or (x_val, y_val, "
+                             "sample_weight_val)")
+        vx = prepare_inputs(model, validation_data[0], "fit")
+        vy = prepare_targets(model, validation_data[1], len(vx[0]), "fit")
+        vw = (_sample_weights(validation_data[2], None, vy, len(vx[0]), owner)
+              if len(validation_data) == 3 else None)
+        val = (vx, vy, vw)
+    _check_finite(xs + [t for t in ys if t is not None], ["x"] * len(xs) + ["y"] * len(ys), owner)
+
+    runner = _runner(model, device)
+    history = History()
+    callbacks = [history] + list(callbacks or [])
+    batch_callbacks = [cb for cb in callbacks[1:]
+                       if type(cb).on_batch_end is not Callback.on_batch_end]
+    steps = (n + batch_size - 1) // batch_size
+    if steps_per_epoch is not None:
+        steps = min(steps, steps_per_epoch)
+    for cb in callbacks:
+        cb.set_model(model)
+        cb.params = {"epochs": epochs, "batch_size": batch_size, "samples": n, "steps": steps,
+                     "verbose": verbose}
+        cb.on_train_begin()
+    model.stop_training = False
+    track_accuracy = "accuracy" in model.metrics
+    out = model._graph.outputs[0].per_sample_shape
+    acc_units = 1 if (len(out) == 1 and out[0] > 1) else int(np.prod(out))
+
+    model._training_thread = threading.current_thread()
+    runner.begin(xs, ys, sw, batch_size, shuffle)
+    order = np.arange(n)
+    try:
+        for epoch in range(initial_epoch, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            if shuffle:
+                model._shuffle_rng.shuffle(order)
+            bar = ProgressBar(min(n, steps * batch_size), epoch, epochs) if verbose == 1 else None
+            runner.begin_epoch(order)
+            start_time = time.perf_counter()
+            done = 0
+            for step in range(steps):
+                lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
+                loss = runner.step(lo, hi, owner, bool(batch_callbacks))
+                done += hi - lo
+                if bar is not None and bar.due(done):
+                    loss_sum, correct = runner.sums()
+                    bar.update(done, loss_sum / done,
+                               correct / (done * acc_units) if track_accuracy else None)
+                for cb in batch_callbacks:
+                    cb.on_batch_end(step, {"loss": loss, "size": hi - lo})
+            loss_sum, correct = runner.sums()
+            elapsed = time.perf_counter() - start_time
+            if bar is not None:
+                bar.close()
+            logs = {"loss": loss_sum / done}
+            if track_accuracy:
+                logs["accuracy"] = correct / (done * acc_units)
+            if val is not None and validate_now(epoch):
+                results = runner.evaluate(val[0], val[1], val[2], max(batch_size, 256))
+                logs["val_loss"] = results[0]
+                if track_accuracy:
+                    logs["val_accuracy"] = results[1]
+            if verbose:
+                parts = [f"Epoch {epoch + 1}/{epochs}", f"{elapsed:.2f}s",
+                         f"{done / elapsed:,.0f} samples/s"]
+                parts += [f"{k}: {v:.4f}" for k, v in logs.items()]
+                print(" - ".join(parts), flush=True)
+            logs["time"] = elapsed
+            needs_weights = any(type(cb).on_epoch_end is not Callback.on_epoch_end
+                                and not isinstance(cb, History) for cb in callbacks)
+            runner.end_epoch(needs_weights)
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, dict(logs) if cb is not history else logs)
+            if model.stop_training:
+                break
+    finally:
+        runner.end()
+        model._training_thread = None
+    for cb in callbacks:
+        cb.on_train_end()
+    model.history = history
+    return history
+
+
+def train_on_batch(model, x, y, sample_weight=None, class_weight=None, return_dict=False):
+    """One optimiser step on one batch (CPU); returns [loss] (+ [accuracy] with that metric)."""
+    owner = f"{model._owner}.train_on_batch"
+    _check_compiled(model, "train_on_batch")
+    xs = prepare_inputs(model, x, "train_on_batch")
+    if model._compiled_trainable is None:
+        _snapshot_trainable(model)
+    n = len(xs[0])
+    if n == 0:
+        raise ValueError(f"{owner}: x is empty")
+    ys = prepare_targets(model, y, n, "train_on_batch")
+    sw = _sample_weights(sample_weight, class_weight, ys, n, owner)
+    step = _HostStep(model)
+    model._training_thread = threading.current_thread()
+    try:
+        loss, correct = step(xs, ys, sw, owner)
+    finally:
+        model._training_thread = None
+    results = [loss] + ([correct / (n * step.acc_units)] if step.track_accuracy else [])
+    return _results(model, results, return_dict)
+
+
+def _results(model, results, return_dict):
+    if not return_dict:
+        return results
+    names = ["loss"] + [m for m in model.metrics]
+    return dict(zip(names, results))
+
+
+# ------------------------------------------------------------------------------------ inference
+def _evaluate_host(model, xs, ys, sw, batch_size):
+    losses = _output_losses(model)
+    plan = model._plan("evaluate", _logits_for(losses))
+    n = len(xs[0])
+    track_accuracy = "accuracy" in model.metrics
+    out_shape = model._graph.outputs[0].per_sample_shape
+    acc_units = 1 if (len(out_shape) == 1 and out_shape[0] > 1) else int(np.prod(out_shape))
+    loss_sum, correct_sum = 0.0, 0
+    ctx = B.Context(False, CPU)
+    for lo in range(0, n, batch_size):
+        hi = min(n, lo + batch_size)
+        outs, _ = G.forward(plan, ctx, [a[lo:hi] for a in xs], False)
+        yb = [None if t is None else t[lo:hi] for t in ys]
+        loss, _ = _loss_and_grads(model, losses, outs, yb, None if sw is None else sw[lo:hi],
+                                  plan.logits)
+        loss_sum += loss * (hi - lo)
+        if track_accuracy:
+            correct_sum += _metrics.count_correct(outs[0], yb[0])
+    results = [loss_sum / max(n, 1)]
+    if track_accuracy:
+        results.append(correct_sum / max(n * acc_units, 1))
+    return results
+
+
+def evaluate(model, x, y, batch_size=None, verbose=0, sample_weight=None, return_dict=False,
+             device="cpu", one_batch=False):
+    """[loss, accuracy...] on (x, y), in inference mode (dropout off), in batches."""
+    owner = f"{model._owner}.evaluate"
+    _check_compiled(model, "evaluate")
+    device = check_device(device, owner)
+    batch_size = _batch_size(batch_size, owner)
+    verbose = _verbose(verbose, owner)
+    xs = prepare_inputs(model, x, "evaluate")
+    n = len(xs[0])
+    if one_batch:
+        batch_size = max(n, 1)
+    ys = prepare_targets(model, y, n, "evaluate")
+    sw = _sample_weights(sample_weight, None, ys, n, owner)
+    model._check_not_training_elsewhere("evaluate")
+    if device == "cuda":
+        results = _runner(model, device).evaluate(xs, ys, sw, batch_size)
+    else:
+        results = _evaluate_host(model, xs, ys, sw, batch_size)
+    if verbose:
+        print(" - ".join(f"{name}: {value:.4f}"
+                         for name, value in zip(["loss"] + list(model.metrics), results)), flush=True)
+    return _results(model, results, return_dict)
+
+
+def predict(model, x, batch_size=None, verbose=0, device="cpu"):
+    """The model's outputs for x, in batches, inference mode."""
+    owner = f"{model._owner}.predict"
+    device = check_device(device, owner)
+    batch_size = _batch_size(batch_size, owner)
+    _verbose(verbose, owner)
+    xs = prepare_inputs(model, x, "predict")
+    model._check_not_training_elsewhere("predict")
+    if device == "cuda":
+        from .cuda_step import predict_on_device
+
+        return user_outputs(model, predict_on_device(model, xs, batch_size))
+    plan = model._plan("call")
+    n = len(xs[0])
+    shapes = [t.per_sample_shape for t in model._graph.outputs]
+    outs = [np.empty((n,) + tuple(s), dtype=np.float32) for s in shapes]
+    ctx = B.Context(False, CPU)
+    for lo in range(0, n, batch_size):
+        hi = min(n, lo + batch_size)
+        ys, _ = G.forward(plan, ctx, [a[lo:hi] for a in xs], False)
+        for o, yb in zip(outs, ys):
+            o[lo:hi] = yb
+    return user_outputs(model, outs)
+
+
+# ------------------------------------------------------------------------------------ gradients
+def compute_gradients(model, x, y, training=True, sample_weight=None):
+    """(loss, grads) on (x, y) for every weight of ``model.params``; nothing is updated."""
+    owner = f"{model._owner}.compute_gradients"
+    _check_compiled(model, "compute_gradients")
+    xs = prepare_inputs(model, x, "compute_gradients")
+    n = len(xs[0])
+    ys = prepare_targets(model, y, n, "compute_gradients")
+    sw = _sample_weights(sample_weight, None, ys, n, owner)
+    layers = model._graph.primitive_layers()
+    losses = _output_losses(model)
+    plan = model._plan("gradients", _logits_for(losses), {id(layer) for layer in layers if layer.params})
+    ctx = B.Context(training, CPU)
+    outs, tape = G.forward(plan, ctx, xs, True)
+    loss, douts = _loss_and_grads(model, losses, outs, ys, sw, plan.logits)
+    views = {id(layer): [np.zeros(p.shape, np.float32) for p in layer.params] for layer in layers}
+    G.backward(plan, ctx, tape, douts, views)
+    return loss, [g for layer in layers for g in views[id(layer)]]
+
+
+def input_gradients(model, x, y=None, output_gradient=None, training=False):
+    """The gradient w.r.t. each input of the compiled loss on (x, y), or of
+    sum(output * output_gradient)."""
+    owner = f"{model._owner}.input_gradients"
+    xs = prepare_inputs(model, x, "input_gradients")
+    n = len(xs[0])
+    if output_gradient is None:
+        _check_compiled(model, "input_gradients")
+        ys = prepare_targets(model, y, n, "input_gradients")
+        losses = _output_losses(model)
+        plan = model._plan("input_gradients", _logits_for(losses), set(), True)
+        ctx = B.Context(training, CPU)
+        outs, tape = G.forward(plan, ctx, xs, True)
+        _, douts = _loss_and_grads(model, losses, outs, ys, None, plan.logits)
+    else:
+        plan = model._plan("input_gradients", None, set(), True)
+        ctx = B.Context(training, CPU)
+        outs, tape = G.forward(plan, ctx, xs, True)
+        seeds = output_gradient if not model._single_output else [output_gradient]
+        douts = []
+        for o, s in zip(outs, seeds):
+            s = _target_layout(model, np.asarray(s, dtype=np.float32), o.shape[1:])
+            if s.shape != o.shape:
+                raise ValueError(f"{owner}: output_gradient has shape {s.shape} but the output has "
+                                 f"shape {o.shape}")
+            douts.append(np.ascontiguousarray(s))
+    dxs = G.backward(plan, ctx, tape, douts, {})
+    specs = _input_specs(model)
+    res = []
+    for d, (_, channels_last, _) in zip(dxs, specs):
+        if channels_last and d.ndim == 4:
+            d = np.ascontiguousarray(d.transpose(0, 2, 3, 1))
+        res.append(d)
+    return res[0] if model._single_input else res

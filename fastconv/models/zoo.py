@@ -1,0 +1,101 @@
+"""The reference networks: LeNet-5 and the small VGG of DESIGN.md, and a small ResNet."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import layers as L
+from .model import Model, Sequential
+
+__all__ = ["lenet5", "vgg_small", "resnet_small", "LENET5_C3_TABLE"]
+
+
+def _lenet5_c3_table():
+    """LeCun et al. (1998), Table I: which of the 6 S2 maps each of the 16 C3 maps sees."""
+    table = np.zeros((16, 6), dtype=bool)
+    for i in range(6):
+        table[i, [(i + j) % 6 for j in range(3)]] = True          # maps 0-5: 3 neighbours
+        table[6 + i, [(i + j) % 6 for j in range(4)]] = True      # maps 6-11: 4 neighbours
+    for row, maps in zip((12, 13, 14), ((0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5))):
+        table[row, list(maps)] = True                              # maps 12-14: 4 non-neighbours
+    table[15, :] = True                                            # map 15: all six
+    return table
+
+
+LENET5_C3_TABLE = _lenet5_c3_table()
+
+
+def lenet5(classic=True, input_shape=(1, 28, 28), num_classes=10, seed=None):
+    """LeNet-5 (LeCun et al., 1998) as DESIGN.md describes it.
+
+    Takes 28x28 MNIST images (input_shape (1, 28, 28)) and pads them by 2 to the paper's 32x32
+    with a ZeroPadding2D first (give input_shape=(1, 32, 32) to skip it). Then C1 6@5x5,
+    S2 2x2 subsampling, C3 16@5x5, S4 2x2, C5 120@5x5 (-> 1x1), Flatten, F6 Dense 84, and an
+    output Dense of ``num_classes`` logits (softmax is in the loss).
+
+    classic=True: tanh after C1, C3, C5 and F6, average pooling, and C3 wired by the paper's
+    connection table (LENET5_C3_TABLE): 60,806 parameters (C3 has 1,516).
+    classic=False: the modern variant: full C3, ReLU and max pooling, He initialisation:
+    61,706 parameters.
+    """
+    input_shape = tuple(input_shape)
+    act = "tanh" if classic else "relu"
+    init = "glorot_uniform" if classic else "he_normal"
+    pool = L.AvgPool2D if classic else L.MaxPool2D
+    layers = []
+    if input_shape[-2:] != (32, 32):
+        layers.append(L.ZeroPadding2D(2, name="pad"))
+    layers += [
+        L.Conv2D(6, 5, activation=act, kernel_initializer=init, name="C1"),
+        pool(2, name="S2"),
+        L.Conv2D(16, 5, activation=act, kernel_initializer=init, name="C3",
+                 connections=LENET5_C3_TABLE if classic else None),
+        pool(2, name="S4"),
+        L.Conv2D(120, 5, activation=act, kernel_initializer=init, name="C5"),
+        L.Flatten(name="flatten"),
+        L.Dense(84, activation=act, kernel_initializer=init, name="F6"),
+        L.Dense(num_classes, name="output"),
+    ]
+    return Sequential(layers, input_shape=input_shape, seed=seed,
+                      name="lenet5" if classic else "lenet5_modern")
+
+
+def vgg_small(input_shape=(1, 28, 28), num_classes=10, seed=None, dropout=0.5):
+    """The small VGG of DESIGN.md: conv32, conv32, maxpool 2, conv64, conv64, maxpool 2,
+    flatten (3136), Dense 256 ReLU, Dropout 0.5, Dense ``num_classes`` (logits). 3x3 "same"
+    convolutions with ReLU and He initialisation; 870,634 parameters. Train it with Adam."""
+    conv = lambda filters, name: L.Conv2D(filters, 3, padding="same", activation="relu",
+                                          kernel_initializer="he_normal", name=name)
+    layers = [conv(32, "conv1_1"), conv(32, "conv1_2"), L.MaxPool2D(2, name="pool1"),
+              conv(64, "conv2_1"), conv(64, "conv2_2"), L.MaxPool2D(2, name="pool2"),
+              L.Flatten(name="flatten"),
+              L.Dense(256, activation="relu", kernel_initializer="he_normal", name="fc1"),
+              L.Dropout(dropout, name="dropout"),
+              L.Dense(num_classes, name="output")]
+    return Sequential(layers, input_shape=tuple(input_shape), seed=seed, name="vgg_small")
+
+
+def _residual_block(x, filters, name):
+    """x + conv(relu(conv(x))), then ReLU: two 3x3 "same" convolutions around a shortcut."""
+    y = L.Conv2D(filters, 3, padding="same", activation="relu", kernel_initializer="he_normal",
+                 name=f"{name}_conv1")(x)
+    y = L.Conv2D(filters, 3, padding="same", kernel_initializer="he_normal", name=f"{name}_conv2")(y)
+    return L.ReLU(name=f"{name}_relu")(L.Add(name=f"{name}_add")([x, y]))
+
+
+def resnet_small(input_shape=(1, 28, 28), num_classes=10, seed=None, width=16):
+    """A small ResNet built with the functional API: a 3x3 stem of ``width`` maps, a residual
+    block (two 3x3 convolutions and an identity shortcut, added, then ReLU), 2x2 max pooling, a
+    3x3 convolution to 2*width maps and a second residual block, pooling again, then Flatten and
+    a Dense of ``num_classes`` logits. He initialisation; train it with Adam."""
+    inputs = L.Input(tuple(input_shape), name="image")
+    x = L.Conv2D(width, 3, padding="same", activation="relu", kernel_initializer="he_normal",
+                 name="stem")(inputs)
+    x = _residual_block(x, width, "block1")
+    x = L.MaxPool2D(2, name="pool1")(x)
+    x = L.Conv2D(2 * width, 3, padding="same", activation="relu", kernel_initializer="he_normal",
+                 name="widen")(x)
+    x = _residual_block(x, 2 * width, "block2")
+    x = L.MaxPool2D(2, name="pool2")(x)
+    x = L.Flatten(name="flatten")(x)
+    outputs = L.Dense(num_classes, name="output")(x)
+    return Model(inputs, outputs, name="resnet_small", seed=seed)
