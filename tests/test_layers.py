@@ -50,12 +50,13 @@ def check_layer_gradients(layer, x, eps=1e-2, rtol=1e-2, seed=0, directions=3, s
         layer.build(x.shape[1:], np.random.default_rng(seed + 1))
     y = layer(x, training=True)
     g = rng.standard_normal(y.shape).astype(np.float32)
-    dx = layer.backward(g) * scale_dx
-    grads = [gr.copy() for gr in layer.grads]
+    result = layer.gradients(x, g)
+    dx = result.dx * scale_dx
+    grads = [gr.copy() for gr in result.grads]
     g64 = g.astype(np.float64)
 
     def f():
-        return float(np.sum(layer.forward(x, training=True).astype(np.float64) * g64))
+        return float(np.sum(layer(x, training=True).astype(np.float64) * g64))
 
     targets = [("x", x, dx)] + [(f"param{i}", p, gr) for i, (p, gr) in enumerate(zip(layer.params, grads))]
     mask = getattr(layer, "_mask", None)
@@ -69,6 +70,7 @@ def check_layer_gradients(layer, x, eps=1e-2, rtol=1e-2, seed=0, directions=3, s
             analytic = float(np.sum(grad.astype(np.float64) * v))
             assert abs(numeric - analytic) <= rtol * max(abs(analytic), abs(numeric)) + 1e-4, \
                 f"{type(layer).__name__} d/d{name}: analytic {analytic:.6g} vs numeric {numeric:.6g}"
+    return result
 
 
 def spaced(shape, seed=0, gap=0.01):
@@ -128,10 +130,10 @@ def test_conv2d_masked_gradients_and_zero_weights():
     mask = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 1], [0, 0, 1]], dtype=bool)
     layer = L.Conv2D(4, 3, activation="tanh", connections=mask)
     x = np.random.default_rng(3).standard_normal((2, 3, 6, 6)).astype(np.float32)
-    check_layer_gradients(layer, x)
+    result = check_layer_gradients(layer, x)
     assert np.all(layer.kernel[~mask] == 0.0)
-    assert np.all(layer.grads[0][~mask] == 0.0)
-    assert np.any(layer.grads[0][mask] != 0.0)
+    assert np.all(result.grads[0][~mask] == 0.0)
+    assert np.any(result.grads[0][mask] != 0.0)
     assert layer.count_params() == int(mask.sum()) * 9 + 4
 
 
@@ -176,9 +178,9 @@ def test_relu_layer_gradients():
 def test_dropout_gradient_uses_the_same_mask():
     layer = L.Dropout(0.4, seed=7)
     x = np.ones((50, 40), dtype=np.float32)
-    y = layer(x, training=True)
-    dx = layer.backward(np.ones_like(y))
-    np.testing.assert_array_equal(dx, y)  # d(x * mask)/dx = mask = y for x = 1
+    result = layer.gradients(x, np.ones((50, 40), np.float32))
+    np.testing.assert_array_equal(result.dx, result.y)  # d(x * mask)/dx = mask = y for x = 1
+    assert 0.5 < np.mean(result.y == 0.0) / 0.4 < 1.5
 
 
 # ----------------------------------------------------------------------------- forward values
@@ -488,18 +490,20 @@ def test_random_translation_backward_is_the_adjoint_of_its_forward():
     layer = L.RandomTranslation(0.3, seed=2)
     layer.build((3, 7, 8))
     x = rng.standard_normal((6, 3, 7, 8)).astype(np.float32)
-    y = layer(x, training=True)
+    ctx = L.Context(training=True)
+    y, saved = layer.forward(ctx, x)
     g = rng.standard_normal(y.shape).astype(np.float32)
-    dx = layer.backward(g)
+    dx = layer.backward(ctx, saved, g)
     assert np.vdot(y.astype(np.float64), g) == pytest.approx(np.vdot(x.astype(np.float64), dx), rel=1e-6)
     eps = 1e-2                                                     # and one directional difference
     v = rng.standard_normal(x.shape).astype(np.float32)
     layer._rng = np.random.default_rng(5)
-    y_plus = layer(x + eps * v, training=True)
+    y_plus, saved_plus = layer.forward(ctx, x + eps * v)
     layer._rng = np.random.default_rng(5)
-    y_minus = layer(x - eps * v, training=True)
+    y_minus, _ = layer.forward(ctx, x - eps * v)
     numeric = np.vdot((y_plus - y_minus).astype(np.float64) / (2 * eps), g)
-    assert numeric == pytest.approx(np.vdot(v.astype(np.float64), layer.backward(g)), rel=1e-4)
+    assert numeric == pytest.approx(np.vdot(v.astype(np.float64), layer.backward(ctx, saved_plus, g)),
+                                    rel=1e-4)
 
 
 def test_random_translation_config_and_errors():

@@ -8,6 +8,8 @@ import pytest
 from fastconv import layers as L
 from fastconv import losses, metrics, models, optimizers
 from fastconv.models import Sequential
+from fastconv.models import graph as G
+from fastconv.progress import ProgressBar
 
 
 def small_model(seed=0, last=None, classes=4):
@@ -92,15 +94,20 @@ def test_zero_padding_fused_into_the_next_conv():
                        input_shape=(1, 6, 6), seed=0)
     model.compile("sgd", "sparse_categorical_crossentropy")
     loss, grads = model.compute_gradients(x, y)
-    assert isinstance(model._forward_steps[0].__self__, L._PaddedConv2D)
-    out = x
-    for layer in model.layers:
-        out = layer.forward(out, True)
-    manual_loss, grad = model.loss.forward_backward(out, y)
-    for layer in reversed(model.layers):
-        grad = layer.backward(grad)
+    layers = model.layers
+    trainable = {id(layer) for layer in layers if layer.params}
+    fused = G.Plan(model._graph, ["softmax"], trainable)
+    assert [st.kind for st in fused.steps][:2] == ["padded_conv", "layer"]
+    assert len(fused.steps) == len(layers) - 1
+    unfused = G.Plan(model._graph, ["softmax"], trainable, fuse=False)
+    assert len(unfused.steps) == len(layers)
+    ctx = L.Context(training=True)
+    outs, tape = G.forward(unfused, ctx, [x], True)
+    manual_loss, grad = model.loss.forward_backward(outs[0], y)
+    views = {id(layer): [np.zeros_like(p) for p in layer.params] for layer in layers}
+    G.backward(unfused, ctx, tape, [grad], views)
     assert manual_loss == pytest.approx(loss, rel=1e-6)
-    for a, b in zip(grads, [g for layer in model.layers for g in layer.grads]):
+    for a, b in zip(grads, [g for layer in layers for g in views[id(layer)]]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -294,7 +301,7 @@ def test_text_progress_bar_on_a_terminal():
             return True
 
     stream = Terminal()
-    bar = models._ProgressBar(1000, 0, 3, stream=stream)
+    bar = ProgressBar(1000, 0, 3, stream=stream)
     if bar.tqdm is not None:  # test the built-in bar, whether or not tqdm is installed
         bar.tqdm.close()
         bar.tqdm = None

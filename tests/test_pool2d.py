@@ -340,12 +340,13 @@ def test_max_pool_layer_trains_from_indices_and_infers_without():
     x = _tied(rng, (2, 3, 10, 12))
     layer = layers.MaxPool2D(2)
     layer.build(x.shape[1:])
-    y_train = layer.forward(x, training=True)
-    assert layer._idx is not None and layer._x is None
+    train, infer = layers.Context(training=True), layers.Context(training=False)
+    y_train, saved_train = layer.forward(train, x)
+    assert saved_train[0] is None and saved_train[1].dtype == np.uint8    # indices, not x
     dy = rng.standard_normal(y_train.shape).astype(np.float32)
-    dx_train = layer.backward(dy)
-    y_infer = layer.forward(x, training=False)
-    assert layer._idx is None and layer._x is x
+    dx_train = layer.backward(train, saved_train, dy)
+    y_infer, saved_infer = layer.forward(infer, x)
+    assert saved_infer[0] is x and saved_infer[1] is None                 # x, no indices
     np.testing.assert_array_equal(y_train, y_infer)
-    np.testing.assert_array_equal(dx_train, layer.backward(dy))
+    np.testing.assert_array_equal(dx_train, layer.backward(infer, saved_infer, dy))
     np.testing.assert_array_equal(dx_train, F.max_pool2d_backward(dy, x, 2))

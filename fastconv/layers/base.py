@@ -383,8 +383,8 @@ class Layer:
         else:
             same = tuple(input_shape) == self.input_shape
         if not same:
-            raise ValueError(f"{self._owner}: called on per-sample shape {tuple(input_shape)} but it "
-                             f"was built for {self.input_shape}")
+            raise ValueError(f"{self._owner}: input has per-sample shape {tuple(input_shape)} but the "
+                             f"layer was built for {self.input_shape}")
         return self.output_shape
 
     def _require_image(self, input_shape):

@@ -141,6 +141,10 @@ class Model(B.Layer):
         self._single_input = self._single_output = True
         self._multi_input = False
 
+    @property
+    def _owner(self):
+        return type(self).__name__
+
     # --- the graph ---------------------------------------------------------------------------
     def _init_graph(self, inputs, outputs):
         self._single_input = not isinstance(inputs, (list, tuple))
@@ -535,6 +539,13 @@ class Model(B.Layer):
 
         save_model(self, path)
 
+    @classmethod
+    def load(cls, path):
+        """A model saved with ``save`` (the same as fastconv.load_model(path))."""
+        from .saving import load_model
+
+        return load_model(path)
+
     def save_weights(self, path):
         """Write the weights alone to a .npz file, atomically (load_weights reads them back into
         a model of the same architecture)."""
@@ -590,7 +601,8 @@ class Sequential(Model):
     def add(self, layer):
         """Append a layer (gives it a unique name if it has none)."""
         if not isinstance(layer, B.Layer) or isinstance(layer, B.InputLayer):
-            raise TypeError(f"Sequential.add: expected a fastconv layer, got {type(layer).__name__}")
+            raise TypeError(f"Sequential.add: expected a fastconv.layers.Layer, got "
+                            f"{type(layer).__name__}")
         if layer.name is None:
             taken = {other.name for other in self._layers}
             counts = {}
