@@ -1,9 +1,13 @@
-"""Training on the GPU (fastconv.cuda_training): the step's kernels against NumPy, CUDA graph
-capture and replay, and whole models trained on the CPU and on the GPU from one seed following
-the same loss curve.
+"""Training on the GPU (fastconv.models.cuda_step): the step's kernels against NumPy, CUDA
+graph capture and replay, and whole models trained on the CPU and on the GPU from one seed
+following the same loss curve.
 
-Tests marked gpu run where a CUDA GPU is available. The others run everywhere and check that
-asking for the GPU without one fails clearly, before any work.
+Tests marked gpu run where a CUDA GPU is available. The whole-model tests also run everywhere
+on tests/fake_cuda.py, a NumPy stand-in for the CUDA extension that records ops during a
+capture instead of running them: there they check the Python side of GPU training (the same
+layer objects driven with device weights, the device gather and sums, graph capture and
+replay, no host copy inside a captured step). The rest check that asking for the GPU without
+one fails clearly, before any work.
 """
 from __future__ import annotations
 
@@ -13,12 +17,24 @@ import sys
 import numpy as np
 import pytest
 
+import fake_cuda
 import fastconv
 import fastconv.cuda as fc_cuda
 from fastconv import layers as L
 from fastconv import models, optimizers
+from fastconv.models import cuda_step
+from fastconv.models import training as T
 
 HAS_GPU = fc_cuda.is_available()
+
+
+@pytest.fixture(params=["fake", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")])])
+def gpu(request, monkeypatch):
+    """Each whole-model GPU test runs on the NumPy stand-in and, where there is one, on a GPU."""
+    if request.param == "fake":
+        fake_cuda.install(monkeypatch)
+    return request.param
 
 
 def small_data(n=320, seed=0):
@@ -216,10 +232,22 @@ def _fit_losses(model, x, y, device, epochs=1, batch_size=64):
     return np.array(losses), history
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")
+def _curves_agree(runs, steps, n):
+    lc, hc, wc = runs["cpu"]
+    lg, hg, wg = runs["cuda"]
+    assert len(lc) == len(lg) == steps
+    np.testing.assert_allclose(lg, lc, rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(hg.history["loss"], hc.history["loss"], rtol=2e-3)
+    # Accuracy counts argmaxes: a near-tie may flip between devices, so allow a few samples.
+    np.testing.assert_allclose(hg.history["accuracy"], hc.history["accuracy"], atol=6 / n)
+    # Adam moves every weight by about lr a step whatever the gradient's size, so a weight
+    # whose gradient is near zero may step the other way on the other device: a few lr apart.
+    for a, b in zip(wg, wc):
+        np.testing.assert_allclose(a, b, rtol=1e-2, atol=5e-3)
+
+
 @pytest.mark.parametrize("name", ["lenet5_modern_adam", "lenet5_classic_sgd", "vgg_small_adam"])
-def test_gpu_training_follows_the_cpu_loss_curve(name):
+def test_gpu_training_follows_the_cpu_loss_curve(name, gpu):
     x, y = small_data(300)  # 4 full batches of 64 and one of 44
     if name.startswith("vgg"):
         make = lambda: models.vgg_small(seed=5, dropout=0.0)  # noqa: E731 (dropout RNGs differ)
@@ -233,48 +261,67 @@ def test_gpu_training_follows_the_cpu_loss_curve(name):
         model.compile(opt(), metrics=["accuracy"])
         losses, history = _fit_losses(model, x, y, device, epochs=2)
         runs[device] = (losses, history, model.get_weights())
-    lc, hc, wc = runs["cpu"]
-    lg, hg, wg = runs["cuda"]
-    assert len(lc) == len(lg) == 10
-    np.testing.assert_allclose(lg, lc, rtol=2e-3, atol=2e-4)
-    np.testing.assert_allclose(hg.history["loss"], hc.history["loss"], rtol=2e-3)
-    # Accuracy counts argmaxes: a near-tie may flip between devices, so allow a few samples.
-    np.testing.assert_allclose(hg.history["accuracy"], hc.history["accuracy"], atol=6 / 300)
-    # Adam moves every weight by about lr a step whatever the gradient's size, so a weight
-    # whose gradient is near zero may step the other way on the other device: a few lr apart.
-    for a, b in zip(wg, wc):
-        np.testing.assert_allclose(a, b, rtol=1e-2, atol=5e-3)
+    _curves_agree(runs, 10, 300)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")
-def test_graphs_and_eager_agree_and_graphs_are_used():
-    from fastconv import cuda_training
+def _graph_model(seed, frozen=False):
+    """A functional model with what a Sequential lacks: a residual Add, a Concatenate, a
+    ZeroPadding2D that is not fused (two readers), and a frozen layer when asked."""
+    inputs = fastconv.Input((1, 12, 12))
+    pad = L.ZeroPadding2D(1)(inputs)
+    a = L.Conv2D(4, 3, activation="relu")(pad)
+    b = L.Conv2D(4, 3, activation="tanh")(pad)
+    s = L.Add()([a, b])
+    c = L.Concatenate()([s, L.Conv2D(2, 3, padding="same")(s)])
+    x = L.Flatten()(L.MaxPool2D(2)(c))
+    hidden = L.Dense(16, activation="relu", name="hidden")
+    out = L.Dense(10)(hidden(x))
+    if frozen:
+        hidden.trainable = False
+    return models.Model(inputs, out, seed=seed)
 
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_gpu_trains_graphs_with_merges_and_frozen_layers(gpu, frozen):
+    rng = np.random.default_rng(7)
+    x = rng.random((150, 1, 12, 12), dtype=np.float32)
+    y = rng.integers(0, 10, 150)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        model = _graph_model(3, frozen)
+        model.compile(optimizers.Adam(2e-3), metrics=["accuracy"])
+        before = model.get_layer("hidden").get_weights()
+        losses, history = _fit_losses(model, x, y, device, epochs=2, batch_size=32)
+        after = model.get_layer("hidden").get_weights()
+        for w0, w1 in zip(before, after):
+            assert np.array_equal(w0, w1) == frozen
+        runs[device] = (losses, history, model.get_weights())
+    _curves_agree(runs, 10, 150)
+
+
+def test_graphs_and_eager_agree_and_graphs_are_used(gpu):
     x, y = small_data(640)
     results = {}
     for use_graphs in (False, True):
         model = models.lenet5(classic=False, seed=1)
         model.compile(optimizers.Adam(1e-3), metrics=["accuracy"])
         model.build()
-        trainer = cuda_training.CudaTrainer(model, use_graphs=use_graphs)
-        trainer._key = (id(model._flat_params), id(model.optimizer), id(model.loss))
-        model._cuda_trainer = trainer
+        state = cuda_step._DeviceState(model, T._trainer(model), use_graphs=use_graphs)
+        model._cuda_trainer = state
         history = model.fit(x, y, epochs=2, batch_size=64, verbose=0, device="cuda")
+        assert model._cuda_trainer is state
         results[use_graphs] = (history.history["loss"], model.get_weights())
         if use_graphs:
-            assert trainer.graph_error is None
-            assert trainer.graph_replays >= 2 * 10 - 3  # all but the warm-up step replay
+            assert state.graph_error is None
+            assert state.graph_replays >= 2 * 10 - 3  # all but the warm-up step replay
         else:
-            assert trainer.graph_replays == 0
+            assert state.graph_replays == 0
     np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-5)
     for a, b in zip(results[True][1], results[False][1]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")
-def test_gpu_evaluate_predict_and_dropout_model_train():
+def test_gpu_evaluate_predict_and_dropout_model_train(gpu):
     x, y = small_data(256)
     model = models.vgg_small(seed=2)  # with dropout
     model.compile(optimizers.Adam(1e-3), metrics=["accuracy"])
@@ -288,11 +335,13 @@ def test_gpu_evaluate_predict_and_dropout_model_train():
     assert model.optimizer.iterations == 2 * 8
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")
-def test_unsupported_layers_and_losses_are_named():
+def test_unsupported_layers_and_losses_are_named(gpu):
     model = models.Sequential([L.Flatten(input_shape=(1, 4, 4)), L.Dense(3)])
     model.compile("adam", loss="mse")
     with pytest.raises(NotImplementedError, match="sparse_categorical_crossentropy"):
         model.fit(np.zeros((4, 1, 4, 4), np.float32), np.zeros((4, 3), np.float32), verbose=0,
                   device="cuda")
+    aug = models.Sequential([L.RandomTranslation(0.2, input_shape=(1, 6, 6)), L.Flatten(), L.Dense(3)])
+    aug.compile("adam")
+    with pytest.raises(NotImplementedError, match="RandomTranslation.*no CUDA implementation"):
+        aug.fit(np.zeros((4, 1, 6, 6), np.float32), np.zeros(4, np.int64), verbose=0, device="cuda")
