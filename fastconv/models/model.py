@@ -592,6 +592,8 @@ class Sequential(Model):
         self._layers = []
         for layer in layers or []:
             self.add(layer)
+        if self._layers and (self.declared_input_shape or self._layers[0].declared_input_shape):
+            self.build()  # as Keras: a Sequential that knows its input shape is built at once
 
     @property
     def layers(self):
