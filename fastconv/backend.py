@@ -188,6 +188,16 @@ class CpuBackend:
         return np.ascontiguousarray(x[:, start:stop])
 
     @staticmethod
+    def to_channels_last(x):
+        """x (N, C, H, W) -> (N, H, W, C), contiguous."""
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+    @staticmethod
+    def to_channels_first(x):
+        """x (N, H, W, C) -> (N, C, H, W), contiguous."""
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    @staticmethod
     def pad2d(x, top, bottom, left, right):
         """x (N, C, H, W) with rows and columns of zeros around each image."""
         n, c, h, w = x.shape
@@ -311,6 +321,12 @@ class CudaBackend:
 
     def channel_slice(self, x, start, stop):
         return self._require("channel_slice")(x, start, stop)
+
+    def to_channels_last(self, x):
+        return self._require("nchw_to_nhwc")(x)
+
+    def to_channels_first(self, x):
+        return self._require("nhwc_to_nchw")(x)
 
     def pad2d(self, x, top, bottom, left, right):
         return self._require("zero_pad2d")(x, top, bottom, left, right)

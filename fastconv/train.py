@@ -20,12 +20,13 @@ import time
 
 __all__ = ["main", "build_parser", "train"]
 
-MODELS = ("lenet5", "lenet5_modern", "vgg_small")
+MODELS = ("lenet5", "lenet5_modern", "vgg_small", "resnet_small")
 DATASETS = ("mnist", "fashion-mnist")
 DEFAULTS = {  # model -> (optimizer, learning rate, batch size)
     "lenet5": ("adam", 1e-3, 64),
     "lenet5_modern": ("adam", 1e-3, 64),
     "vgg_small": ("adam", 1e-3, 128),
+    "resnet_small": ("adam", 1e-3, 128),
 }
 
 
@@ -42,7 +43,8 @@ def build_parser():
     t = sub.add_parser("train", help="train LeNet-5 or the small VGG on MNIST or Fashion-MNIST")
     t.add_argument("model", choices=MODELS,
                    help="lenet5 (classic: tanh, average pooling, C3 table), lenet5_modern "
-                        "(ReLU, max pooling, full C3) or vgg_small")
+                        "(ReLU, max pooling, full C3), vgg_small, or resnet_small (two residual "
+                        "blocks, built with the functional API)")
     t.add_argument("--dataset", choices=DATASETS, default="mnist")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=None, help="default: 64 (lenet5), 128 (vgg_small)")
@@ -87,19 +89,26 @@ def _load(dataset, data_dir, download):
 
 
 def _build_model(name, seed, augment=0):
+    import fastconv
     from . import layers, models
 
     if name == "lenet5":
         model = models.lenet5(classic=True, seed=seed)
     elif name == "lenet5_modern":
         model = models.lenet5(classic=False, seed=seed)
+    elif name == "resnet_small":
+        model = models.resnet_small(seed=seed)
     else:
         model = models.vgg_small(seed=seed)
     if augment:
-        h, w = model.declared_input_shape[-2:]
-        shift = layers.RandomTranslation(augment / h, augment / w, name="augment")
-        model = models.Sequential([shift] + model.layers, input_shape=model.declared_input_shape,
-                                  seed=seed, name=model.name)
+        shape = tuple(model.input_shape)
+        shift = layers.RandomTranslation(augment / shape[-2], augment / shape[-1], name="augment")
+        if isinstance(model, models.Sequential):
+            model = models.Sequential([shift] + model.layers, input_shape=shape, seed=seed,
+                                      name=model.name)
+        else:
+            inputs = fastconv.Input(shape, name="image")
+            model = models.Model(inputs, model(shift(inputs)), seed=seed, name=model.name)
     return model
 
 

@@ -465,9 +465,8 @@ def test_wrong_input_shape():
         model.predict(np.zeros((4, 64), np.float32))
     with pytest.raises(ValueError, match="x has 4 samples but y has 3"):
         model.fit(np.zeros((4, 2, 8, 8), np.float32), np.zeros(3, np.int64), verbose=0)
-    bad = Sequential([L.Dense(3)], input_shape=(1, 4, 4))
     with pytest.raises(ValueError, match=r"layer 0 \(dense\).*put a Flatten"):
-        bad.build()
+        Sequential([L.Dense(3)], input_shape=(1, 4, 4))      # built at once, as Keras does
 
 
 def test_labels_out_of_range():

@@ -46,7 +46,7 @@ __all__ = [
     "Layer", "Context", "LayerGradients", "SymbolicTensor", "TracingError", "Input", "InputLayer",
     "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "ZeroPadding2D", "Flatten", "Dense",
     "Dropout", "RandomTranslation", "Activation", "ReLU", "Tanh", "Sigmoid", "Softmax", "Add",
-    "Concatenate", "ACTIVATIONS", "register", "get_layer_class", "layer_from_config",
+    "Concatenate", "ACTIVATIONS", "register", "class_name", "get_layer_class", "layer_from_config",
     # Keras-style aliases
     "Convolution2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
 ]
@@ -59,8 +59,14 @@ def register(cls):
     so it can decorate a user's own layer class."""
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise TypeError(f"register: expected a Layer subclass, got {cls!r}")
-    _LAYER_CLASSES[cls.__name__] = cls
+    _LAYER_CLASSES[class_name(cls)] = cls
     return cls
+
+
+def class_name(cls):
+    """The name a layer class is saved and registered under: its ``_registered_name`` when it
+    defines one (fastconv.keras's layers: "keras.Conv2D"), else its class name."""
+    return cls.__dict__.get("_registered_name", cls.__name__)
 
 
 for _cls in (InputLayer, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, ZeroPadding2D, Flatten, Dense,

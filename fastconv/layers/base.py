@@ -38,7 +38,7 @@ import numpy as np
 from ..backend import CPU, backend_for, is_device_tensor
 
 __all__ = ["Layer", "Context", "SymbolicTensor", "Node", "InputLayer", "Input", "TracingError",
-           "LayerGradients", "ACTIVATIONS"]
+           "LayerGradients", "ACTIVATIONS", "check_image_layout", "shape_only"]
 
 # Activation names -> the code the compiled kernels fuse into their output pass.
 # "softmax" has no code: it is a row-wise op applied after the fused pass.
@@ -323,6 +323,7 @@ class Layer:
         self.input_shape = None
         self.output_shape = None
         self._trainable = bool(trainable)
+        self._explicit_format = data_format is not None
         self._rng = None
 
     # --- identity -------------------------------------------------------------------------
@@ -629,6 +630,27 @@ class InputLayer(Layer):
         return cls(config["shape"], name=config.get("name"))
 
 
+def check_image_layout(shape, channels_last, owner):
+    """Refuse a per-sample image shape that looks written for the other layout: (28, 28, 1)
+    read channels-first is 28 channels of 28x1 pixels, almost surely a mistake. ``shape`` is as
+    the user wrote it. A data_format given explicitly skips this check (the caller's choice)."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) != 3:
+        return
+    a, b, c = shape
+    if not channels_last and c in (1, 3, 4) and a > 4 and b > 4 and a > c:
+        raise ValueError(
+            f"{owner}: input shape {shape} looks channels-last (H, W, C) = {shape}, but this model "
+            f"is channels-first and would read it as {a} channels of {b}x{c} pixels. Give the "
+            f"shape as {(c, a, b)}, or pass data_format='channels_last' (fastconv.keras layers are "
+            "channels-last by default)")
+    if channels_last and a in (1, 3, 4) and b > 4 and c > 4 and c > a:
+        raise ValueError(
+            f"{owner}: input shape {shape} looks channels-first (C, H, W) = {shape}, but this model "
+            f"is channels-last and would read it as {c} channels of {a}x{b} pixels. Give the shape "
+            f"as {(b, c, a)}, or pass data_format='channels_first'")
+
+
 def Input(shape, name=None, data_format=None):  # noqa: N802 (Keras's name)
     """A symbolic model input of per-sample ``shape`` (without the batch axis).
 
@@ -638,6 +660,8 @@ def Input(shape, name=None, data_format=None):  # noqa: N802 (Keras's name)
     """
     data_format = _check_data_format(data_format, "Input")
     shape = tuple(int(d) for d in shape)
+    if data_format is None:
+        check_image_layout(shape, False, "Input")
     if data_format == "channels_last" and len(shape) == 3:
         shape = (shape[2], shape[0], shape[1])
     layer = InputLayer(shape, name=name)

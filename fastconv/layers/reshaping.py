@@ -9,19 +9,35 @@ __all__ = ["Flatten", "ZeroPadding2D"]
 
 
 class Flatten(Layer):
-    """(N, C, H, W) -> (N, C*H*W), in NCHW order (so Keras Dense weights after it need permuting:
-    see fastconv.models.from_keras_weights)."""
+    """(N, C, H, W) -> (N, C*H*W), in C, H, W order (so Keras Dense weights after it need
+    permuting: see fastconv.models.from_keras_weights). With data_format="channels_last" (what
+    fastconv.keras's Flatten uses) the order is H, W, C, as Keras flattens NHWC images."""
 
     _base_name = "flatten"
+
+    def __init__(self, data_format=None, name=None, input_shape=None, trainable=True):
+        super().__init__(name, input_shape, data_format, trainable)
 
     def _build(self, input_shape):
         return (int(np.prod(input_shape)),)
 
+    def _hwc(self, x):
+        return self.data_format == "channels_last" and len(x.shape) == 4
+
     def forward(self, ctx, x):
-        return ctx.backend.reshape(x, (x.shape[0], -1)), tuple(x.shape)
+        shape = tuple(x.shape)
+        if self._hwc(x):
+            x = ctx.backend.to_channels_last(x)
+        return ctx.backend.reshape(x, (shape[0], -1)), shape
 
     def backward(self, ctx, saved, dy, need_dx=True, grads=None):
-        return ctx.backend.reshape(dy, saved) if need_dx else None
+        if not need_dx:
+            return None
+        be = ctx.backend
+        if len(saved) == 4 and self.data_format == "channels_last":
+            n, c, h, w = saved
+            return be.to_channels_first(be.reshape(dy, (n, h, w, c)))
+        return be.reshape(dy, saved)
 
 
 class ZeroPadding2D(Layer):

@@ -275,10 +275,10 @@ class Model(B.Layer):
         return [w for w in self.weights if id(w) not in train]
 
     def get_weights(self):
-        """Copies of every weight, in ``weights`` order, fastconv layout (conv OIHW, dense
-        (out, in))."""
+        """Copies of every weight, in ``weights`` order, each layer's get_weights: fastconv's
+        layout (conv OIHW, dense (out, in)), or Keras's for fastconv.keras layers."""
         self._require_built("get_weights")
-        return [np.array(w, copy=True) for w in self.weights]
+        return [w for layer in self._graph.primitive_layers() for w in layer.get_weights()]
 
     def set_weights(self, weights):
         """Set every weight from a list in get_weights() order and layout (copied in place)."""
@@ -590,7 +590,7 @@ class Sequential(Model):
         self.data_format = B._check_data_format(data_format, "Sequential")
         self.declared_input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self._layers = []
-        for layer in layers or []:
+        for layer in layers or []:  # a first fastconv.Input sets the input shape (Keras 3 style)
             self.add(layer)
         if self._layers and (self.declared_input_shape or self._layers[0].declared_input_shape):
             self.build()  # as Keras: a Sequential that knows its input shape is built at once
@@ -601,7 +601,19 @@ class Sequential(Model):
         return list(self._layers)
 
     def add(self, layer):
-        """Append a layer (gives it a unique name if it has none)."""
+        """Append a layer (gives it a unique name if it has none). A fastconv.Input (or
+        InputLayer) is accepted first, as in Keras: it sets the input shape."""
+        if isinstance(layer, (B.SymbolicTensor, B.InputLayer)) and not self._layers:
+            inp = layer.node.layer if isinstance(layer, B.SymbolicTensor) else layer
+            if isinstance(inp, B.InputLayer):
+                if inp.data_format is not None:
+                    self.data_format = inp.data_format
+                    self._explicit_format = True
+                shape = tuple(inp.output_shape)
+                if self.data_format == "channels_last" and len(shape) == 3:
+                    shape = (shape[1], shape[2], shape[0])
+                self.declared_input_shape = shape
+                return
         if not isinstance(layer, B.Layer) or isinstance(layer, B.InputLayer):
             raise TypeError(f"Sequential.add: expected a fastconv.layers.Layer, got "
                             f"{type(layer).__name__}")
@@ -639,6 +651,9 @@ class Sequential(Model):
         if input_shape is None:
             raise ValueError("Sequential.build: the input shape is unknown; pass input_shape= to "
                              "Sequential or to the first layer, or call fit/predict on data")
+        explicit = self._explicit_format or (self._layers and self._layers[0]._explicit_format)
+        if not explicit:
+            B.check_image_layout(input_shape, self._channels_last, "Sequential")
         shape = self._to_channels_first(input_shape)
         if self.built and shape == self.input_shape:
             return

@@ -48,7 +48,7 @@ def _layer_entry(layer):
 
     if isinstance(layer, Model):
         return model_config(layer)["model"]
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+    return {"class_name": L.class_name(type(layer)), "config": layer.get_config()}
 
 
 def model_config(model):

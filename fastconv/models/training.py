@@ -295,16 +295,15 @@ def prepare_inputs(model, x, what):
             raise TypeError(f"{owner}: x must be a real numeric array, got dtype {a.dtype}")
         if a.ndim < 2:
             raise ValueError(f"{owner}: x must have a batch axis, got shape {a.shape}")
-        if channels_last and a.ndim == 4:
+        given = tuple(a.shape[1:])
+        shape = tuple(shape)
+        if a.ndim == 3 and len(shape) == 3 and shape[0] == 1 and given == shape[1:]:
+            a = a[:, None]          # (N, H, W) grey images: the one channel is implied
+        elif channels_last and a.ndim == 4:
             a = a.transpose(0, 3, 1, 2)
         a = np.ascontiguousarray(a, dtype=np.float32)
-        if tuple(a.shape[1:]) != tuple(shape):
-            if channels_last and len(shape) == 3 and a.ndim == 4:
-                raise ValueError(f"{owner}: x has per-sample shape "
-                                 f"{(a.shape[2], a.shape[3], a.shape[1])} (H, W, C) but the model "
-                                 f"was built for {(shape[1], shape[2], shape[0])}")
-            raise ValueError(f"{owner}: x has per-sample shape {tuple(a.shape[1:])} but the model "
-                             f"was built for input shape {tuple(shape)} (x.shape={a.shape})")
+        if tuple(a.shape[1:]) != shape:
+            raise ValueError(_shape_mismatch(owner, given, shape, channels_last))
         out.append(a)
     n = len(out[0])
     for a in out[1:]:
@@ -312,6 +311,27 @@ def prepare_inputs(model, x, what):
             raise ValueError(f"{owner}: the inputs have different numbers of samples "
                              f"({[len(t) for t in out]})")
     return out
+
+
+def _shape_mismatch(owner, given, shape, channels_last):
+    """The message for x of per-sample shape ``given`` (as the user passed it) when the model
+    takes ``shape`` (channels-first), naming the layouts when that is the trouble."""
+    def user(s):
+        return (s[1], s[2], s[0]) if channels_last and len(s) == 3 else s
+
+    want = user(shape)
+    layout = "(H, W, C)" if channels_last else "(C, H, W)"
+    text = (f"{owner}: x has per-sample shape {given} but the model was built for input shape "
+            f"{want}" + (f" {layout}" if len(shape) == 3 else ""))
+    if len(shape) == 3 and len(given) == 3:
+        if channels_last and given == shape:
+            text += ("; x looks channels-first (N, C, H, W) while the model is channels-last "
+                     "(data_format='channels_last'): transpose x to (N, H, W, C)")
+        elif not channels_last and given == (shape[1], shape[2], shape[0]):
+            text += ("; x looks channels-last (N, H, W, C) while the model is channels-first: "
+                     "transpose x to (N, C, H, W), or build the model with "
+                     "data_format='channels_last'")
+    return text
 
 
 def prepare_targets(model, y, n, what):
