@@ -14,11 +14,12 @@ from . import _core
 from . import functional
 from . import callbacks, datasets, initializers, layers, losses, metrics, models, optimizers
 from .layers import Input, SymbolicTensor
+from .layers.base import set_random_seed
 from .models import Model, Sequential, load_model
 
 __all__ = ["__version__", "functional", "layers", "models", "losses", "optimizers", "initializers",
            "metrics", "datasets", "callbacks", "Input", "Model", "Sequential", "SymbolicTensor",
-           "load_model",
+           "load_model", "set_random_seed",
            "get_num_threads", "set_num_threads", "cpu_isa", "info", "buffer_cache_info",
            "clear_buffer_cache"]
 

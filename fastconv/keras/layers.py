@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from .. import layers as _L
 from ..layers.base import Input as _Input
+from ..layers.base import check_image_layout
 from . import backend as _backend
 
 __all__ = ["Input", "InputLayer", "Layer", "Conv2D", "Dense", "MaxPooling2D", "MaxPool2D",
@@ -79,6 +80,7 @@ class Conv2D(_KerasLayouts, _L.Conv2D):
                          kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
                          data_format=_fmt(data_format), name=name, input_shape=input_shape,
                          trainable=trainable)
+        self._explicit_format = data_format is not None
 
 
 class Dense(_KerasLayouts, _L.Dense):
@@ -102,6 +104,7 @@ class MaxPooling2D(_L.MaxPool2D):
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
         name, input_shape, trainable = _keras_kwargs("MaxPooling2D", kwargs)
         super().__init__(pool_size, strides, padding, _fmt(data_format), name, input_shape, trainable)
+        self._explicit_format = data_format is not None
 
 
 class AveragePooling2D(_L.AvgPool2D):
@@ -113,6 +116,7 @@ class AveragePooling2D(_L.AvgPool2D):
         name, input_shape, trainable = _keras_kwargs("AveragePooling2D", kwargs)
         super().__init__(pool_size, strides, padding, False, _fmt(data_format), name, input_shape,
                          trainable)
+        self._explicit_format = data_format is not None
 
     def get_config(self):
         config = super().get_config()
@@ -131,6 +135,7 @@ class GlobalAveragePooling2D(_L.GlobalAvgPool2D):
         name, input_shape, trainable = _keras_kwargs("GlobalAveragePooling2D", kwargs)
         super().__init__(name=name, input_shape=input_shape, data_format=_fmt(data_format),
                          trainable=trainable)
+        self._explicit_format = data_format is not None
 
 
 class ZeroPadding2D(_L.ZeroPadding2D):
@@ -141,6 +146,7 @@ class ZeroPadding2D(_L.ZeroPadding2D):
     def __init__(self, padding=(1, 1), data_format=None, **kwargs):
         name, input_shape, trainable = _keras_kwargs("ZeroPadding2D", kwargs)
         super().__init__(padding, _fmt(data_format), name, input_shape, trainable)
+        self._explicit_format = data_format is not None
 
 
 class Flatten(_L.Flatten):
@@ -151,6 +157,7 @@ class Flatten(_L.Flatten):
     def __init__(self, data_format=None, **kwargs):
         name, input_shape, trainable = _keras_kwargs("Flatten", kwargs)
         super().__init__(_fmt(data_format), name, input_shape, trainable)
+        self._explicit_format = data_format is not None
 
 
 class Dropout(_L.Dropout):
@@ -221,6 +228,7 @@ class Concatenate(_L.Concatenate):
         super().__init__(axis, name, input_shape, trainable)
         self.keras_axis = int(axis)
         self.data_format = _fmt(data_format)
+        self._explicit_format = data_format is not None
 
     def _build(self, input_shape):
         ndim = len(input_shape[0]) + 1
@@ -249,7 +257,9 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
         raise ValueError("Input: give shape= (per sample, without the batch)")
     if dtype not in (None, "float32"):
         raise NotImplementedError(f"Input: fastconv computes in float32, not {dtype!r}")
-    return _Input(tuple(shape), name=name, data_format=_backend.image_data_format())
+    fmt = _backend.image_data_format()
+    check_image_layout(shape, fmt == "channels_last", "Input")
+    return _Input(tuple(shape), name=name, data_format=fmt)
 
 
 def add(inputs, **kwargs):

@@ -38,7 +38,7 @@ import numpy as np
 from ..backend import CPU, backend_for, is_device_tensor
 
 __all__ = ["Layer", "Context", "SymbolicTensor", "Node", "InputLayer", "Input", "TracingError",
-           "LayerGradients", "ACTIVATIONS", "check_image_layout", "shape_only"]
+           "LayerGradients", "ACTIVATIONS", "check_image_layout", "shape_only", "set_random_seed"]
 
 # Activation names -> the code the compiled kernels fuse into their output pass.
 # "softmax" has no code: it is a row-wise op applied after the fused pass.
@@ -50,6 +50,23 @@ class TracingError(TypeError):
 
 
 _shape_only = threading.local()
+_default_rng = np.random.default_rng()
+_default_rng_lock = threading.Lock()
+
+
+def set_random_seed(seed):
+    """Seed the generator that layers built outside a seeded model draw their initial weights
+    (and dropout masks) from: then a script that builds its layers in the same order gets the
+    same weights."""
+    global _default_rng
+    with _default_rng_lock:
+        _default_rng = np.random.default_rng(seed)
+
+
+def _fresh_rng():
+    """A generator for a layer built without one: a child of the default generator."""
+    with _default_rng_lock:
+        return np.random.default_rng(_default_rng.integers(1 << 63))
 
 
 @contextlib.contextmanager
@@ -362,7 +379,7 @@ class Layer:
             input_shape = [tuple(int(d) for d in s) for s in input_shape]
         else:
             input_shape = tuple(int(d) for d in input_shape)
-        self._rng = rng if rng is not None else np.random.default_rng()
+        self._rng = rng if rng is not None else _fresh_rng()
         output_shape = tuple(int(d) for d in self._build(input_shape))
         if any(d < 1 for d in output_shape):
             raise ValueError(f"{self._owner}: input shape {input_shape} gives an empty output "

@@ -588,6 +588,7 @@ class Sequential(Model):
         B.Layer.__init__(self, name=name, trainable=trainable)
         self._init_model_state(seed)
         self.data_format = B._check_data_format(data_format, "Sequential")
+        self._explicit_format = data_format is not None
         self.declared_input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self._layers = []
         for layer in layers or []:  # a first fastconv.Input sets the input shape (Keras 3 style)

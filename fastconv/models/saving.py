@@ -51,12 +51,39 @@ def _layer_entry(layer):
     return {"class_name": L.class_name(type(layer)), "config": layer.get_config()}
 
 
+_MODEL_CLASSES = {}
+
+
+def register_model_class(kind, cls):
+    """Load models saved as ``kind`` ("Sequential", "Functional", "keras.Sequential", ...) as
+    ``cls``; a model class saves under the kind it was registered with."""
+    _MODEL_CLASSES[kind] = cls
+    cls._saved_kind = kind
+
+
+def _model_class(kind):
+    if not _MODEL_CLASSES:
+        from .model import Model, Sequential
+
+        register_model_class("Sequential", Sequential)
+        register_model_class("Functional", Model)
+    return _MODEL_CLASSES.get(kind)
+
+
+def _kind(model):
+    from .model import Sequential
+
+    _model_class("Sequential")  # the defaults are registered
+    kind = type(model).__dict__.get("_saved_kind")
+    return kind or ("Sequential" if isinstance(model, Sequential) else "Functional")
+
+
 def model_config(model):
     """{"format", "version", "model": {...}, "compile": {...}} for ``model`` (JSON-able)."""
     from .model import Sequential
 
     if isinstance(model, Sequential):
-        inner = {"class_name": "Sequential", "config": {
+        inner = {"class_name": _kind(model), "config": {
             "name": model.name, "seed": model.seed, "data_format": model.data_format,
             "trainable": model.trainable,
             "input_shape": None if not model.built else list(model.input_shape),
@@ -78,13 +105,13 @@ def model_config(model):
             refs = [[node_index[id(t.node)], t.index] for t in node.inputs]
             node_index[id(node)] = len(nodes)
             nodes.append({"layer": layer_index[id(node.layer)], "inputs": refs})
-        inner = {"class_name": "Functional", "config": {
+        inner = {"class_name": _kind(model), "config": {
             "name": model.name, "seed": model.seed, "data_format": model.data_format,
             "trainable": model.trainable, "layers": layers, "nodes": nodes,
             "inputs": [node_index[id(t.node)] for t in graph.inputs],
             "outputs": [[node_index[id(t.node)], t.index] for t in graph.outputs],
             "single_input": model._single_input, "single_output": model._single_output}}
-        if type(model).__name__ not in ("Model", "Functional"):
+        if type(model).__dict__.get("_saved_kind") is None and type(model).__name__ != "Model":
             inner["traced_from"] = type(model).__name__
     config = {"format": FORMAT, "version": FORMAT_VERSION, "model": inner}
     if model.optimizer is not None and model.losses:
@@ -108,22 +135,23 @@ def model_from_config(config):
 
 
 def _build(entry, where, depth):
-    from .model import Model, Sequential
+    from .model import Sequential
 
     if depth > _MAX_DEPTH:
         raise ValueError(f"{where}: models nested more than {_MAX_DEPTH} deep")
     _need(isinstance(entry, dict) and isinstance(entry.get("config"), dict), where,
           "each layer entry must be {'class_name': ..., 'config': {...}}")
     kind, cfg = entry.get("class_name"), entry["config"]
-    if kind == "Sequential":
+    model_cls = _model_class(kind) if isinstance(kind, str) else None
+    if model_cls is not None and issubclass(model_cls, Sequential):
         layers = cfg.get("layers")
         _need(isinstance(layers, list) and len(layers) <= _MAX_LAYERS, where,
               "a Sequential's 'layers' must be a list")
         built = [_build(e, where, depth + 1) for e in layers]
         fmt = cfg.get("data_format")
         _need(fmt in (None, "channels_first", "channels_last"), where, "bad data_format")
-        model = Sequential(built, seed=_opt_int(cfg.get("seed"), where, "seed"), data_format=fmt,
-                           name=_opt_str(cfg.get("name"), where, "name") or "sequential")
+        model = model_cls(built, seed=_opt_int(cfg.get("seed"), where, "seed"), data_format=fmt,
+                          name=_opt_str(cfg.get("name"), where, "name") or "sequential")
         shape = cfg.get("input_shape")
         if shape is not None:
             shape = _shape(shape, where)
@@ -131,7 +159,7 @@ def _build(entry, where, depth):
         if cfg.get("trainable") is False:
             model.trainable = False
         return model
-    if kind == "Functional":
+    if model_cls is not None:
         layer_entries, nodes = cfg.get("layers"), cfg.get("nodes")
         _need(isinstance(layer_entries, list) and isinstance(nodes, list)
               and len(layer_entries) <= _MAX_LAYERS and len(nodes) <= 4 * _MAX_LAYERS, where,
@@ -165,7 +193,7 @@ def _build(entry, where, depth):
             outputs = [made[i][j] for i, j in outs]
         except (TypeError, IndexError, ValueError):
             raise ValueError(f"{where}: 'inputs'/'outputs' name tensors that do not exist") from None
-        model = Model(inputs[0] if cfg.get("single_input", True) and len(inputs) == 1 else inputs,
+        model = model_cls(inputs[0] if cfg.get("single_input", True) and len(inputs) == 1 else inputs,
                       outputs[0] if cfg.get("single_output", True) and len(outputs) == 1 else outputs,
                       name=_opt_str(cfg.get("name"), where, "name"),
                       seed=_opt_int(cfg.get("seed"), where, "seed"))
