@@ -53,16 +53,21 @@ const float* optional_bias(const char* op, const std::optional<FArray>& b, int64
   return b->data();
 }
 
+float alpha_of(const char* op, Activation a, const std::optional<double>& alpha) {
+  return activation_alpha(op, a, alpha.has_value(), alpha.value_or(0.0));
+}
+
 FArray conv2d_forward(const FArray& x, const FArray& w, const std::optional<FArray>& b, Pair stride,
-                      Pads pad, Pair dilation, int act) {
+                      Pads pad, Pair dilation, int act, std::optional<double> alpha) {
   const Conv2dParams p = make_conv_params("conv2d", shape_of(x), shape_of(w), stride, pad, dilation);
   const float* bp = optional_bias("conv2d", b, p.K);
   const Activation a = to_activation(act);
+  const float al = alpha_of("conv2d", a, alpha);
   FArray y = empty({p.N, p.K, p.P, p.Q});
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::conv2d_forward(x.data(), w.data(), bp, yp, p, a);
+    cpu::conv2d_forward(x.data(), w.data(), bp, yp, p, a, al);
   }
   return y;
 }
@@ -202,44 +207,64 @@ FArray avg_pool2d_backward(const FArray& dy, std::vector<int64_t> x_shape, Pair 
   return dx;
 }
 
-FArray activation_forward(const FArray& x, int act) {
+FArray activation_forward(const FArray& x, int act, std::optional<double> alpha) {
   const Activation a = to_activation(act);
+  const float al = alpha_of("activation_forward", a, alpha);
   FArray y = empty(shape_of(x));
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::activation_forward(a, x.data(), yp, x.size());
+    cpu::activation_forward(a, x.data(), yp, x.size(), al);
   }
   return y;
 }
 
+// The arrays an activation's backward reads, checked against dy: y (the forward output) for
+// every activation but GELU, x (the forward input) for GELU. Returns (y data, x data).
+std::pair<const float*, const float*> backward_inputs(const char* op, Activation a, const FArray& dy,
+                                                      const std::optional<FArray>& y,
+                                                      const std::optional<FArray>& x) {
+  const bool needs_x = activation_backward_needs_input(a);
+  if (needs_x && !x)
+    fail(op, ": gelu's backward needs the forward input x (its derivative is not a function of y)");
+  if (!needs_x && !y) fail(op, ": y (the forward output) is required");
+  if (y && shape_of(dy) != shape_of(*y))
+    fail(op, ": dy has shape ", shape_str(shape_of(dy)), " but y has shape ", shape_str(shape_of(*y)));
+  if (x && shape_of(dy) != shape_of(*x))
+    fail(op, ": dy has shape ", shape_str(shape_of(dy)), " but x has shape ", shape_str(shape_of(*x)));
+  return {y ? y->data() : nullptr, x ? x->data() : nullptr};
+}
+
 // (dx, db) for a conv layer: dx = dy * act'(y) and db = dx summed over N, P, Q, in one pass.
-py::tuple activation_backward_bias(const FArray& dy, const FArray& y, int act) {
+py::tuple activation_backward_bias(const FArray& dy, const std::optional<FArray>& y, int act,
+                                   std::optional<double> alpha, const std::optional<FArray>& x) {
+  const char* op = "activation_backward_bias";
   const Activation a = to_activation(act);
+  const float al = alpha_of(op, a, alpha);
   if (dy.ndim() != 4)
-    fail("activation_backward_bias: dy must be 4-D (N, K, P, Q), got shape ", shape_str(shape_of(dy)));
-  if (shape_of(dy) != shape_of(y))
-    fail("activation_backward_bias: dy has shape ", shape_str(shape_of(dy)), " but y has shape ",
-         shape_str(shape_of(y)));
+    fail(op, ": dy must be 4-D (N, K, P, Q), got shape ", shape_str(shape_of(dy)));
+  const auto [yp, xp] = backward_inputs(op, a, dy, y, x);
   const int64_t N = dy.shape(0), K = dy.shape(1), PQ = dy.shape(2) * dy.shape(3);
-  FArray dx = empty(shape_of(y)), db = empty({K});
+  FArray dx = empty(shape_of(dy)), db = empty({K});
   float *dxp = dx.mutable_data(), *dbp = db.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::activation_backward_bias(a, dy.data(), y.data(), dxp, dbp, N, K, PQ);
+    cpu::activation_backward_bias(a, dy.data(), yp, dxp, dbp, N, K, PQ, al, xp);
   }
   return py::make_tuple(dx, db);
 }
 
-FArray activation_backward(const FArray& dy, const FArray& y, int act) {
+FArray activation_backward(const FArray& dy, const std::optional<FArray>& y, int act,
+                           std::optional<double> alpha, const std::optional<FArray>& x) {
+  const char* op = "activation backward";
   const Activation a = to_activation(act);
-  if (shape_of(dy) != shape_of(y))
-    fail("activation backward: dy has shape ", shape_str(shape_of(dy)), " but y has shape ", shape_str(shape_of(y)));
-  FArray dx = empty(shape_of(y));
+  const float al = alpha_of(op, a, alpha);
+  const auto [yp, xp] = backward_inputs(op, a, dy, y, x);
+  FArray dx = empty(shape_of(dy));
   float* dxp = dx.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::activation_backward(a, dy.data(), y.data(), dxp, y.size());
+    cpu::activation_backward(a, dy.data(), yp, dxp, dy.size(), al, xp);
   }
   return dx;
 }
@@ -284,16 +309,18 @@ void check_linear(const char* op, const FArray& x, const FArray& w) {
          shape_str(shape_of(x)), ", w.shape=", shape_str(shape_of(w)), ")");
 }
 
-FArray linear_forward(const FArray& x, const FArray& w, const std::optional<FArray>& b, int act) {
+FArray linear_forward(const FArray& x, const FArray& w, const std::optional<FArray>& b, int act,
+                      std::optional<double> alpha) {
   check_linear("linear", x, w);
   const int64_t N = x.shape(0), I = x.shape(1), O = w.shape(0);
   const float* bp = optional_bias("linear", b, O);
   const Activation a = to_activation(act);
+  const float al = alpha_of("linear", a, alpha);
   FArray y = empty({N, O});
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::linear_forward(x.data(), w.data(), bp, yp, N, I, O, a);
+    cpu::linear_forward(x.data(), w.data(), bp, yp, N, I, O, a, al);
   }
   return y;
 }
@@ -364,8 +391,10 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "fastconv's CPU kernels (C++, OpenMP). Use fastconv.functional, which checks "
             "arguments and resolves padding, rather than calling these directly.";
   m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
-        py::arg("pad"), py::arg("dilation"), py::arg("act") = 0,
-        "y = act(conv2d(x, w) + b); pad is (top, left, bottom, right); act 0 none, 1 relu, 2 tanh, 3 sigmoid");
+        py::arg("pad"), py::arg("dilation"), py::arg("act") = 0, py::arg("alpha") = py::none(),
+        "y = act(conv2d(x, w) + b); pad is (top, left, bottom, right); act 0 none, 1 relu, 2 tanh, "
+        "3 sigmoid, 4 leaky_relu, 5 elu, 6 gelu, 7 gelu_tanh; alpha the activation's parameter "
+        "(None: its default)");
   m.def("conv2d_backward_input", &conv2d_backward_input, py::arg("dy"), py::arg("w"), py::arg("x_shape"),
         py::arg("stride"), py::arg("pad"), py::arg("dilation"), "dx of conv2d");
   m.def("conv2d_backward_weight", &conv2d_backward_weight, py::arg("dy"), py::arg("x"), py::arg("w_shape"),
@@ -383,14 +412,18 @@ PYBIND11_MODULE(_core, m) {
         py::arg("pad"), py::arg("count_include_pad"));
   m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("dy"), py::arg("x_shape"), py::arg("kernel"),
         py::arg("stride"), py::arg("pad"), py::arg("count_include_pad"));
-  m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("act"));
-  m.def("activation_backward", &activation_backward, py::arg("dy"), py::arg("y"), py::arg("act"));
+  m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("act"), py::arg("alpha") = py::none());
+  m.def("activation_backward", &activation_backward, py::arg("dy"), py::arg("y"), py::arg("act"),
+        py::arg("alpha") = py::none(), py::arg("x") = py::none(),
+        "dx = dy * act'(x), from the forward output y (gelu: from the forward input x, y may be None)");
   m.def("activation_backward_bias", &activation_backward_bias, py::arg("dy"), py::arg("y"), py::arg("act"),
+        py::arg("alpha") = py::none(), py::arg("x") = py::none(),
         "(dx, db): a conv layer's activation backward and bias gradient in one pass");
   m.def("softmax", &softmax, py::arg("x"), "softmax over the last axis of a 2-D array");
   m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"),
         "(mean loss, dlogits) of softmax + cross-entropy");
-  m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("act") = 0);
+  m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("act") = 0,
+        py::arg("alpha") = py::none());
   m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"), "(dx, dw, db)");
   m.def("sgemm", &sgemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
         "op(a) @ op(b) on fastconv's own SGEMM");

@@ -446,9 +446,14 @@ std::vector<int64_t> shape_arg(const char* op, const char* name, const std::vect
 }
 
 Activation act_arg(const char* op, int act) {
-  if (act < 0 || act > 3)
-    fail(op, ": act must be 0 (none), 1 (relu), 2 (tanh) or 3 (sigmoid), got ", act);
+  if (act < 0 || act >= kActivationCount)
+    fail(op, ": act must be 0 (none), 1 (relu), 2 (tanh), 3 (sigmoid), 4 (leaky_relu), 5 (elu), "
+         "6 (gelu) or 7 (gelu_tanh), got ", act);
   return static_cast<Activation>(act);
+}
+
+float alpha_arg(const char* op, Activation a, const std::optional<double>& alpha) {
+  return activation_alpha(op, a, alpha.has_value(), alpha.value_or(0.0));
 }
 
 // Labels as an int64 device tensor: a Tensor is used as is (the kernel flags bad labels), a
@@ -616,12 +621,13 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
   using OptT = std::optional<Tensor>;
 
   m.def("conv2d_forward", [](const Tensor& x, const Tensor& w, const OptT& b, Pair stride,
-                             Pads pad, Pair dilation, int act) {
+                             Pads pad, Pair dilation, int act, std::optional<double> alpha) {
     const char* op = "conv2d_forward";
     require_device();
     want_f32(op, "x", x); want_f32(op, "w", w);
     const Conv2dParams p = make_conv_params(op, x.shape, w.shape, stride, pad, dilation);
     const Activation a = act_arg(op, act);
+    const float al = alpha_arg(op, a, alpha);
     const float* bias = nullptr;
     if (b) {
       want_f32(op, "b", *b);
@@ -631,12 +637,14 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     }
     Tensor y = empty_f32({p.N, p.K, p.P, p.Q}, op);
     py::gil_scoped_release nogil;
-    conv2d_forward(x.cf(), w.cf(), bias, y.f(), p, a);
+    conv2d_forward(x.cf(), w.cf(), bias, y.f(), p, a, al);
     return y;
   }, py::arg("x"), py::arg("w"), py::arg("b") = py::none(), py::arg("stride") = Pair{1, 1},
      py::arg("pad") = Pads{0, 0, 0, 0}, py::arg("dilation") = Pair{1, 1}, py::arg("act") = 0,
+     py::arg("alpha") = py::none(),
      "y (N,K,P,Q) = act(conv(x (N,C,H,W), w (K,C,R,S)) + b (K)); pad is (top, left, bottom, "
-     "right); act 0 none, 1 relu, 2 tanh, 3 sigmoid.");
+     "right); act 0 none, 1 relu, 2 tanh, 3 sigmoid, 4 leaky_relu, 5 elu, 6 gelu, 7 gelu_tanh; "
+     "alpha the activation's parameter (None: its default).");
 
   m.def("conv2d_backward_input", [](const Tensor& dy, const Tensor& w,
                                     const std::vector<int64_t>& x_shape, Pair stride, Pads pad,
@@ -755,31 +763,46 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
      py::arg("pad") = Pads{0, 0, 0, 0}, py::arg("count_include_pad") = true,
      "dx (N,C,H,W): each dy shared evenly over its window.");
 
-  m.def("activation_forward", [](const Tensor& x, int act) {
+  m.def("activation_forward", [](const Tensor& x, int act, std::optional<double> alpha) {
     const char* op = "activation_forward";
     require_device();
     want_f32(op, "x", x);
     const Activation a = act_arg(op, act);
+    const float al = alpha_arg(op, a, alpha);
     Tensor y = empty_f32(x.shape, op);
     py::gil_scoped_release nogil;
-    activation_forward(a, x.cf(), y.f(), x.numel());
+    activation_forward(a, x.cf(), y.f(), x.numel(), al);
     return y;
-  }, py::arg("x"), py::arg("act"), "y = act(x) elementwise; act 1 relu, 2 tanh, 3 sigmoid.");
+  }, py::arg("x"), py::arg("act"), py::arg("alpha") = py::none(),
+     "y = act(x) elementwise; act as for conv2d_forward, alpha its parameter.");
 
-  m.def("activation_backward", [](const Tensor& dy, const Tensor& y, int act) {
+  m.def("activation_backward", [](const Tensor& dy, const OptT& y, int act,
+                                  std::optional<double> alpha, const OptT& x) {
     const char* op = "activation_backward";
     require_device();
-    want_f32(op, "dy", dy); want_f32(op, "y", y);
+    want_f32(op, "dy", dy);
     const Activation a = act_arg(op, act);
-    if (dy.shape != y.shape)
-      fail(op, ": dy and y must have the same shape, got ", shape_str(dy.shape), " and ",
-           shape_str(y.shape));
-    Tensor dx = empty_f32(y.shape, op);
+    const float al = alpha_arg(op, a, alpha);
+    const bool needs_x = activation_backward_needs_input(a);
+    if (needs_x && !x)
+      fail(op, ": gelu's backward needs the forward input x (its derivative is not a function of y)");
+    if (!needs_x && !y) fail(op, ": y (the forward output) is required");
+    for (const OptT* t : {&y, &x}) {
+      if (!*t) continue;
+      want_f32(op, t == &y ? "y" : "x", **t);
+      if ((*t)->shape != dy.shape)
+        fail(op, ": dy and ", t == &y ? "y" : "x", " must have the same shape, got ",
+             shape_str(dy.shape), " and ", shape_str((*t)->shape));
+    }
+    Tensor dx = empty_f32(dy.shape, op);
     py::gil_scoped_release nogil;
-    activation_backward(a, dy.cf(), y.cf(), dx.f(), y.numel());
+    activation_backward(a, dy.cf(), y ? y->cf() : nullptr, dx.f(), dy.numel(), al,
+                        x ? x->cf() : nullptr);
     return dx;
-  }, py::arg("dy"), py::arg("y"), py::arg("act"),
-     "dx = dy * act'(x), written with the forward output y.");
+  }, py::arg("dy"), py::arg("y"), py::arg("act"), py::arg("alpha") = py::none(),
+     py::arg("x") = py::none(),
+     "dx = dy * act'(x), written with the forward output y (gelu: with the forward input x; y "
+     "may be None).");
 
   m.def("softmax", [](const Tensor& x, int64_t axis) {
     const char* op = "softmax";
@@ -823,13 +846,15 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
      "(mean loss, dlogits = (softmax(logits) - onehot(labels)) / N) for logits (N, C) and "
      "labels (N) int64 (a Tensor or a NumPy integer array).");
 
-  m.def("linear_forward", [](const Tensor& x, const Tensor& w, const OptT& b, int act) {
+  m.def("linear_forward", [](const Tensor& x, const Tensor& w, const OptT& b, int act,
+                             std::optional<double> alpha) {
     const char* op = "linear_forward";
     require_device();
     want_f32(op, "x", x); want_f32(op, "w", w);
     want_ndim(op, "x", x, 2, "(N, I)");
     want_ndim(op, "w", w, 2, "(O, I)");
     const Activation a = act_arg(op, act);
+    const float al = alpha_arg(op, a, alpha);
     const int64_t N = x.dim(0), I = x.dim(1), O = w.dim(0);
     if (w.dim(1) != I)
       fail(op, ": w has ", w.dim(1), " inputs but x has ", I, " features (x.shape=",
@@ -843,9 +868,10 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     }
     Tensor y = empty_f32({N, O}, op);
     py::gil_scoped_release nogil;
-    linear_forward(x.cf(), w.cf(), bias, y.f(), N, I, O, a);
+    linear_forward(x.cf(), w.cf(), bias, y.f(), N, I, O, a, al);
     return y;
   }, py::arg("x"), py::arg("w"), py::arg("b") = py::none(), py::arg("act") = 0,
+     py::arg("alpha") = py::none(),
      "y (N,O) = act(x (N,I) w^T + b), w (O,I).");
 
   m.def("linear_backward", [](const Tensor& dy, const Tensor& x, const Tensor& w,

@@ -11,7 +11,27 @@
 namespace fastconv {
 
 // Activation fused into an op's output pass (conv2d forward, linear forward).
-enum class Activation : int { None = 0, ReLU = 1, Tanh = 2, Sigmoid = 3 };
+//   LeakyReLU  x > 0 ? x : alpha x             (alpha = negative_slope, >= 0; Keras's 0.2)
+//   ELU        x > 0 ? x : alpha (e^x - 1)     (alpha >= 0; 1.0 by default)
+//   GELU       x Phi(x), Phi the normal CDF     (the exact erf form)
+//   GELUTanh   x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3), = 0.5 x (1 + tanh(u))
+// `alpha` travels with the code wherever an activation is applied (every signature below
+// takes it after the code, defaulting to 0, which the other activations ignore). The
+// backward of every activation but GELU is written with the forward OUTPUT y; GELU's needs
+// the pre-activation input x (its derivative is not a function of y).
+enum class Activation : int {
+  None = 0, ReLU = 1, Tanh = 2, Sigmoid = 3, LeakyReLU = 4, ELU = 5, GELU = 6, GELUTanh = 7
+};
+constexpr int kActivationCount = 8;
+
+// The parameter an activation takes when the caller gives none (Keras's defaults).
+inline float default_activation_alpha(Activation a) {
+  return a == Activation::LeakyReLU ? 0.2f : a == Activation::ELU ? 1.f : 0.f;
+}
+// Whether the activation's backward needs the forward INPUT x (not only the output y).
+inline bool activation_backward_needs_input(Activation a) {
+  return a == Activation::GELU || a == Activation::GELUTanh;
+}
 
 // One 2-D convolution: x (N, C, H, W) * w (K, C, R, S) -> y (N, K, P, Q).
 // Padding is explicit per side: "same" may put one more pixel bottom/right than top/left.
@@ -44,7 +64,7 @@ namespace cpu {
 // --- conv2d (csrc/cpu/conv2d.cpp) -------------------------------------------------------
 // y (N,K,P,Q) = act(conv(x, w) + b); b (K) may be null.
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
-                    const Conv2dParams& p, Activation act);
+                    const Conv2dParams& p, Activation act, float alpha = 0.f);
 // dx (N,C,H,W) from dy (N,K,P,Q) and w (K,C,R,S). dx is overwritten.
 void conv2d_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p);
 // dw (K,C,R,S) from dy (N,K,P,Q) and x (N,C,H,W), summed over the batch. dw is overwritten.
@@ -68,13 +88,17 @@ void avg_pool2d_forward(const float* x, float* y, const Pool2dParams& p);
 void avg_pool2d_backward(const float* dy, float* dx, const Pool2dParams& p);
 
 // --- activations (csrc/cpu/activations.cpp), n elements, in-place allowed (y == x) ---------
-void activation_forward(Activation act, const float* x, float* y, int64_t n);
-// dx = dy * act'(x), written with the forward output y: relu y>0, tanh 1-y^2, sigmoid y(1-y).
-void activation_backward(Activation act, const float* dy, const float* y, float* dx, int64_t n);
+void activation_forward(Activation act, const float* x, float* y, int64_t n, float alpha = 0.f);
+// dx = dy * act'(x), written with the forward output y: relu y>0, tanh 1-y^2, sigmoid y(1-y),
+// leaky relu y>0 ? 1 : alpha, elu y>0 ? 1 : y+alpha; GELU from the forward input x (which
+// must then be given; y is not read). A NaN in y (or x) gives NaN in dx.
+void activation_backward(Activation act, const float* dy, const float* y, float* dx, int64_t n,
+                         float alpha = 0.f, const float* x = nullptr);
 // The same for dy, y, dx (N, K, PQ), and db (K) = dx summed over N and PQ (a conv layer's bias
 // gradient) in the same pass.
 void activation_backward_bias(Activation act, const float* dy, const float* y, float* dx,
-                              float* db, int64_t N, int64_t K, int64_t PQ);
+                              float* db, int64_t N, int64_t K, int64_t PQ, float alpha = 0.f,
+                              const float* x = nullptr);
 
 // --- softmax and loss (csrc/cpu/softmax.cpp) -----------------------------------------------
 // Softmax over the last axis of a (rows, cols) matrix.
@@ -86,7 +110,7 @@ float softmax_cross_entropy(const float* logits, const int64_t* labels, float* d
 
 // --- linear (csrc/cpu/linear.cpp): y (N,O) = act(x (N,I) w^T + b), w (O,I) -----------------
 void linear_forward(const float* x, const float* w, const float* b, float* y, int64_t N,
-                    int64_t I, int64_t O, Activation act);
+                    int64_t I, int64_t O, Activation act, float alpha = 0.f);
 // dx (N,I) = dy w; dw (O,I) = dy^T x; db (O) = sum dy. Any output pointer may be null.
 void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
                      float* db, int64_t N, int64_t I, int64_t O);
@@ -111,7 +135,7 @@ void set_num_threads(int n);
 namespace cuda {
 // --- conv2d (csrc/cuda/conv2d.cu): implicit GEMM, no im2col buffer ------------------------
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
-                    const Conv2dParams& p, Activation act);
+                    const Conv2dParams& p, Activation act, float alpha = 0.f);
 void conv2d_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p);
 void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Conv2dParams& p);
 void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t PQ);
@@ -123,8 +147,9 @@ void avg_pool2d_forward(const float* x, float* y, const Pool2dParams& p);
 void avg_pool2d_backward(const float* dy, float* dx, const Pool2dParams& p);
 
 // --- activations (csrc/cuda/activations.cu), n elements, in-place allowed (y == x) ---------
-void activation_forward(Activation act, const float* x, float* y, int64_t n);
-void activation_backward(Activation act, const float* dy, const float* y, float* dx, int64_t n);
+void activation_forward(Activation act, const float* x, float* y, int64_t n, float alpha = 0.f);
+void activation_backward(Activation act, const float* dy, const float* y, float* dx, int64_t n,
+                         float alpha = 0.f, const float* x = nullptr);
 
 // --- softmax and loss (csrc/cuda/softmax.cu) -----------------------------------------------
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols);
@@ -136,7 +161,7 @@ float softmax_cross_entropy(const float* logits, const int64_t* labels, float* d
 
 // --- linear and GEMM (csrc/cuda/linear.cu) -------------------------------------------------
 void linear_forward(const float* x, const float* w, const float* b, float* y, int64_t N,
-                    int64_t I, int64_t O, Activation act);
+                    int64_t I, int64_t O, Activation act, float alpha = 0.f);
 void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
                      float* db, int64_t N, int64_t I, int64_t O);
 // C (M, N) = op(A) (M, K) * op(B) (K, N), row-major, alpha = 1, beta = 0 (C overwritten).

@@ -25,12 +25,20 @@ __all__ = [
     "max_pool2d", "max_pool2d_backward", "max_pool2d_with_indices", "max_pool2d_backward_indices",
     "avg_pool2d", "avg_pool2d_backward",
     "relu", "relu_backward", "tanh", "tanh_backward", "sigmoid", "sigmoid_backward",
+    "leaky_relu", "leaky_relu_backward", "elu", "elu_backward", "gelu", "gelu_backward",
+    "activation", "activation_backward",
     "softmax", "softmax_cross_entropy", "linear", "linear_backward", "matmul",
     "conv_output_size", "resolve_padding",
 ]
 
 # Activation codes shared with the C++ and CUDA kernels (csrc/ops.h, enum Activation).
-ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "leaky_relu": 4, "elu": 5,
+               "gelu": 6, "gelu_tanh": 7}
+# The parameter of the activations that take one, when none is given (Keras's defaults:
+# keras.activations.leaky_relu's negative_slope 0.2, elu's alpha 1.0).
+ACTIVATION_DEFAULT_ALPHA = {4: 0.2, 5: 1.0}
+# Codes whose backward needs the forward INPUT x (GELU); the others take the output y.
+ACTIVATIONS_NEEDING_INPUT = frozenset({6, 7})
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -288,18 +296,57 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0, count_
 
 
 # ----------------------------------------------------------------------------- activations
-def _act_forward(op, code, x):
+def _alpha(op, name, v):
+    """A finite, non-negative activation parameter as a float (ValueError/TypeError naming it)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {v!r}")
+    v = float(v)
+    if not (np.isfinite(v) and v >= 0.0):
+        raise ValueError(f"{op}: {name} must be finite and >= 0, got {v!r}")
+    return v
+
+
+def _act_code(op, act):
+    """An activation name (a key of ACTIVATIONS) or code -> the code."""
+    if isinstance(act, str) or act is None:
+        key = act.lower() if isinstance(act, str) else act
+        if key not in ACTIVATIONS:
+            known = ", ".join(repr(k) for k in ACTIVATIONS if k is not None)
+            raise ValueError(f"{op}: unknown activation {act!r}; known: {known}")
+        return ACTIVATIONS[key]
+    code = _int(op, "act", act)
+    if code not in ACTIVATIONS.values():
+        raise ValueError(f"{op}: act must be an activation name or a code 0-7, got {act!r}")
+    return code
+
+
+def _act_forward(op, code, x, alpha=None):
     x = _array(op, "x", x)
-    return _backend(x).activation_forward(x, code)
+    if alpha is None:
+        return _backend(x).activation_forward(x, code)
+    return _backend(x).activation_forward(x, code, alpha)
 
 
-def _act_backward(op, code, dy, y):
+def _act_backward(op, code, dy, y, alpha=None, x=None):
     dy = _array(op, "dy", dy)
-    y = _array(op, "y", y)
-    _same_device(op, dy, "y", y)
-    if tuple(dy.shape) != tuple(y.shape):
-        raise ValueError(f"{op}: dy has shape {tuple(dy.shape)} but y has shape {tuple(y.shape)}")
-    return _backend(y).activation_backward(dy, y, code)
+    for name, a in (("y", y), ("x", x)):
+        if a is not None:
+            a = _array(op, name, a)
+            _same_device(op, dy, name, a)
+            if tuple(dy.shape) != tuple(a.shape):
+                raise ValueError(f"{op}: dy has shape {tuple(dy.shape)} but {name} has shape {tuple(a.shape)}")
+            if name == "y":
+                y = a
+            else:
+                x = a
+    if code in ACTIVATIONS_NEEDING_INPUT and x is None:
+        raise ValueError(f"{op}: gelu's backward needs the forward input x (its derivative is not a "
+                         "function of the output y)")
+    if code not in ACTIVATIONS_NEEDING_INPUT and y is None:
+        raise ValueError(f"{op}: y (the forward output) is required")
+    if alpha is None and x is None:
+        return _backend(dy).activation_backward(dy, y, code)
+    return _backend(dy).activation_backward(dy, y, code, alpha, x)
 
 
 def relu(x):
@@ -330,6 +377,62 @@ def sigmoid(x):
 def sigmoid_backward(dy, y):
     """Gradient of sigmoid from dy and the forward OUTPUT y: dy * y * (1 - y)."""
     return _act_backward("sigmoid_backward", 3, dy, y)
+
+
+def leaky_relu(x, negative_slope=0.2):
+    """x where x > 0, negative_slope * x elsewhere (negative_slope >= 0; Keras's default 0.2,
+    PyTorch's F.leaky_relu uses 0.01). NaN stays NaN."""
+    op = "leaky_relu"
+    return _act_forward(op, 4, x, _alpha(op, "negative_slope", negative_slope))
+
+
+def leaky_relu_backward(dy, y, negative_slope=0.2):
+    """Gradient of leaky_relu from dy and the forward OUTPUT y: dy where y > 0, else
+    dy * negative_slope (NaN where y is NaN)."""
+    op = "leaky_relu_backward"
+    return _act_backward(op, 4, dy, y, _alpha(op, "negative_slope", negative_slope))
+
+
+def elu(x, alpha=1.0):
+    """x where x > 0, alpha * (exp(x) - 1) elsewhere (alpha >= 0), with expm1's precision near 0."""
+    op = "elu"
+    return _act_forward(op, 5, x, _alpha(op, "alpha", alpha))
+
+
+def elu_backward(dy, y, alpha=1.0):
+    """Gradient of elu from dy and the forward OUTPUT y: dy where y > 0, else dy * (y + alpha)."""
+    op = "elu_backward"
+    return _act_backward(op, 5, dy, y, _alpha(op, "alpha", alpha))
+
+
+def gelu(x, approximate=False):
+    """GELU, x * Phi(x) with Phi the standard normal CDF (the exact erf form, Keras's and
+    PyTorch's default); approximate=True gives the tanh form
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (PyTorch's approximate="tanh")."""
+    return _act_forward("gelu", 7 if approximate else 6, x)
+
+
+def gelu_backward(dy, x, approximate=False):
+    """Gradient of gelu from dy and the forward INPUT x (GELU's derivative is not a function
+    of its output): dy * (Phi(x) + x phi(x)), or the tanh form's derivative."""
+    return _act_backward("gelu_backward", 7 if approximate else 6, dy, None, x=x)
+
+
+def activation(x, act, alpha=None):
+    """Any activation by name (a key of ACTIVATIONS: "relu", "leaky_relu", "gelu_tanh", ...) or
+    code, with its parameter alpha (leaky_relu's negative_slope, elu's alpha; None: the
+    default of ACTIVATION_DEFAULT_ALPHA). The same kernels conv2d and linear fuse."""
+    op = "activation"
+    code = _act_code(op, act)
+    return _act_forward(op, code, x, None if alpha is None else _alpha(op, "alpha", alpha))
+
+
+def activation_backward(dy, y, act, alpha=None, x=None):
+    """Gradient of activation(x, act, alpha) from dy and the forward OUTPUT y; GELU ("gelu",
+    "gelu_tanh") needs the forward INPUT x instead (y may then be None)."""
+    op = "activation_backward"
+    code = _act_code(op, act)
+    return _act_backward(op, code, dy, y, None if alpha is None else _alpha(op, "alpha", alpha), x)
 
 
 # ----------------------------------------------------------------------------- softmax, loss

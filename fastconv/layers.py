@@ -42,7 +42,7 @@ __all__ = [
 
 # Activation names -> the code the compiled kernels fuse into their output pass.
 # "softmax" has no code: Dense applies it after the fused pass (it is a row-wise op).
-ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "softmax": None}
+ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "leaky_relu": 4, "elu": 5, "gelu": 6, "softmax": None}
 
 
 def _activation_code(name, owner):

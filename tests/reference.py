@@ -284,6 +284,63 @@ def sigmoid_backward(dy, y):
     return np.asarray(dy, np.float64) * y * (1.0 - y)
 
 
+def leaky_relu(x, negative_slope):
+    x = np.asarray(x, np.float64)
+    return np.where(x > 0, x, negative_slope * x)
+
+
+def leaky_relu_backward_from_input(dy, x, negative_slope):
+    """dy * (1 where x > 0, negative_slope elsewhere), from the forward INPUT x."""
+    x = np.asarray(x, np.float64)
+    return np.asarray(dy, np.float64) * np.where(x > 0, 1.0, negative_slope)
+
+
+def elu(x, alpha):
+    x = np.asarray(x, np.float64)
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0)))
+
+
+def elu_backward_from_input(dy, x, alpha):
+    """dy * (1 where x > 0, alpha e^x elsewhere), from the forward INPUT x."""
+    x = np.asarray(x, np.float64)
+    return np.asarray(dy, np.float64) * np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0.0)))
+
+
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+
+def normal_cdf(x):
+    """Phi(x) = erfc(-x / sqrt 2) / 2, element by element with math.erfc."""
+    x = np.asarray(x, np.float64)
+    return 0.5 * _erfc(-x / math.sqrt(2.0)).astype(np.float64)
+
+
+def gelu(x):
+    x = np.asarray(x, np.float64)
+    return x * normal_cdf(x)
+
+
+def gelu_backward(dy, x):
+    """dy * (Phi(x) + x phi(x)), phi the standard normal density."""
+    x = np.asarray(x, np.float64)
+    density = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    return np.asarray(dy, np.float64) * (normal_cdf(x) + x * density)
+
+
+def gelu_tanh(x):
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    x = np.asarray(x, np.float64)
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def gelu_tanh_backward(dy, x):
+    x = np.asarray(x, np.float64)
+    u = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)
+    du = math.sqrt(2.0 / math.pi) * (1.0 + 3 * 0.044715 * x * x)
+    t = np.tanh(u)
+    return np.asarray(dy, np.float64) * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+
+
 # --------------------------------------------------------------------------------------
 # softmax, cross-entropy, linear
 # --------------------------------------------------------------------------------------
