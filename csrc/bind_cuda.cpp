@@ -804,6 +804,27 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
      "dx = dy * act'(x), written with the forward output y (gelu: with the forward input x; y "
      "may be None).");
 
+  m.def("bias_activation_", [](Tensor& y, const OptT& b, int act, std::optional<double> alpha) {
+    const char* op = "bias_activation_";
+    require_device();
+    want_f32(op, "y", y);
+    const Activation a = act_arg(op, act);
+    const float al = alpha_arg(op, a, alpha);
+    if (y.ndim() < 2) fail(op, ": y must be at least 2-D (N, C, ...), got shape ", shape_str(y.shape));
+    const int64_t N = y.dim(0), C = y.dim(1), inner = N * C ? y.numel() / (N * C) : 0;
+    const float* bias = nullptr;
+    if (b) {
+      want_f32(op, "b", *b);
+      if (b->ndim() != 1 || b->dim(0) != C)
+        fail(op, ": b must have shape (", C, ",) for y of shape ", shape_str(y.shape), ", got ",
+             shape_str(b->shape));
+      bias = b->cf();
+    }
+    py::gil_scoped_release nogil;
+    bias_activation_forward(y.f(), bias, N, C, inner, a, al);
+  }, py::arg("y"), py::arg("b"), py::arg("act") = 0, py::arg("alpha") = py::none(),
+     "y (N, C, ...) = act(y + b[c]) in place; b may be None.");
+
   m.def("softmax", [](const Tensor& x, int64_t axis) {
     const char* op = "softmax";
     require_device();

@@ -212,5 +212,22 @@ void activation_backward_bias(Activation act, const float* dy, const float* y, f
   }
 }
 
+void bias_activation_forward(float* y, const float* b, int64_t N, int64_t C, int64_t inner,
+                             Activation act, float alpha) {
+  if (!b && act == Activation::None) return;
+  const ActivationKernel f = activation_kernel(vec_math(), act, alpha);
+  if (inner == 1) {                                // (N, C) rows: the bias is a row, not a shift
+#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
+    for (int64_t n = 0; n < N; ++n) {
+      float* yn = y + n * C;                       // (C)
+      if (b) for (int64_t c = 0; c < C; ++c) yn[c] += b[c];
+      f(yn, 0.f, yn, C);
+    }
+    return;
+  }
+#pragma omp parallel for schedule(static) if (N * C * inner > kParallelMin)
+  for (int64_t i = 0; i < N * C; ++i) f(y + i * inner, b ? b[i % C] : 0.f, y + i * inner, inner);
+}
+
 }  // namespace cpu
 }  // namespace fastconv

@@ -32,7 +32,26 @@ __global__ void activation_backward_kernel(int act, const float* dy, const float
     dx[i] = activation_grad(act, dy[i], y ? y[i] : 0.f, x ? x[i] : 0.f, alpha);
 }
 
+// y (N, C, inner) = act(y + b[c]) in place.
+__global__ void bias_activation_kernel(float* y, const float* b, int64_t total, int64_t C,
+                                       int64_t inner, int act, float alpha) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float v = y[i] + (b ? ldg(b + (i / inner) % C) : 0.f);
+    y[i] = apply_activation(act, v, alpha);
+  }
+}
+
 }  // namespace
+
+void bias_activation_forward(float* y, const float* b, int64_t N, int64_t C, int64_t inner,
+                             Activation act, float alpha) {
+  const int64_t total = N * C * inner;
+  if (total <= 0 || (!b && act == Activation::None)) return;
+  bias_activation_kernel<<<grid_for(total, kThreads), kThreads, 0, stream()>>>(
+      y, b, total, C, inner, int(act), alpha);
+  CUDA_CHECK_LAUNCH();
+}
 
 void activation_forward(Activation act, const float* x, float* y, int64_t n, float alpha) {
   if (n <= 0) return;
