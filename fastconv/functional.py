@@ -11,6 +11,26 @@ not): ``out = ceil(n / stride)``, ``total = max((out - 1) * stride + d * (k - 1)
 the smaller half before (top/left) and the extra pixel after (bottom/right). Otherwise
 ``out = floor((n + 2 * p - d * (k - 1) - 1) / stride) + 1``.
 
+Beyond conv2d and pooling (each op has its backward, on the CPU and on CUDA tensors):
+
+* ``conv2d_transpose(x, w, b, stride, padding, output_padding=None, dilation)``, w (Cin, Cout,
+  R, S) as PyTorch's ConvTranspose2d; ``"valid"``/``"same"`` with output_padding None follow
+  Keras's output length (``in * s + max(k - s, 0)``, ``in * s``), with the padding of the
+  transposed convolution taken by TensorFlow's "same" rule on the OUTPUT size; ints follow
+  PyTorch (``(in - 1) * s - 2p + d(k - 1) + output_padding + 1``). The backward are
+  ``conv2d_transpose_backward_input`` / ``_weight`` and ``conv2d_backward_bias``;
+  ``conv2d_transpose_output_size`` / ``_output_shape`` give the sizes.
+* ``upsample2d(x, scale, mode="nearest"|"bilinear", align_corners=False)`` and its backward.
+* ``batch_norm_training`` (batch statistics; running mean and variance updated in place with
+  Keras's momentum), ``batch_norm_inference``, ``batch_norm_backward``, ``fold_batch_norm``.
+* ``leaky_relu``, ``elu``, ``gelu`` (erf form, or ``approximate=True`` for the tanh form), and
+  ``activation(x, name, alpha)`` / ``activation_backward(dy, y, name, alpha, x=None)`` for any
+  of ACTIVATIONS (the codes conv2d and linear fuse; GELU's backward needs the input x).
+* ``binary_cross_entropy_with_logits(logits, targets, weights=None)`` and ``mse_loss``, each
+  returning ``(loss, gradient)``.
+* ``reshape``, ``add``, ``add_``, ``scale``, ``concat_channels`` / ``slice_channels``,
+  ``zero_pad2d`` / ``crop2d``, ``softmax_backward``, ``rmsprop_update``, ``bias_activation_``.
+
 Bad input raises ``ValueError`` or ``TypeError`` whose message names the argument and shapes.
 """
 import numbers

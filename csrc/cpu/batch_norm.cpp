@@ -14,8 +14,8 @@
 // Backward            xhat = (x - mean) inv_std, dbeta = sum dy, dgamma = sum dy xhat,
 //                     dx = gamma inv_std (dy - (dbeta + xhat dgamma) / M)   (batch statistics)
 //                     dx = gamma inv_std dy                                  (constants)
-// Sums run in float64 over float partial sums of one plane each, in a fixed order: the bits
-// do not depend on the thread count.
+// Sums run in float64 over float partial sums of one plane each (in the (N, C) layout, float
+// sums of one column's N rows), in a fixed order: the bits do not depend on the thread count.
 //
 // Two layouts of the loops: with inner > 1 one channel is N planes of `inner` contiguous
 // values, so the work is split over channels; with inner == 1 a channel is a column of an
@@ -84,23 +84,27 @@ void channel_stats(const float* x, int64_t N, int64_t C, int64_t inner, std::vec
     }
     return;
   }
+  // (N, C): column sums row by row in float (vectorised across the block's columns; N rows
+  // of error, small next to the float64 of the planes above), divided in float64.
   const int64_t blocks = (C + kColumnBlock - 1) / kColumnBlock;
 #pragma omp parallel for schedule(static) if (N * C > kParallelMin)
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t c0 = blk * kColumnBlock, cn = std::min(kColumnBlock, C - c0);
-    double* m = mean.data() + c0;
-    double* v = var.data() + c0;
-    for (int64_t c = 0; c < cn; ++c) m[c] = 0.0, v[c] = 0.0;
+    float s[kColumnBlock], q[kColumnBlock], m[kColumnBlock];
+    for (int64_t c = 0; c < cn; ++c) s[c] = 0.f, q[c] = 0.f;
     for (int64_t n = 0; n < N; ++n) {
       const float* row = x + n * C + c0;
-      for (int64_t c = 0; c < cn; ++c) m[c] += row[c];
+      for (int64_t c = 0; c < cn; ++c) s[c] += row[c];
     }
-    for (int64_t c = 0; c < cn; ++c) m[c] /= M;
+    for (int64_t c = 0; c < cn; ++c) m[c] = float(double(s[c]) / M);
     for (int64_t n = 0; n < N; ++n) {
       const float* row = x + n * C + c0;
-      for (int64_t c = 0; c < cn; ++c) { const double d = row[c] - m[c]; v[c] += d * d; }
+      for (int64_t c = 0; c < cn; ++c) { const float d = row[c] - m[c]; q[c] += d * d; }
     }
-    for (int64_t c = 0; c < cn; ++c) v[c] /= M;
+    for (int64_t c = 0; c < cn; ++c) {
+      mean[size_t(c0 + c)] = double(s[c]) / M;
+      var[size_t(c0 + c)] = double(q[c]) / M;
+    }
   }
 }
 
@@ -183,14 +187,15 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
 #pragma omp parallel for schedule(static) if (N * C > kParallelMin)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t c0 = blk * kColumnBlock, cn = std::min(kColumnBlock, C - c0);
+      float a[kColumnBlock], b[kColumnBlock];
+      for (int64_t c = 0; c < cn; ++c) a[c] = 0.f, b[c] = 0.f;
+      const float* m = mean + c0;
       for (int64_t n = 0; n < N; ++n) {
         const float* g = dy + n * C + c0;
         const float* xr = x + n * C + c0;
-        for (int64_t c = 0; c < cn; ++c) {
-          s_dy[size_t(c0 + c)] += g[c];
-          s_dyx[size_t(c0 + c)] += double(g[c]) * (double(xr[c]) - double(mean[c0 + c]));
-        }
+        for (int64_t c = 0; c < cn; ++c) { a[c] += g[c]; b[c] += g[c] * (xr[c] - m[c]); }
       }
+      for (int64_t c = 0; c < cn; ++c) s_dy[size_t(c0 + c)] = a[c], s_dyx[size_t(c0 + c)] = b[c];
     }
   }
   // dx = a dy + b x + k per channel, from the formula above with xhat = (x - mean) inv_std.
