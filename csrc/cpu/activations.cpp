@@ -94,21 +94,17 @@ void backward_all(const float* dy, const float* y, float* dx, int64_t n) {
 }  // namespace
 
 namespace {
-// The backward of the activations with a parameter, from y: leaky relu and elu. A NaN y gives
-// a NaN dx (the select keeps it), like the forward.
-template <Activation A>
-inline float act_grad_param(float g, float v, float alpha) {
-  if (A == Activation::LeakyReLU) {
-    const float d = v > 0.f ? g : g * alpha;
-    return v != v ? v : d;
-  }
-  return v > 0.f ? g : g * (v + alpha);      // ELU: NaN + alpha is NaN
-}
-
-template <Activation A>
-void backward_param_all(const float* dy, const float* y, float* dx, int64_t n, float alpha) {
+// The backward of the activations with a parameter, from y (vmath.cpp's vectorised loops),
+// over fixed chunks: thread-count independent.
+void backward_param_all(Activation act, const float* dy, const float* y, float* dx, int64_t n,
+                        float alpha) {
+  const auto grad = act == Activation::LeakyReLU ? leaky_relu_backward_from_output : elu_backward_from_output;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) dx[i] = act_grad_param<A>(dy[i], y[i], alpha);
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
+    grad(dy + i0, y + i0, dx + i0, len, alpha);
+  }
 }
 
 // GELU from its input x: the vmath kernel over fixed chunks (thread-count independent bits).
@@ -129,8 +125,8 @@ VecGradFn gelu_grad_kernel(Activation act) {
 void activation_backward(Activation act, const float* dy, const float* y, float* dx, int64_t n,
                          float alpha, const float* x) {
   switch (act) {
-    case Activation::LeakyReLU: backward_param_all<Activation::LeakyReLU>(dy, y, dx, n, alpha); return;
-    case Activation::ELU: backward_param_all<Activation::ELU>(dy, y, dx, n, alpha); return;
+    case Activation::LeakyReLU:
+    case Activation::ELU: backward_param_all(act, dy, y, dx, n, alpha); return;
     case Activation::GELU:
     case Activation::GELUTanh: backward_gelu_all(gelu_grad_kernel(act), dy, x, dx, n); return;
     default: break;
@@ -200,9 +196,9 @@ void activation_backward_bias(Activation act, const float* dy, const float* y, f
     if (gelu_grad)
       gelu_grad(x + o, dy + o, dx + o, PQ);
     else if (act == Activation::LeakyReLU)
-      for (int64_t j = 0; j < PQ; ++j) dx[o + j] = act_grad_param<Activation::LeakyReLU>(dy[o + j], y[o + j], alpha);
+      leaky_relu_backward_from_output(dy + o, y + o, dx + o, PQ, alpha);
     else
-      for (int64_t j = 0; j < PQ; ++j) dx[o + j] = act_grad_param<Activation::ELU>(dy[o + j], y[o + j], alpha);
+      elu_backward_from_output(dy + o, y + o, dx + o, PQ, alpha);
     plane_sum[size_t(i)] = plane_total(dx + o, PQ);
   }
   for (int64_t k = 0; k < K; ++k) {                              // in n order: thread-independent

@@ -183,6 +183,21 @@ const VecMath& pick() {
 
 }  // namespace
 
+void leaky_relu_backward_from_output(const float* dy, const float* y, float* dx, int64_t n, float alpha) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = y[i], g = dy[i];
+    const float d = v > 0.f ? g : g * alpha;
+    dx[i] = v != v ? v : d;
+  }
+}
+
+void elu_backward_from_output(const float* dy, const float* y, float* dx, int64_t n, float alpha) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = y[i], g = dy[i];
+    dx[i] = v > 0.f ? g : g * (v + alpha);          // NaN + alpha is NaN
+  }
+}
+
 const VecMath kVecMathGeneric = {"generic", identity_generic, relu_generic, exp_generic,
                                  tanh_generic, sigmoid_generic, leaky_relu_generic, elu_generic,
                                  gelu_generic, gelu_tanh_generic, gelu_backward_generic,

@@ -68,6 +68,12 @@ extern const VecMath kVecMathAvx512;
 // The kernels for this machine: those of the ISA sgemm_isa() names, chosen on first use.
 const VecMath& vec_math();
 
+// Leaky ReLU's and ELU's backward from the forward output y, alpha their parameter (dx may
+// equal dy): dy where y > 0, else dy alpha (leaky; NaN where y is NaN) or dy (y + alpha) (elu).
+// Portable loops, compiled where the compiler may vectorise the compare-and-select (vmath.cpp).
+void leaky_relu_backward_from_output(const float* dy, const float* y, float* dx, int64_t n, float alpha);
+void elu_backward_from_output(const float* dy, const float* y, float* dx, int64_t n, float alpha);
+
 // An activation with its parameter, called like a VecFn: out(x, shift, y, n).
 struct ActivationKernel {
   VecFn plain = nullptr;        // the activations without a parameter
