@@ -243,6 +243,169 @@ def cross_entropy_cases(n, rng):
     return [case]
 
 
+# ----------------------------------------------------------------------------- generative models
+# The ops of a denoising autoencoder (batch 128) and a DCGAN (batch 64) at their own batch sizes
+# (--suite generative): fastconv against PyTorch only (no NumPy baseline for these).
+GEN_CONVS = (  # name, batch, C, K, H, kernel, stride, padding "same" (TF's rule)
+    ("ae_enc1", 128, 1, 16, 28, 3, 2), ("ae_enc2", 128, 16, 8, 14, 3, 2), ("ae_out", 128, 16, 1, 28, 3, 1),
+    ("gan_d1", 64, 1, 32, 28, 4, 2), ("gan_d2", 64, 32, 64, 14, 4, 2),
+)
+GEN_DECONVS = (  # name, batch, Cin, Cout, H, kernel, stride: "same" = PyTorch's (padding, output_padding)
+    ("ae_dec1", 128, 8, 8, 7, 3, 2, 1, 1), ("ae_dec2", 128, 8, 16, 14, 3, 2, 1, 1),
+    ("gan_g1", 64, 64, 32, 7, 4, 2, 1, 0), ("gan_g2", 64, 32, 1, 14, 4, 2, 1, 0),
+)
+
+
+def _torch_backward_multi(forward, inputs, dy):
+    """A callable running only the backward of y = forward(*inputs), all inputs' gradients."""
+    ts = [torch.from_numpy(a.copy()).requires_grad_(True) for a in inputs]
+    ty = forward(*ts)
+    tdy = torch.from_numpy(dy)
+    return lambda: torch.autograd.grad(ty, ts, tdy, retain_graph=True)
+
+
+def gen_conv_cases(rng):
+    cases = []
+    for name, n, c, k, h, r, s in GEN_CONVS:
+        x = _randn(rng, n, c, h, h)
+        w = _randn(rng, k, c, r, r) * np.float32(1 / np.sqrt(c * r * r))
+        b = _randn(rng, k)
+        p = -(-h // s)
+        dy = _randn(rng, n, k, p, p)
+        flops = 2.0 * n * k * c * r * r * p * p
+        shape = f"{c}x{h}x{h} -> {k}, {r}x{r}/{s} same"
+        fwd, bi, bw = (Case(f"conv2d {name}", shape, d, n, flops=flops) for d in ("fwd", "bwd_input", "bwd_weight"))
+        fwd.fns["fastconv"] = lambda x=x, w=w, b=b, s=s: F.conv2d(x, w, b, stride=s, padding="same")
+        bi.fns["fastconv"] = lambda dy=dy, w=w, x=x, s=s: F.conv2d_backward_input(dy, w, x.shape, stride=s, padding="same")
+        bw.fns["fastconv"] = lambda dy=dy, w=w, x=x, s=s: F.conv2d_backward_weight(dy, x, w.shape, stride=s, padding="same")
+        if torch is not None:
+            pt, pl, pb, pr = F.resolve_padding("same", (h, h), (r, r), (s, s))
+            tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
+            if (pt, pl) == (pb, pr):
+                pad = lambda t: t
+                tp = pt
+            else:  # the extra pixel bottom/right, as TensorFlow puts it
+                pad = lambda t, pads=(pl, pr, pt, pb): TF.pad(t, pads)
+                tp = 0
+            fwd.fns["torch"] = lambda tx=tx, tw=tw, tb=tb, s=s, tp=tp, pad=pad: TF.conv2d(pad(tx), tw, tb, stride=s, padding=tp)
+            bi.fns["torch"] = _torch_backward(lambda t, tw=tw, s=s, tp=tp, pad=pad: TF.conv2d(pad(t), tw, stride=s, padding=tp), x, dy)
+            bw.fns["torch"] = _torch_backward(lambda t, tx=tx, s=s, tp=tp, pad=pad: TF.conv2d(pad(tx), t, stride=s, padding=tp), w, dy)
+        cases += [fwd, bi, bw]
+    return cases
+
+
+def gen_deconv_cases(rng):
+    cases = []
+    for name, n, cin, cout, h, r, s, p, op in GEN_DECONVS:
+        x = _randn(rng, n, cin, h, h)
+        w = _randn(rng, cin, cout, r, r) * np.float32(1 / np.sqrt(cin * r * r))
+        b = _randn(rng, cout)
+        ho = F.conv2d_transpose_output_size(h, r, s, p, op)
+        dy = _randn(rng, n, cout, ho, ho)
+        flops = 2.0 * n * cin * cout * r * r * h * h
+        shape = f"{cin}x{h}x{h} -> {cout}x{ho}x{ho}, {r}x{r}/{s} same"
+        fwd, bi, bw = (Case(f"conv2d_transpose {name}", shape, d, n, flops=flops)
+                       for d in ("fwd", "bwd_input", "bwd_weight"))
+        kw = dict(stride=s, padding=p, output_padding=op)
+        fwd.fns["fastconv"] = lambda x=x, w=w, b=b, kw=kw: F.conv2d_transpose(x, w, b, **kw)
+        bi.fns["fastconv"] = lambda dy=dy, w=w, x=x, kw=kw: F.conv2d_transpose_backward_input(dy, w, x.shape, **kw)
+        bw.fns["fastconv"] = lambda dy=dy, w=w, x=x, kw=kw: F.conv2d_transpose_backward_weight(dy, x, w.shape, **kw)
+        if torch is not None:
+            tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
+            fwd.fns["torch"] = lambda tx=tx, tw=tw, tb=tb, kw=kw: TF.conv_transpose2d(tx, tw, tb, **kw)
+            bi.fns["torch"] = _torch_backward(lambda t, tw=tw, kw=kw: TF.conv_transpose2d(t, tw, **kw), x, dy)
+            bw.fns["torch"] = _torch_backward(lambda t, tx=tx, kw=kw: TF.conv_transpose2d(tx, t, **kw), w, dy)
+        cases += [fwd, bi, bw]
+    return cases
+
+
+def gen_elementwise_cases(rng):
+    cases = []
+    # batch norm: DCGAN's (64, 3136) dense and (64, 32, 14, 14) feature maps
+    for shape in ((64, 3136), (64, 32, 14, 14)):
+        x = _randn(rng, *shape)
+        dy = _randn(rng, *shape)
+        c = shape[1]
+        g, be = np.ones(c, np.float32), np.zeros(c, np.float32)
+        rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+        _, mean, inv = F.batch_norm_training(x, g, be)
+        label = "x".join(map(str, shape[1:]))
+        fwd = Case("batch_norm", label, "fwd", shape[0], bytes=4.0 * 3 * x.size)
+        bwd = Case("batch_norm", label, "bwd", shape[0], bytes=4.0 * 4 * x.size)
+        fwd.fns["fastconv"] = lambda x=x, g=g, be=be, rm=rm, rv=rv: F.batch_norm_training(x, g, be, rm, rv)[0]
+        bwd.fns["fastconv"] = lambda dy=dy, x=x, mean=mean, inv=inv, g=g: F.batch_norm_backward(dy, x, mean, inv, g)[0]
+        if torch is not None:
+            trm, trv = torch.zeros(c), torch.ones(c)
+            tg, tb = torch.ones(c), torch.zeros(c)
+            tx = torch.from_numpy(x)
+            fwd.fns["torch"] = lambda tx=tx, trm=trm, trv=trv, tg=tg, tb=tb: TF.batch_norm(
+                tx, trm, trv, tg, tb, training=True, momentum=0.01, eps=1e-3)
+            bwd.fns["torch"] = (lambda f=_torch_backward_multi(
+                lambda t, gg, bb, trm=trm, trv=trv: TF.batch_norm(t, trm, trv, gg, bb, training=True, eps=1e-3),
+                [x, g, be], dy): f()[0])
+        cases += [fwd, bwd]
+    # activations: LeakyReLU 0.2 at the discriminator's maps, elu and gelu on (64, 32, 14, 14)
+    for name, maps, fc_f, fc_b, t_f in (
+            ("leaky_relu", (32, 14, 14), lambda x: F.leaky_relu(x, 0.2), lambda dy, y, x: F.leaky_relu_backward(dy, y, 0.2),
+             lambda t: TF.leaky_relu(t, 0.2)),
+            ("leaky_relu", (64, 7, 7), lambda x: F.leaky_relu(x, 0.2), lambda dy, y, x: F.leaky_relu_backward(dy, y, 0.2),
+             lambda t: TF.leaky_relu(t, 0.2)),
+            ("elu", (32, 14, 14), F.elu, lambda dy, y, x: F.elu_backward(dy, y), lambda t: TF.elu(t)),
+            ("gelu", (32, 14, 14), F.gelu, lambda dy, y, x: F.gelu_backward(dy, x), lambda t: TF.gelu(t))):
+        x = _randn(rng, 64, *maps)
+        dy = _randn(rng, 64, *maps)
+        y = fc_f(x)
+        label = "x".join(map(str, maps))
+        fwd = Case(name, label, "fwd", 64, bytes=4.0 * 2 * x.size)
+        bwd = Case(name, label, "bwd", 64, bytes=4.0 * 3 * x.size)
+        fwd.fns["fastconv"] = lambda x=x, f=fc_f: f(x)
+        bwd.fns["fastconv"] = lambda dy=dy, y=y, x=x, f=fc_b: f(dy, y, x)
+        if torch is not None:
+            tx = torch.from_numpy(x)
+            fwd.fns["torch"] = lambda tx=tx, f=t_f: f(tx)
+            bwd.fns["torch"] = _torch_backward(t_f, x, dy)
+        cases += [fwd, bwd]
+    # upsampling x2: the autoencoder's two decoder resolutions
+    for maps in ((8, 7, 7), (16, 14, 14)):
+        for mode in ("nearest", "bilinear"):
+            x = _randn(rng, 128, *maps)
+            dy = _randn(rng, 128, maps[0], maps[1] * 2, maps[2] * 2)
+            label = "x".join(map(str, maps)) + " x2"
+            fwd = Case(f"upsample2d {mode}", label, "fwd", 128, bytes=4.0 * (x.size + dy.size))
+            bwd = Case(f"upsample2d {mode}", label, "bwd", 128, bytes=4.0 * (x.size + dy.size))
+            fwd.fns["fastconv"] = lambda x=x, mode=mode: F.upsample2d(x, 2, mode)
+            bwd.fns["fastconv"] = lambda dy=dy, x=x, mode=mode: F.upsample2d_backward(dy, x.shape, 2, mode)
+            if torch is not None:
+                extra = {} if mode == "nearest" else {"align_corners": False}
+                tf_ = lambda t, mode=mode, extra=extra: TF.interpolate(t, scale_factor=2, mode=mode, **extra)
+                tx = torch.from_numpy(x)
+                fwd.fns["torch"] = lambda tx=tx, f=tf_: f(tx)
+                bwd.fns["torch"] = _torch_backward(tf_, x, dy)
+            cases += [fwd, bwd]
+    # the discriminator's loss: BCE from logits on (64, 1)
+    z = _randn(rng, 64, 1)
+    t = (rng.random((64, 1)) > 0.5).astype(np.float32)
+    case = Case("bce_with_logits", "64x1", "fwd+bwd", 64, bytes=4.0 * 3 * z.size)
+    case.fns["fastconv"] = lambda: F.binary_cross_entropy_with_logits(z, t)
+    if torch is not None:
+        tz = torch.from_numpy(z.copy()).requires_grad_(True)
+        tt = torch.from_numpy(t)
+
+        def torch_bce():
+            loss = TF.binary_cross_entropy_with_logits(tz, tt)
+            return loss.detach(), torch.autograd.grad(loss, tz)[0]
+
+        case.fns["torch"] = torch_bce
+    cases.append(case)
+    return cases
+
+
+def build_generative_cases(seed=0):
+    """The autoencoder's and the DCGAN's rows (each at its own batch)."""
+    rng = np.random.default_rng(seed)
+    return gen_conv_cases(rng) + gen_deconv_cases(rng) + gen_elementwise_cases(rng)
+
+
 def build_cases(n, seed=0):
     """Every row of the table at batch n."""
     rng = np.random.default_rng(seed)
@@ -500,6 +663,9 @@ def parse_args(argv=None):
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
     p.add_argument("--no-check", action="store_true", help="skip the startup check that providers agree")
     p.add_argument("--markdown", action="store_true", help="also print the table as GitHub markdown")
+    p.add_argument("--suite", choices=("classic", "generative"), default="classic",
+                   help="classic: LeNet-5 and the small VGG at --batches (default); generative: the denoising "
+                        "autoencoder's (batch 128) and the DCGAN's (batch 64) ops, fastconv against PyTorch")
     p.add_argument("--gemm", action="store_true",
                    help="afterwards run benchmarks/bench_gemm.py (fastconv's sgemm vs NumPy) with the same "
                         "threads, writing OUT's stem + _gemm.json")
@@ -529,8 +695,14 @@ def main(argv=None):
     def wanted(cases):
         return [c for c in cases if args.filter in c.op]
 
+    if args.suite == "generative":
+        batches = [0]  # each row has its own batch
+        build = lambda n, seed=0: build_generative_cases(seed)
+    else:
+        build = build_cases
+
     if not args.no_check:
-        check = wanted(build_cases(2, seed=1))
+        check = wanted(build(2, seed=1))
         with Threads(max(args.threads)):
             check_providers(check)
         print(f"check: numpy{' and torch agree' if torch is not None else ' agrees'} with fastconv on all "
@@ -538,9 +710,9 @@ def main(argv=None):
 
     records, rows = [], []
     started = time.perf_counter()
-    done, total = 0, len(wanted(build_cases(2))) * len(batches) * len(args.threads)
+    done, total = 0, len(wanted(build(2))) * len(batches) * len(args.threads)
     for n in batches:
-        cases = wanted(build_cases(n))
+        cases = wanted(build(n))
         for t in args.threads:
             with Threads(t):
                 for case in cases:

@@ -53,16 +53,21 @@ const float* optional_bias(const char* op, const std::optional<FArray>& b, int64
   return b->data();
 }
 
+float alpha_of(const char* op, Activation a, const std::optional<double>& alpha) {
+  return activation_alpha(op, a, alpha.has_value(), alpha.value_or(0.0));
+}
+
 FArray conv2d_forward(const FArray& x, const FArray& w, const std::optional<FArray>& b, Pair stride,
-                      Pads pad, Pair dilation, int act) {
+                      Pads pad, Pair dilation, int act, std::optional<double> alpha) {
   const Conv2dParams p = make_conv_params("conv2d", shape_of(x), shape_of(w), stride, pad, dilation);
   const float* bp = optional_bias("conv2d", b, p.K);
   const Activation a = to_activation(act);
+  const float al = alpha_of("conv2d", a, alpha);
   FArray y = empty({p.N, p.K, p.P, p.Q});
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::conv2d_forward(x.data(), w.data(), bp, yp, p, a);
+    cpu::conv2d_forward(x.data(), w.data(), bp, yp, p, a, al);
   }
   return y;
 }
@@ -202,44 +207,64 @@ FArray avg_pool2d_backward(const FArray& dy, std::vector<int64_t> x_shape, Pair 
   return dx;
 }
 
-FArray activation_forward(const FArray& x, int act) {
+FArray activation_forward(const FArray& x, int act, std::optional<double> alpha) {
   const Activation a = to_activation(act);
+  const float al = alpha_of("activation_forward", a, alpha);
   FArray y = empty(shape_of(x));
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::activation_forward(a, x.data(), yp, x.size());
+    cpu::activation_forward(a, x.data(), yp, x.size(), al);
   }
   return y;
 }
 
+// The arrays an activation's backward reads, checked against dy: y (the forward output) for
+// every activation but GELU, x (the forward input) for GELU. Returns (y data, x data).
+std::pair<const float*, const float*> backward_inputs(const char* op, Activation a, const FArray& dy,
+                                                      const std::optional<FArray>& y,
+                                                      const std::optional<FArray>& x) {
+  const bool needs_x = activation_backward_needs_input(a);
+  if (needs_x && !x)
+    fail(op, ": gelu's backward needs the forward input x (its derivative is not a function of y)");
+  if (!needs_x && !y) fail(op, ": y (the forward output) is required");
+  if (y && shape_of(dy) != shape_of(*y))
+    fail(op, ": dy has shape ", shape_str(shape_of(dy)), " but y has shape ", shape_str(shape_of(*y)));
+  if (x && shape_of(dy) != shape_of(*x))
+    fail(op, ": dy has shape ", shape_str(shape_of(dy)), " but x has shape ", shape_str(shape_of(*x)));
+  return {y ? y->data() : nullptr, x ? x->data() : nullptr};
+}
+
 // (dx, db) for a conv layer: dx = dy * act'(y) and db = dx summed over N, P, Q, in one pass.
-py::tuple activation_backward_bias(const FArray& dy, const FArray& y, int act) {
+py::tuple activation_backward_bias(const FArray& dy, const std::optional<FArray>& y, int act,
+                                   std::optional<double> alpha, const std::optional<FArray>& x) {
+  const char* op = "activation_backward_bias";
   const Activation a = to_activation(act);
+  const float al = alpha_of(op, a, alpha);
   if (dy.ndim() != 4)
-    fail("activation_backward_bias: dy must be 4-D (N, K, P, Q), got shape ", shape_str(shape_of(dy)));
-  if (shape_of(dy) != shape_of(y))
-    fail("activation_backward_bias: dy has shape ", shape_str(shape_of(dy)), " but y has shape ",
-         shape_str(shape_of(y)));
+    fail(op, ": dy must be 4-D (N, K, P, Q), got shape ", shape_str(shape_of(dy)));
+  const auto [yp, xp] = backward_inputs(op, a, dy, y, x);
   const int64_t N = dy.shape(0), K = dy.shape(1), PQ = dy.shape(2) * dy.shape(3);
-  FArray dx = empty(shape_of(y)), db = empty({K});
+  FArray dx = empty(shape_of(dy)), db = empty({K});
   float *dxp = dx.mutable_data(), *dbp = db.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::activation_backward_bias(a, dy.data(), y.data(), dxp, dbp, N, K, PQ);
+    cpu::activation_backward_bias(a, dy.data(), yp, dxp, dbp, N, K, PQ, al, xp);
   }
   return py::make_tuple(dx, db);
 }
 
-FArray activation_backward(const FArray& dy, const FArray& y, int act) {
+FArray activation_backward(const FArray& dy, const std::optional<FArray>& y, int act,
+                           std::optional<double> alpha, const std::optional<FArray>& x) {
+  const char* op = "activation backward";
   const Activation a = to_activation(act);
-  if (shape_of(dy) != shape_of(y))
-    fail("activation backward: dy has shape ", shape_str(shape_of(dy)), " but y has shape ", shape_str(shape_of(y)));
-  FArray dx = empty(shape_of(y));
+  const float al = alpha_of(op, a, alpha);
+  const auto [yp, xp] = backward_inputs(op, a, dy, y, x);
+  FArray dx = empty(shape_of(dy));
   float* dxp = dx.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::activation_backward(a, dy.data(), y.data(), dxp, y.size());
+    cpu::activation_backward(a, dy.data(), yp, dxp, dy.size(), al, xp);
   }
   return dx;
 }
@@ -284,16 +309,18 @@ void check_linear(const char* op, const FArray& x, const FArray& w) {
          shape_str(shape_of(x)), ", w.shape=", shape_str(shape_of(w)), ")");
 }
 
-FArray linear_forward(const FArray& x, const FArray& w, const std::optional<FArray>& b, int act) {
+FArray linear_forward(const FArray& x, const FArray& w, const std::optional<FArray>& b, int act,
+                      std::optional<double> alpha) {
   check_linear("linear", x, w);
   const int64_t N = x.shape(0), I = x.shape(1), O = w.shape(0);
   const float* bp = optional_bias("linear", b, O);
   const Activation a = to_activation(act);
+  const float al = alpha_of("linear", a, alpha);
   FArray y = empty({N, O});
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::linear_forward(x.data(), w.data(), bp, yp, N, I, O, a);
+    cpu::linear_forward(x.data(), w.data(), bp, yp, N, I, O, a, al);
   }
   return y;
 }
@@ -358,14 +385,175 @@ void adam_update(py::array p, const FArray& g, py::array m, py::array v, float a
   cpu::adam_update(pp, g.data(), mp, vp, n, alpha, b1, c1, b2, c2, eps, decay);
 }
 
+// y (N, C, ...) = act(y + b[c]) in place (b may be None).
+void bias_activation_inplace(py::array y, const std::optional<FArray>& b, int act,
+                             std::optional<double> alpha) {
+  const char* op = "bias_activation_";
+  const Activation a = to_activation(act);
+  const float al = alpha_of(op, a, alpha);
+  if (y.ndim() < 2) fail(op, ": y must be at least 2-D (N, C, ...), got shape ", shape_str(shape_of(y)));
+  float* yp = inplace_buffer(op, "y", y, y.size());
+  const int64_t N = y.shape(0), C = y.shape(1), inner = N * C ? y.size() / (N * C) : 0;
+  const float* bp = optional_bias(op, b, C);
+  py::gil_scoped_release nogil;
+  cpu::bias_activation_forward(yp, bp, N, C, inner, a, al);
+}
+
+// ---------------------------------------------------------------- upsampling
+void check_upsample(const char* op, const std::vector<int64_t>& x_shape, Pair scale) {
+  if (x_shape.size() != 4) fail(op, ": x must be 4-D (N, C, H, W), got shape ", shape_str(x_shape));
+  checked_numel(op, "x", x_shape);
+  if (scale[0] < 1 || scale[1] < 1) fail(op, ": scale must be >= 1, got (", scale[0], ", ", scale[1], ")");
+  checked_numel(op, "y", {x_shape[0], x_shape[1], x_shape[2] * scale[0], x_shape[3] * scale[1]});
+}
+
+// mode 0 nearest, 1 bilinear.
+FArray upsample2d_forward(const FArray& x, Pair scale, int mode, bool align_corners) {
+  const char* op = "upsample2d";
+  const std::vector<int64_t> xs = shape_of(x);
+  check_upsample(op, xs, scale);
+  if (mode != 0 && mode != 1) fail(op, ": mode must be 0 (nearest) or 1 (bilinear), got ", mode);
+  const int64_t planes = xs[0] * xs[1], H = xs[2], W = xs[3], Ho = H * scale[0], Wo = W * scale[1];
+  FArray y = empty({xs[0], xs[1], Ho, Wo});
+  float* yp = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    if (planes * Ho * Wo == 0) return y;
+    if (mode == 0) cpu::upsample2d_nearest_forward(x.data(), yp, planes, H, W, scale[0], scale[1]);
+    else cpu::upsample2d_bilinear_forward(x.data(), yp, planes, H, W, Ho, Wo, align_corners);
+  }
+  return y;
+}
+
+FArray upsample2d_backward(const FArray& dy, std::vector<int64_t> x_shape, Pair scale, int mode,
+                           bool align_corners) {
+  const char* op = "upsample2d_backward";
+  check_upsample(op, x_shape, scale);
+  if (mode != 0 && mode != 1) fail(op, ": mode must be 0 (nearest) or 1 (bilinear), got ", mode);
+  const int64_t planes = x_shape[0] * x_shape[1], H = x_shape[2], W = x_shape[3];
+  const int64_t Ho = H * scale[0], Wo = W * scale[1];
+  check_shape(op, "dy", shape_of(dy), {x_shape[0], x_shape[1], Ho, Wo});
+  FArray dx = empty(x_shape);
+  float* dxp = dx.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    if (planes * H * W == 0) return dx;
+    if (mode == 0) cpu::upsample2d_nearest_backward(dy.data(), dxp, planes, H, W, scale[0], scale[1]);
+    else cpu::upsample2d_bilinear_backward(dy.data(), dxp, planes, H, W, Ho, Wo, align_corners);
+  }
+  return dx;
+}
+
+// ---------------------------------------------------------------- batch norm
+// x (N, C, ...) as (N, C, inner); a per-channel argument must be (C,).
+struct BnShape { int64_t N, C, inner; };
+BnShape bn_shape(const char* op, const py::array& x) {
+  if (x.ndim() < 2) fail(op, ": x must be at least 2-D (N, C, ...), got shape ", shape_str(shape_of(x)));
+  const int64_t N = x.shape(0), C = x.shape(1);
+  if (N < 1 || C < 1) fail(op, ": x must be non-empty, got shape ", shape_str(shape_of(x)));
+  return BnShape{N, C, x.size() / (N * C)};
+}
+const float* channel_arg(const char* op, const char* name, const std::optional<FArray>& a, int64_t C) {
+  if (!a) return nullptr;
+  if (a->ndim() != 1 || a->shape(0) != C)
+    fail(op, ": ", name, " must have shape (", C, ",) (one value per channel), got ", shape_str(shape_of(*a)));
+  return a->data();
+}
+
+// (y, mean, inv_std); running_mean and running_var (writeable float32 (C,)) updated in place.
+py::tuple batch_norm_forward_training(const FArray& x, const std::optional<FArray>& gamma,
+                                      const std::optional<FArray>& beta,
+                                      std::optional<py::array> running_mean,
+                                      std::optional<py::array> running_var, double eps,
+                                      double momentum, bool unbiased_running_var) {
+  const char* op = "batch_norm";
+  const BnShape s = bn_shape(op, x);
+  const float* g = channel_arg(op, "gamma", gamma, s.C);
+  const float* b = channel_arg(op, "beta", beta, s.C);
+  float* rm = running_mean ? inplace_buffer(op, "running_mean", *running_mean, s.C) : nullptr;
+  float* rv = running_var ? inplace_buffer(op, "running_var", *running_var, s.C) : nullptr;
+  if (!(eps > 0.0)) fail(op, ": eps must be > 0, got ", eps);
+  if (!(momentum >= 0.0 && momentum <= 1.0)) fail(op, ": momentum must be in [0, 1], got ", momentum);
+  FArray y = empty(shape_of(x)), mean = empty({s.C}), inv_std = empty({s.C});
+  float *yp = y.mutable_data(), *mp = mean.mutable_data(), *ip = inv_std.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::batch_norm_forward_training(x.data(), g, b, yp, mp, ip, rm, rv, s.N, s.C, s.inner,
+                                     float(eps), float(momentum), unbiased_running_var);
+  }
+  return py::make_tuple(y, mean, inv_std);
+}
+
+FArray batch_norm_forward_inference(const FArray& x, const std::optional<FArray>& gamma,
+                                    const std::optional<FArray>& beta, const FArray& running_mean,
+                                    const FArray& running_var, double eps) {
+  const char* op = "batch_norm";
+  const BnShape s = bn_shape(op, x);
+  const float* g = channel_arg(op, "gamma", gamma, s.C);
+  const float* b = channel_arg(op, "beta", beta, s.C);
+  const float* rm = channel_arg(op, "running_mean", running_mean, s.C);
+  const float* rv = channel_arg(op, "running_var", running_var, s.C);
+  if (!(eps > 0.0)) fail(op, ": eps must be > 0, got ", eps);
+  FArray y = empty(shape_of(x));
+  float* yp = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::batch_norm_forward_inference(x.data(), g, b, yp, rm, rv, s.N, s.C, s.inner, float(eps));
+  }
+  return y;
+}
+
+// (dx, dgamma, dbeta)
+py::tuple batch_norm_backward(const FArray& dy, const FArray& x, const std::optional<FArray>& gamma,
+                              const FArray& mean, const FArray& inv_std, bool batch_stats) {
+  const char* op = "batch_norm_backward";
+  const BnShape s = bn_shape(op, x);
+  check_shape(op, "dy", shape_of(dy), shape_of(x));
+  const float* g = channel_arg(op, "gamma", gamma, s.C);
+  const float* mp = channel_arg(op, "mean", mean, s.C);
+  const float* ip = channel_arg(op, "inv_std", inv_std, s.C);
+  FArray dx = empty(shape_of(x)), dgamma = empty({s.C}), dbeta = empty({s.C});
+  float *dxp = dx.mutable_data(), *dgp = dgamma.mutable_data(), *dbp = dbeta.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::batch_norm_backward(dy.data(), x.data(), g, mp, ip, dxp, dgp, dbp, s.N, s.C, s.inner, batch_stats);
+  }
+  return py::make_tuple(dx, dgamma, dbeta);
+}
+
+// ---------------------------------------------------------------- binary cross-entropy
+py::tuple bce_with_logits(const FArray& logits, const FArray& targets, const std::optional<FArray>& weights) {
+  const char* op = "binary_cross_entropy_with_logits";
+  if (logits.ndim() < 1 || logits.size() < 1)
+    fail(op, ": logits must be non-empty with a batch axis, got shape ", shape_str(shape_of(logits)));
+  check_shape(op, "targets", shape_of(targets), shape_of(logits));
+  const int64_t N = logits.shape(0), inner = logits.size() / N;
+  const float* wp = nullptr;
+  if (weights) {
+    if (weights->ndim() != 1 || weights->shape(0) != N)
+      fail(op, ": weights must have shape (", N, ",) (one per sample), got ", shape_str(shape_of(*weights)));
+    wp = weights->data();
+  }
+  FArray d = empty(shape_of(logits));
+  float* dp = d.mutable_data();
+  double loss;
+  {
+    py::gil_scoped_release nogil;
+    loss = cpu::bce_with_logits(logits.data(), targets.data(), wp, dp, N, inner);
+  }
+  return py::make_tuple(loss, d);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastconv's CPU kernels (C++, OpenMP). Use fastconv.functional, which checks "
             "arguments and resolves padding, rather than calling these directly.";
   m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
-        py::arg("pad"), py::arg("dilation"), py::arg("act") = 0,
-        "y = act(conv2d(x, w) + b); pad is (top, left, bottom, right); act 0 none, 1 relu, 2 tanh, 3 sigmoid");
+        py::arg("pad"), py::arg("dilation"), py::arg("act") = 0, py::arg("alpha") = py::none(),
+        "y = act(conv2d(x, w) + b); pad is (top, left, bottom, right); act 0 none, 1 relu, 2 tanh, "
+        "3 sigmoid, 4 leaky_relu, 5 elu, 6 gelu, 7 gelu_tanh; alpha the activation's parameter "
+        "(None: its default)");
   m.def("conv2d_backward_input", &conv2d_backward_input, py::arg("dy"), py::arg("w"), py::arg("x_shape"),
         py::arg("stride"), py::arg("pad"), py::arg("dilation"), "dx of conv2d");
   m.def("conv2d_backward_weight", &conv2d_backward_weight, py::arg("dy"), py::arg("x"), py::arg("w_shape"),
@@ -383,14 +571,35 @@ PYBIND11_MODULE(_core, m) {
         py::arg("pad"), py::arg("count_include_pad"));
   m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("dy"), py::arg("x_shape"), py::arg("kernel"),
         py::arg("stride"), py::arg("pad"), py::arg("count_include_pad"));
-  m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("act"));
-  m.def("activation_backward", &activation_backward, py::arg("dy"), py::arg("y"), py::arg("act"));
+  m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("act"), py::arg("alpha") = py::none());
+  m.def("activation_backward", &activation_backward, py::arg("dy"), py::arg("y"), py::arg("act"),
+        py::arg("alpha") = py::none(), py::arg("x") = py::none(),
+        "dx = dy * act'(x), from the forward output y (gelu: from the forward input x, y may be None)");
   m.def("activation_backward_bias", &activation_backward_bias, py::arg("dy"), py::arg("y"), py::arg("act"),
+        py::arg("alpha") = py::none(), py::arg("x") = py::none(),
         "(dx, db): a conv layer's activation backward and bias gradient in one pass");
+  m.def("bias_activation_", &bias_activation_inplace, py::arg("y"), py::arg("b"), py::arg("act") = 0,
+        py::arg("alpha") = py::none(), "y (N, C, ...) = act(y + b[c]) in place; b may be None");
   m.def("softmax", &softmax, py::arg("x"), "softmax over the last axis of a 2-D array");
+  m.def("upsample2d_forward", &upsample2d_forward, py::arg("x"), py::arg("scale"), py::arg("mode"),
+        py::arg("align_corners") = false, "y (N, C, H*sh, W*sw); mode 0 nearest, 1 bilinear");
+  m.def("upsample2d_backward", &upsample2d_backward, py::arg("dy"), py::arg("x_shape"), py::arg("scale"),
+        py::arg("mode"), py::arg("align_corners") = false, "dx of upsample2d_forward");
+  m.def("batch_norm_forward_training", &batch_norm_forward_training, py::arg("x"), py::arg("gamma"),
+        py::arg("beta"), py::arg("running_mean"), py::arg("running_var"), py::arg("eps"),
+        py::arg("momentum"), py::arg("unbiased_running_var"),
+        "(y, mean, inv_std) from the batch statistics; the running statistics updated in place "
+        "(running = momentum * running + (1 - momentum) * batch)");
+  m.def("batch_norm_forward_inference", &batch_norm_forward_inference, py::arg("x"), py::arg("gamma"),
+        py::arg("beta"), py::arg("running_mean"), py::arg("running_var"), py::arg("eps"));
+  m.def("batch_norm_backward", &batch_norm_backward, py::arg("dy"), py::arg("x"), py::arg("gamma"),
+        py::arg("mean"), py::arg("inv_std"), py::arg("batch_stats") = true, "(dx, dgamma, dbeta)");
+  m.def("bce_with_logits", &bce_with_logits, py::arg("logits"), py::arg("targets"),
+        py::arg("weights") = py::none(), "(mean loss, dlogits) of binary cross-entropy from logits");
   m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"),
         "(mean loss, dlogits) of softmax + cross-entropy");
-  m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("act") = 0);
+  m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("act") = 0,
+        py::arg("alpha") = py::none());
   m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"), "(dx, dw, db)");
   m.def("sgemm", &sgemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
         "op(a) @ op(b) on fastconv's own SGEMM");

@@ -13,6 +13,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -446,9 +447,14 @@ std::vector<int64_t> shape_arg(const char* op, const char* name, const std::vect
 }
 
 Activation act_arg(const char* op, int act) {
-  if (act < 0 || act > 3)
-    fail(op, ": act must be 0 (none), 1 (relu), 2 (tanh) or 3 (sigmoid), got ", act);
+  if (act < 0 || act >= kActivationCount)
+    fail(op, ": act must be 0 (none), 1 (relu), 2 (tanh), 3 (sigmoid), 4 (leaky_relu), 5 (elu), "
+         "6 (gelu) or 7 (gelu_tanh), got ", act);
   return static_cast<Activation>(act);
+}
+
+float alpha_arg(const char* op, Activation a, const std::optional<double>& alpha) {
+  return activation_alpha(op, a, alpha.has_value(), alpha.value_or(0.0));
 }
 
 // Labels as an int64 device tensor: a Tensor is used as is (the kernel flags bad labels), a
@@ -616,12 +622,13 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
   using OptT = std::optional<Tensor>;
 
   m.def("conv2d_forward", [](const Tensor& x, const Tensor& w, const OptT& b, Pair stride,
-                             Pads pad, Pair dilation, int act) {
+                             Pads pad, Pair dilation, int act, std::optional<double> alpha) {
     const char* op = "conv2d_forward";
     require_device();
     want_f32(op, "x", x); want_f32(op, "w", w);
     const Conv2dParams p = make_conv_params(op, x.shape, w.shape, stride, pad, dilation);
     const Activation a = act_arg(op, act);
+    const float al = alpha_arg(op, a, alpha);
     const float* bias = nullptr;
     if (b) {
       want_f32(op, "b", *b);
@@ -631,12 +638,14 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     }
     Tensor y = empty_f32({p.N, p.K, p.P, p.Q}, op);
     py::gil_scoped_release nogil;
-    conv2d_forward(x.cf(), w.cf(), bias, y.f(), p, a);
+    conv2d_forward(x.cf(), w.cf(), bias, y.f(), p, a, al);
     return y;
   }, py::arg("x"), py::arg("w"), py::arg("b") = py::none(), py::arg("stride") = Pair{1, 1},
      py::arg("pad") = Pads{0, 0, 0, 0}, py::arg("dilation") = Pair{1, 1}, py::arg("act") = 0,
+     py::arg("alpha") = py::none(),
      "y (N,K,P,Q) = act(conv(x (N,C,H,W), w (K,C,R,S)) + b (K)); pad is (top, left, bottom, "
-     "right); act 0 none, 1 relu, 2 tanh, 3 sigmoid.");
+     "right); act 0 none, 1 relu, 2 tanh, 3 sigmoid, 4 leaky_relu, 5 elu, 6 gelu, 7 gelu_tanh; "
+     "alpha the activation's parameter (None: its default).");
 
   m.def("conv2d_backward_input", [](const Tensor& dy, const Tensor& w,
                                     const std::vector<int64_t>& x_shape, Pair stride, Pads pad,
@@ -755,31 +764,67 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
      py::arg("pad") = Pads{0, 0, 0, 0}, py::arg("count_include_pad") = true,
      "dx (N,C,H,W): each dy shared evenly over its window.");
 
-  m.def("activation_forward", [](const Tensor& x, int act) {
+  m.def("activation_forward", [](const Tensor& x, int act, std::optional<double> alpha) {
     const char* op = "activation_forward";
     require_device();
     want_f32(op, "x", x);
     const Activation a = act_arg(op, act);
+    const float al = alpha_arg(op, a, alpha);
     Tensor y = empty_f32(x.shape, op);
     py::gil_scoped_release nogil;
-    activation_forward(a, x.cf(), y.f(), x.numel());
+    activation_forward(a, x.cf(), y.f(), x.numel(), al);
     return y;
-  }, py::arg("x"), py::arg("act"), "y = act(x) elementwise; act 1 relu, 2 tanh, 3 sigmoid.");
+  }, py::arg("x"), py::arg("act"), py::arg("alpha") = py::none(),
+     "y = act(x) elementwise; act as for conv2d_forward, alpha its parameter.");
 
-  m.def("activation_backward", [](const Tensor& dy, const Tensor& y, int act) {
+  m.def("activation_backward", [](const Tensor& dy, const OptT& y, int act,
+                                  std::optional<double> alpha, const OptT& x) {
     const char* op = "activation_backward";
     require_device();
-    want_f32(op, "dy", dy); want_f32(op, "y", y);
+    want_f32(op, "dy", dy);
     const Activation a = act_arg(op, act);
-    if (dy.shape != y.shape)
-      fail(op, ": dy and y must have the same shape, got ", shape_str(dy.shape), " and ",
-           shape_str(y.shape));
-    Tensor dx = empty_f32(y.shape, op);
+    const float al = alpha_arg(op, a, alpha);
+    const bool needs_x = activation_backward_needs_input(a);
+    if (needs_x && !x)
+      fail(op, ": gelu's backward needs the forward input x (its derivative is not a function of y)");
+    if (!needs_x && !y) fail(op, ": y (the forward output) is required");
+    for (const OptT* t : {&y, &x}) {
+      if (!*t) continue;
+      want_f32(op, t == &y ? "y" : "x", **t);
+      if ((*t)->shape != dy.shape)
+        fail(op, ": dy and ", t == &y ? "y" : "x", " must have the same shape, got ",
+             shape_str(dy.shape), " and ", shape_str((*t)->shape));
+    }
+    Tensor dx = empty_f32(dy.shape, op);
     py::gil_scoped_release nogil;
-    activation_backward(a, dy.cf(), y.cf(), dx.f(), y.numel());
+    activation_backward(a, dy.cf(), y ? y->cf() : nullptr, dx.f(), dy.numel(), al,
+                        x ? x->cf() : nullptr);
     return dx;
-  }, py::arg("dy"), py::arg("y"), py::arg("act"),
-     "dx = dy * act'(x), written with the forward output y.");
+  }, py::arg("dy"), py::arg("y"), py::arg("act"), py::arg("alpha") = py::none(),
+     py::arg("x") = py::none(),
+     "dx = dy * act'(x), written with the forward output y (gelu: with the forward input x; y "
+     "may be None).");
+
+  m.def("bias_activation_", [](Tensor& y, const OptT& b, int act, std::optional<double> alpha) {
+    const char* op = "bias_activation_";
+    require_device();
+    want_f32(op, "y", y);
+    const Activation a = act_arg(op, act);
+    const float al = alpha_arg(op, a, alpha);
+    if (y.ndim() < 2) fail(op, ": y must be at least 2-D (N, C, ...), got shape ", shape_str(y.shape));
+    const int64_t N = y.dim(0), C = y.dim(1), inner = N * C ? y.numel() / (N * C) : 0;
+    const float* bias = nullptr;
+    if (b) {
+      want_f32(op, "b", *b);
+      if (b->ndim() != 1 || b->dim(0) != C)
+        fail(op, ": b must have shape (", C, ",) for y of shape ", shape_str(y.shape), ", got ",
+             shape_str(b->shape));
+      bias = b->cf();
+    }
+    py::gil_scoped_release nogil;
+    bias_activation_forward(y.f(), bias, N, C, inner, a, al);
+  }, py::arg("y"), py::arg("b"), py::arg("act") = 0, py::arg("alpha") = py::none(),
+     "y (N, C, ...) = act(y + b[c]) in place; b may be None.");
 
   m.def("softmax", [](const Tensor& x, int64_t axis) {
     const char* op = "softmax";
@@ -823,13 +868,15 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
      "(mean loss, dlogits = (softmax(logits) - onehot(labels)) / N) for logits (N, C) and "
      "labels (N) int64 (a Tensor or a NumPy integer array).");
 
-  m.def("linear_forward", [](const Tensor& x, const Tensor& w, const OptT& b, int act) {
+  m.def("linear_forward", [](const Tensor& x, const Tensor& w, const OptT& b, int act,
+                             std::optional<double> alpha) {
     const char* op = "linear_forward";
     require_device();
     want_f32(op, "x", x); want_f32(op, "w", w);
     want_ndim(op, "x", x, 2, "(N, I)");
     want_ndim(op, "w", w, 2, "(O, I)");
     const Activation a = act_arg(op, act);
+    const float al = alpha_arg(op, a, alpha);
     const int64_t N = x.dim(0), I = x.dim(1), O = w.dim(0);
     if (w.dim(1) != I)
       fail(op, ": w has ", w.dim(1), " inputs but x has ", I, " features (x.shape=",
@@ -843,9 +890,10 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     }
     Tensor y = empty_f32({N, O}, op);
     py::gil_scoped_release nogil;
-    linear_forward(x.cf(), w.cf(), bias, y.f(), N, I, O, a);
+    linear_forward(x.cf(), w.cf(), bias, y.f(), N, I, O, a, al);
     return y;
   }, py::arg("x"), py::arg("w"), py::arg("b") = py::none(), py::arg("act") = 0,
+     py::arg("alpha") = py::none(),
      "y (N,O) = act(x (N,I) w^T + b), w (O,I).");
 
   m.def("linear_backward", [](const Tensor& dy, const Tensor& x, const Tensor& w,
@@ -894,6 +942,307 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     return c;
   }, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
      "c (M,N) = op(a) op(b), op transposing where asked.");
+
+  // ---------------------------------------------------------------- upsampling, batch norm
+  m.def("upsample2d_forward", [](const Tensor& x, Pair scale_hw, int mode, bool align_corners) {
+    const char* op = "upsample2d";
+    require_device();
+    want_f32(op, "x", x);
+    want_ndim(op, "x", x, 4, "(N, C, H, W)");
+    if (scale_hw[0] < 1 || scale_hw[1] < 1) fail(op, ": scale must be >= 1");
+    if (mode != 0 && mode != 1) fail(op, ": mode must be 0 (nearest) or 1 (bilinear), got ", mode);
+    const int64_t planes = x.dim(0) * x.dim(1), H = x.dim(2), W = x.dim(3);
+    const int64_t Ho = H * scale_hw[0], Wo = W * scale_hw[1];
+    Tensor y = empty_f32({x.dim(0), x.dim(1), Ho, Wo}, op);
+    py::gil_scoped_release nogil;
+    if (mode == 0) upsample2d_nearest_forward(x.cf(), y.f(), planes, H, W, scale_hw[0], scale_hw[1]);
+    else upsample2d_bilinear_forward(x.cf(), y.f(), planes, H, W, Ho, Wo, align_corners);
+    return y;
+  }, py::arg("x"), py::arg("scale"), py::arg("mode"), py::arg("align_corners") = false,
+     "y (N, C, H*sh, W*sw); mode 0 nearest, 1 bilinear.");
+
+  m.def("upsample2d_backward", [](const Tensor& dy, const std::vector<int64_t>& x_shape, Pair scale_hw,
+                                  int mode, bool align_corners) {
+    const char* op = "upsample2d_backward";
+    require_device();
+    want_f32(op, "dy", dy);
+    shape_arg(op, "x_shape", x_shape, 4);
+    checked_numel(op, "x_shape", x_shape);
+    if (scale_hw[0] < 1 || scale_hw[1] < 1) fail(op, ": scale must be >= 1");
+    if (mode != 0 && mode != 1) fail(op, ": mode must be 0 (nearest) or 1 (bilinear), got ", mode);
+    const int64_t planes = x_shape[0] * x_shape[1], H = x_shape[2], W = x_shape[3];
+    const int64_t Ho = H * scale_hw[0], Wo = W * scale_hw[1];
+    const std::vector<int64_t> want{x_shape[0], x_shape[1], Ho, Wo};
+    if (dy.shape != want) fail(op, ": dy must have shape ", shape_str(want), ", got ", shape_str(dy.shape));
+    Tensor dx = empty_f32(x_shape, op);
+    py::gil_scoped_release nogil;
+    if (mode == 0) upsample2d_nearest_backward(dy.cf(), dx.f(), planes, H, W, scale_hw[0], scale_hw[1]);
+    else upsample2d_bilinear_backward(dy.cf(), dx.f(), planes, H, W, Ho, Wo, align_corners);
+    return dx;
+  }, py::arg("dy"), py::arg("x_shape"), py::arg("scale"), py::arg("mode"),
+     py::arg("align_corners") = false, "dx of upsample2d_forward (a gather: no atomics).");
+
+  // x (N, C, ...) as (N, C, inner); a per-channel tensor must be float32 (C,).
+  auto bn_dims = [](const char* op, const Tensor& x) {
+    want_f32(op, "x", x);
+    if (x.ndim() < 2 || x.dim(0) < 1 || x.dim(1) < 1)
+      fail(op, ": x must be (N, C, ...) with N, C >= 1, got shape ", shape_str(x.shape));
+    return std::array<int64_t, 3>{x.dim(0), x.dim(1), x.numel() / (x.dim(0) * x.dim(1))};
+  };
+  auto per_channel = [](const char* op, const char* name, const OptT& t, int64_t C) -> float* {
+    if (!t) return nullptr;
+    want_f32(op, name, *t);
+    if (t->ndim() != 1 || t->dim(0) != C)
+      fail(op, ": ", name, " must have shape (", C, ",), got ", shape_str(t->shape));
+    return t->f();
+  };
+
+  m.def("batch_norm_forward_training", [bn_dims, per_channel](
+            const Tensor& x, const OptT& gamma, const OptT& beta, const OptT& running_mean,
+            const OptT& running_var, double eps, double momentum, bool unbiased) {
+    const char* op = "batch_norm";
+    require_device();
+    const auto d = bn_dims(op, x);
+    const float* g = per_channel(op, "gamma", gamma, d[1]);
+    const float* b = per_channel(op, "beta", beta, d[1]);
+    float* rm = per_channel(op, "running_mean", running_mean, d[1]);
+    float* rv = per_channel(op, "running_var", running_var, d[1]);
+    if (!(eps > 0.0)) fail(op, ": eps must be > 0, got ", eps);
+    if (!(momentum >= 0.0 && momentum <= 1.0)) fail(op, ": momentum must be in [0, 1], got ", momentum);
+    Tensor y = empty_f32(x.shape, op), mean = empty_f32({d[1]}, op), inv_std = empty_f32({d[1]}, op);
+    {
+      py::gil_scoped_release nogil;
+      batch_norm_forward_training(x.cf(), g, b, y.f(), mean.f(), inv_std.f(), rm, rv, d[0], d[1], d[2],
+                                  float(eps), float(momentum), unbiased);
+    }
+    return py::make_tuple(y, mean, inv_std);
+  }, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"),
+     py::arg("running_var"), py::arg("eps"), py::arg("momentum"), py::arg("unbiased_running_var"),
+     "(y, mean, inv_std) from the batch statistics; running statistics updated in place.");
+
+  m.def("batch_norm_forward_inference", [bn_dims, per_channel](
+            const Tensor& x, const OptT& gamma, const OptT& beta, const Tensor& running_mean,
+            const Tensor& running_var, double eps) {
+    const char* op = "batch_norm";
+    require_device();
+    const auto d = bn_dims(op, x);
+    const float* g = per_channel(op, "gamma", gamma, d[1]);
+    const float* b = per_channel(op, "beta", beta, d[1]);
+    const float* rm = per_channel(op, "running_mean", running_mean, d[1]);
+    const float* rv = per_channel(op, "running_var", running_var, d[1]);
+    if (!(eps > 0.0)) fail(op, ": eps must be > 0, got ", eps);
+    Tensor y = empty_f32(x.shape, op);
+    py::gil_scoped_release nogil;
+    batch_norm_forward_inference(x.cf(), g, b, y.f(), rm, rv, d[0], d[1], d[2], float(eps));
+    return y;
+  }, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"),
+     py::arg("running_var"), py::arg("eps"));
+
+  m.def("batch_norm_backward", [bn_dims, per_channel](
+            const Tensor& dy, const Tensor& x, const OptT& gamma, const Tensor& mean,
+            const Tensor& inv_std, bool batch_stats) {
+    const char* op = "batch_norm_backward";
+    require_device();
+    const auto d = bn_dims(op, x);
+    want_f32(op, "dy", dy);
+    if (dy.shape != x.shape) fail(op, ": dy has shape ", shape_str(dy.shape), " but x has shape ", shape_str(x.shape));
+    const float* g = per_channel(op, "gamma", gamma, d[1]);
+    const float* mp = per_channel(op, "mean", mean, d[1]);
+    const float* ip = per_channel(op, "inv_std", inv_std, d[1]);
+    Tensor dx = empty_f32(x.shape, op), dgamma = empty_f32({d[1]}, op), dbeta = empty_f32({d[1]}, op);
+    {
+      py::gil_scoped_release nogil;
+      batch_norm_backward(dy.cf(), x.cf(), g, mp, ip, dx.f(), dgamma.f(), dbeta.f(), d[0], d[1], d[2],
+                          batch_stats);
+    }
+    return py::make_tuple(dx, dgamma, dbeta);
+  }, py::arg("dy"), py::arg("x"), py::arg("gamma"), py::arg("mean"), py::arg("inv_std"),
+     py::arg("batch_stats") = true, "(dx, dgamma, dbeta)");
+
+  // ---------------------------------------------------------------- losses
+  // logits/targets (N, ...) of one shape; weights (N) or None.
+  auto loss_dims = [](const char* op, const Tensor& z, const Tensor& t, const OptT& weights) {
+    want_f32(op, "logits", z); want_f32(op, "targets", t);
+    if (z.ndim() < 1 || z.numel() < 1) fail(op, ": logits must be non-empty (N, ...), got ", shape_str(z.shape));
+    if (t.shape != z.shape)
+      fail(op, ": targets must have the shape of logits ", shape_str(z.shape), ", got ", shape_str(t.shape));
+    if (weights) {
+      want_f32(op, "weights", *weights);
+      if (weights->ndim() != 1 || weights->dim(0) != z.dim(0))
+        fail(op, ": weights must have shape (", z.dim(0), ",), got ", shape_str(weights->shape));
+    }
+    return std::array<int64_t, 2>{z.dim(0), z.numel() / z.dim(0)};
+  };
+  m.def("bce_with_logits", [loss_dims](const Tensor& logits, const Tensor& targets, const OptT& weights) {
+    const char* op = "binary_cross_entropy_with_logits";
+    require_device();
+    const auto d = loss_dims(op, logits, targets, weights);
+    Tensor dl = empty_f32(logits.shape, op);
+    double loss;
+    {
+      py::gil_scoped_release nogil;
+      loss = bce_with_logits(logits.cf(), targets.cf(), weights ? weights->cf() : nullptr, dl.f(), d[0], d[1]);
+    }
+    return py::make_tuple(loss, dl);
+  }, py::arg("logits"), py::arg("targets"), py::arg("weights") = py::none(),
+     "(mean loss, dlogits) of binary cross-entropy from logits (copies the loss back).");
+  m.def("bce_with_logits_sums", [loss_dims](const Tensor& logits, const Tensor& targets, Tensor& dlogits,
+                                            Tensor& sums, const OptT& weights) {
+    const char* op = "bce_with_logits_sums";
+    require_device();
+    const auto d = loss_dims(op, logits, targets, weights);
+    want_f32(op, "dlogits", dlogits);
+    if (dlogits.shape != logits.shape) fail(op, ": dlogits must have the shape of logits");
+    want_i64(op, "sums", sums);
+    want_numel(op, "sums", sums, 2);
+    py::gil_scoped_release nogil;
+    bce_with_logits_sums(logits.cf(), targets.cf(), weights ? weights->cf() : nullptr, dlogits.f(),
+                         static_cast<double*>(sums.data), d[0], d[1]);
+  }, py::arg("logits"), py::arg("targets"), py::arg("dlogits"), py::arg("sums"),
+     py::arg("weights") = py::none(),
+     "dlogits as bce_with_logits; adds the summed per-sample losses and the number of elements "
+     "with (z > 0) == (t > 0.5) to sums (an int64 tensor of 2 holding float64), no host sync.");
+  m.def("mse", [loss_dims](const Tensor& y, const Tensor& targets) {
+    const char* op = "mse_loss";
+    require_device();
+    const auto d = loss_dims(op, y, targets, std::nullopt);
+    Tensor dy = empty_f32(y.shape, op);
+    double loss;
+    {
+      py::gil_scoped_release nogil;
+      loss = mse(y.cf(), targets.cf(), dy.f(), d[0], d[1]);
+    }
+    return py::make_tuple(loss, dy);
+  }, py::arg("y"), py::arg("targets"), "(mean (y - t)^2, dy = 2 (y - t) / size).");
+  m.def("mse_sums", [loss_dims](const Tensor& y, const Tensor& targets, Tensor& dy, Tensor& sums) {
+    const char* op = "mse_sums";
+    require_device();
+    const auto d = loss_dims(op, y, targets, std::nullopt);
+    want_f32(op, "dy", dy);
+    if (dy.shape != y.shape) fail(op, ": dy must have the shape of y");
+    want_i64(op, "sums", sums);
+    want_numel(op, "sums", sums, 1);
+    py::gil_scoped_release nogil;
+    mse_sums(y.cf(), targets.cf(), dy.f(), static_cast<double*>(sums.data), d[0], d[1]);
+  }, py::arg("y"), py::arg("targets"), py::arg("dy"), py::arg("sums"),
+     "dy as mse; adds the summed per-sample losses to sums (an int64 tensor of 1 holding a "
+     "float64), no host sync.");
+
+  // ---------------------------------------------------------------- generic tensor ops
+  auto same = [](const char* op, const char* a, const Tensor& ta, const char* b, const Tensor& tb) {
+    want_f32(op, a, ta); want_f32(op, b, tb);
+    if (ta.shape != tb.shape)
+      fail(op, ": ", a, " and ", b, " must have the same shape, got ", shape_str(ta.shape), " and ",
+           shape_str(tb.shape));
+  };
+  m.def("add", [same](const Tensor& a, const Tensor& b) {
+    require_device();
+    same("add", "a", a, "b", b);
+    Tensor out = empty_f32(a.shape, "add");
+    py::gil_scoped_release nogil;
+    add(a.cf(), b.cf(), out.f(), a.numel());
+    return out;
+  }, py::arg("a"), py::arg("b"), "a + b (same shapes).");
+  m.def("add_", [same](Tensor& out, const Tensor& a) {
+    require_device();
+    same("add_", "out", out, "a", a);
+    py::gil_scoped_release nogil;
+    add_inplace(out.f(), a.cf(), a.numel());
+  }, py::arg("out"), py::arg("a"), "out += a, in place.");
+  m.def("scale", [](const Tensor& a, double s) {
+    require_device();
+    want_f32("scale", "a", a);
+    Tensor out = empty_f32(a.shape, "scale");
+    py::gil_scoped_release nogil;
+    scale(a.cf(), float(s), out.f(), a.numel());
+    return out;
+  }, py::arg("a"), py::arg("s"), "s * a.");
+  m.def("concat_channels", [](const std::vector<Tensor>& ts) {
+    const char* op = "concat_channels";
+    require_device();
+    if (ts.empty()) fail(op, ": tensors must be a non-empty list");
+    const Tensor& first = ts[0];
+    if (first.ndim() < 2) fail(op, ": tensors must be at least 2-D (N, C, ...)");
+    int64_t C = 0;
+    for (size_t i = 0; i < ts.size(); ++i) {
+      want_f32(op, "tensors", ts[i]);
+      const bool ok = ts[i].ndim() == first.ndim() && ts[i].dim(0) == first.dim(0) &&
+          std::equal(ts[i].shape.begin() + 2, ts[i].shape.end(), first.shape.begin() + 2);
+      if (!ok) fail(op, ": tensors[", i, "] has shape ", shape_str(ts[i].shape), ", which does not match ",
+                    shape_str(first.shape), " outside axis 1");
+      C += ts[i].dim(1);
+    }
+    std::vector<int64_t> shape = first.shape;
+    shape[1] = C;
+    Tensor out = empty_f32(shape, op);
+    const int64_t N = first.dim(0), inner = first.numel() / (N * first.dim(1) ? N * first.dim(1) : 1);
+    py::gil_scoped_release nogil;
+    int64_t c0 = 0;
+    for (const Tensor& t : ts) {
+      copy_channels(t.cf(), t.dim(1), 0, out.f(), C, c0, t.dim(1), N, inner);
+      c0 += t.dim(1);
+    }
+    return out;
+  }, py::arg("tensors"), "Concatenation along axis 1 (channels or features).");
+  m.def("slice_channels", [](const Tensor& x, int64_t c0, int64_t c1) {
+    const char* op = "slice_channels";
+    require_device();
+    want_f32(op, "x", x);
+    if (x.ndim() < 2) fail(op, ": x must be at least 2-D (N, C, ...)");
+    if (c0 < 0 || c1 < c0 || c1 > x.dim(1)) fail(op, ": need 0 <= c0 <= c1 <= ", x.dim(1), ", got ", c0, ", ", c1);
+    std::vector<int64_t> shape = x.shape;
+    shape[1] = c1 - c0;
+    Tensor out = empty_f32(shape, op);
+    const int64_t N = x.dim(0), inner = N * x.dim(1) ? x.numel() / (N * x.dim(1)) : 0;
+    py::gil_scoped_release nogil;
+    copy_channels(x.cf(), x.dim(1), c0, out.f(), c1 - c0, 0, c1 - c0, N, inner);
+    return out;
+  }, py::arg("x"), py::arg("c0"), py::arg("c1"), "Channels [c0, c1) as a contiguous copy.");
+  m.def("zero_pad2d", [](const Tensor& x, int64_t t, int64_t b, int64_t l, int64_t r) {
+    const char* op = "zero_pad2d";
+    require_device();
+    want_f32(op, "x", x);
+    want_ndim(op, "x", x, 4, "(N, C, H, W)");
+    if (t < 0 || b < 0 || l < 0 || r < 0) fail(op, ": padding must be >= 0");
+    Tensor y = empty_f32({x.dim(0), x.dim(1), x.dim(2) + t + b, x.dim(3) + l + r}, op);
+    py::gil_scoped_release nogil;
+    zero_pad2d(x.cf(), y.f(), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), t, b, l, r);
+    return y;
+  }, py::arg("x"), py::arg("top"), py::arg("bottom"), py::arg("left"), py::arg("right"));
+  m.def("crop2d", [](const Tensor& x, int64_t t, int64_t b, int64_t l, int64_t r) {
+    const char* op = "crop2d";
+    require_device();
+    want_f32(op, "x", x);
+    want_ndim(op, "x", x, 4, "(N, C, H, W)");
+    if (t < 0 || b < 0 || l < 0 || r < 0 || t + b > x.dim(2) || l + r > x.dim(3))
+      fail(op, ": cropping (", t, ", ", b, ", ", l, ", ", r, ") does not fit x ", shape_str(x.shape));
+    const int64_t H = x.dim(2) - t - b, W = x.dim(3) - l - r;
+    Tensor y = empty_f32({x.dim(0), x.dim(1), H, W}, op);
+    py::gil_scoped_release nogil;
+    crop2d(x.cf(), y.f(), x.dim(0) * x.dim(1), H, W, t, b, l, r);
+    return y;
+  }, py::arg("x"), py::arg("top"), py::arg("bottom"), py::arg("left"), py::arg("right"));
+  m.def("softmax_backward", [same](const Tensor& dy, const Tensor& y) {
+    const char* op = "softmax_backward";
+    require_device();
+    same(op, "dy", dy, "y", y);
+    if (y.ndim() < 1) fail(op, ": y must have at least one dimension");
+    const int64_t cols = y.dim(y.ndim() - 1), rows = cols ? y.numel() / cols : 0;
+    Tensor dx = empty_f32(y.shape, op);
+    py::gil_scoped_release nogil;
+    softmax_backward(dy.cf(), y.cf(), dx.f(), rows, cols);
+    return dx;
+  }, py::arg("dy"), py::arg("y"), "dx = y (dy - sum(dy y)) along the last axis.");
+  m.def("rmsprop_update", [](Tensor& p, const Tensor& g, Tensor& ms, double lr, double rho, double eps) {
+    const char* op = "rmsprop_update";
+    require_device();
+    want_f32(op, "p", p); want_f32(op, "g", g); want_f32(op, "ms", ms);
+    want_numel(op, "g", g, p.numel());
+    want_numel(op, "ms", ms, p.numel());
+    py::gil_scoped_release nogil;
+    rmsprop_update(p.f(), g.cf(), ms.f(), p.numel(), float(lr), float(rho), float(eps));
+  }, py::arg("p"), py::arg("g"), py::arg("ms"), py::arg("lr"), py::arg("rho"), py::arg("eps"),
+     "RMSprop in place: ms = rho ms + (1 - rho) g^2; p -= lr g / (sqrt(ms) + eps).");
 
   // ---------------------------------------------------------------- training on the device
   // The pieces of a training step that keep it on the GPU (csrc/cuda/training.cu). `counters`

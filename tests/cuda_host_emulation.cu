@@ -6,8 +6,10 @@
 // loaders, which epilogue, which M/N/Kd) is a template over the GEMM engine. EmuGemm replays
 // implicit_gemm_kernel block by block and, between two __syncthreads, thread by thread (the
 // kernel is phase-structured: fetch -> store -> barrier -> multiply -> store -> barrier), with
-// the same tile choice and split-K plan as on the GPU. The pooling kernels' loop bodies are
-// called for every element. Results are compared with naive float64 loops written here.
+// the same tile choice and split-K plan as on the GPU. The pooling kernels' loop bodies, the
+// upsampling forward and gather-backward bodies (upsample2d.cu) and the pad / crop / channel
+// copy index decodes (tensor_ops.cu) are called for every element. Results are compared with
+// naive float64 loops written here.
 //
 // Not covered: the TF32 (WMMA) multiply, the warp-level softmax, the bias reduction, launch
 // configuration errors, real concurrency (races would not show up here). Build and run (a few
@@ -17,6 +19,8 @@
 // With AddressSanitizer, which turns any out-of-bounds read by a loader into an error (every
 // buffer here has its exact size), compile with -Xcompiler=-fsanitize=address and link with
 //   g++ -fsanitize=address emu.o runtime.o -L/usr/local/cuda/lib64 -lcudart_static -ldl -lpthread -lrt
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -26,6 +30,8 @@
 #include "cuda/conv2d.cu"
 #include "cuda/linear.cu"
 #include "cuda/pool2d.cu"
+#include "cuda/tensor_ops.cu"
+#include "cuda/upsample2d.cu"
 
 using namespace fastconv;
 using namespace fastconv::cuda;
@@ -370,6 +376,108 @@ void test_fastdiv() {
               long(bad), long(tried));
 }
 
+// Upsampling: the forward and the gather backward bodies for every element, against float64
+// taps computed here and the backward written as the forward's scatter.
+void test_upsample(const char* name, int64_t planes, int64_t H, int64_t W, int64_t sh, int64_t sw, bool ac) {
+  std::mt19937 rng(uint32_t(H * 131 + W * 7 + sh + 3 * sw + ac));
+  const int64_t Ho = H * sh, Wo = W * sw;
+  const std::vector<float> x = random_vec(size_t(planes * H * W), rng), dy = random_vec(size_t(planes * Ho * Wo), rng);
+  auto taps = [ac](int64_t in, int64_t out) {
+    std::vector<std::array<double, 3>> t;
+    for (int64_t o = 0; o < out; ++o) {
+      double src = ac ? (out > 1 ? double(o) * double(in - 1) / double(out - 1) : 0.0)
+                      : std::max((double(o) + 0.5) * double(in) / double(out) - 0.5, 0.0);
+      const int64_t i0 = std::min(int64_t(src), in - 1), i1 = std::min(i0 + 1, in - 1);
+      t.push_back({double(i0), double(i1), src - double(i0)});
+    }
+    return t;
+  };
+  const auto rt = taps(H, Ho), ct = taps(W, Wo);
+  std::vector<double> y_want(size_t(planes * Ho * Wo)), dx_want(size_t(planes * H * W), 0.0);
+  std::vector<double> dxn_want(size_t(planes * H * W), 0.0);
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t h = 0; h < Ho; ++h)
+      for (int64_t w = 0; w < Wo; ++w) {
+        const auto& r = rt[size_t(h)];
+        const auto& c = ct[size_t(w)];
+        const int64_t a0 = int64_t(r[0]), a1 = int64_t(r[1]), b0 = int64_t(c[0]), b1 = int64_t(c[1]);
+        const float* xp = x.data() + p * H * W;
+        const double wts[4] = {(1 - r[2]) * (1 - c[2]), (1 - r[2]) * c[2], r[2] * (1 - c[2]), r[2] * c[2]};
+        const int64_t at[4] = {a0 * W + b0, a0 * W + b1, a1 * W + b0, a1 * W + b1};
+        double v = 0;
+        const double g = dy[size_t((p * Ho + h) * Wo + w)];
+        for (int k = 0; k < 4; ++k) {
+          v += wts[k] * xp[at[k]];
+          dx_want[size_t(p * H * W + at[k])] += wts[k] * g;
+        }
+        y_want[size_t((p * Ho + h) * Wo + w)] = v;
+        dxn_want[size_t(p * H * W + (h / sh) * W + w / sw)] += g;
+      }
+  std::vector<float> y(y_want.size()), dx(dx_want.size()), dxn(dx_want.size());
+  for (size_t e = 0; e < y.size(); ++e) y[e] = upsample_bilinear_forward_at(x.data(), H, W, Ho, Wo, ac, int64_t(e));
+  for (size_t e = 0; e < dx.size(); ++e) {
+    dx[e] = upsample_bilinear_backward_at(dy.data(), H, W, Ho, Wo, ac, int64_t(e));
+    dxn[e] = upsample_nearest_backward_at(dy.data(), H, W, sh, sw, int64_t(e));
+  }
+  char what[160];
+  std::snprintf(what, sizeof what, "%s bilinear forward (align_corners=%d)", name, int(ac));
+  check(what, y, y_want, 1e-5);
+  std::snprintf(what, sizeof what, "%s bilinear backward gather (align_corners=%d)", name, int(ac));
+  check(what, dx, dx_want, 1e-5);
+  std::snprintf(what, sizeof what, "%s nearest backward gather", name);
+  check(what, dxn, dxn_want, 1e-6);
+}
+
+// Zero padding, cropping and the channel copy: the index decodes against direct loops.
+void test_pad_crop_concat() {
+  std::mt19937 rng(17);
+  const int64_t planes = 3, H = 5, W = 4, t = 1, b = 2, l = 0, r = 3, Hp = H + t + b, Wp = W + l + r;
+  const std::vector<float> x = random_vec(size_t(planes * H * W), rng);
+  std::vector<float> y(size_t(planes * Hp * Wp));
+  std::vector<double> y_want(y.size(), 0.0);
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t i = 0; i < H; ++i)
+      for (int64_t j = 0; j < W; ++j) y_want[size_t((p * Hp + i + t) * Wp + j + l)] = x[size_t((p * H + i) * W + j)];
+  for (size_t e = 0; e < y.size(); ++e) {
+    const int64_t s = zero_pad_source(int64_t(e), H, W, t, b, l, r);
+    y[e] = s < 0 ? 0.f : x[size_t(s)];
+  }
+  check("zero_pad2d index decode", y, y_want, 0);
+  std::vector<float> back(x.size());
+  std::vector<double> back_want(x.begin(), x.end());
+  for (size_t e = 0; e < back.size(); ++e) back[e] = y[size_t(crop_source(int64_t(e), H, W, t, b, l, r))];
+  check("crop2d index decode (zero_pad2d's inverse)", back, back_want, 0);
+  // concat of (2, 3, 6) and (2, 2, 6) along axis 1, then slicing the second back out
+  const int64_t N = 2, inner = 6, C1 = 3, C2 = 2, C = C1 + C2;
+  const std::vector<float> a = random_vec(size_t(N * C1 * inner), rng), c = random_vec(size_t(N * C2 * inner), rng);
+  std::vector<float> cat(size_t(N * C * inner), NAN);
+  std::vector<double> cat_want(cat.size());
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < C; ++k)
+      for (int64_t j = 0; j < inner; ++j)
+        cat_want[size_t((n * C + k) * inner + j)] =
+            k < C1 ? a[size_t((n * C1 + k) * inner + j)] : c[size_t((n * C2 + k - C1) * inner + j)];
+  for (int64_t e = 0; e < N * C1 * inner; ++e) {
+    int64_t si, di;
+    channel_copy_index(e, C1, inner, C1, 0, C, 0, &si, &di);
+    cat[size_t(di)] = a[size_t(si)];
+  }
+  for (int64_t e = 0; e < N * C2 * inner; ++e) {
+    int64_t si, di;
+    channel_copy_index(e, C2, inner, C2, 0, C, C1, &si, &di);
+    cat[size_t(di)] = c[size_t(si)];
+  }
+  check("concat along axis 1 (channel copy)", cat, cat_want, 0);
+  std::vector<float> sl(c.size());
+  std::vector<double> sl_want(c.begin(), c.end());
+  for (int64_t e = 0; e < N * C2 * inner; ++e) {
+    int64_t si, di;
+    channel_copy_index(e, C2, inner, C, C1, C2, 0, &si, &di);
+    sl[size_t(di)] = cat[size_t(si)];
+  }
+  check("slice of channels [3, 5) (concat's backward)", sl, sl_want, 0);
+}
+
 }  // namespace
 
 int main() {
@@ -396,6 +504,13 @@ int main() {
   test_pool("pool 3x3/2 pad 1 exclude pad", 2, 2, 9, 8, 3, 3, 2, 2, 1, 1, 1, 1, false);
   test_pool("pool 2x3/1 pad 0,1,1,1 exclude pad", 1, 2, 7, 6, 2, 3, 1, 1, 0, 1, 1, 1, false);
   test_pool("pool 2x2/2 same-style pad bottom/right", 1, 2, 5, 7, 2, 2, 2, 2, 0, 0, 1, 1, false);
+  for (bool ac : {false, true}) {
+    test_upsample("upsample 2x2 7x7", 3, 7, 7, 2, 2, ac);
+    test_upsample("upsample 3x2 5x6", 2, 5, 6, 3, 2, ac);
+    test_upsample("upsample 1x4 1x3 (one row)", 2, 1, 3, 1, 4, ac);
+    test_upsample("upsample 4x1 2x1 (one column)", 1, 2, 1, 4, 1, ac);
+  }
+  test_pad_crop_concat();
   std::printf(g_failures ? "\n%d FAILED\n" : "\nall passed\n", g_failures);
   return g_failures ? 1 : 0;
 }

@@ -284,6 +284,63 @@ def sigmoid_backward(dy, y):
     return np.asarray(dy, np.float64) * y * (1.0 - y)
 
 
+def leaky_relu(x, negative_slope):
+    x = np.asarray(x, np.float64)
+    return np.where(x > 0, x, negative_slope * x)
+
+
+def leaky_relu_backward_from_input(dy, x, negative_slope):
+    """dy * (1 where x > 0, negative_slope elsewhere), from the forward INPUT x."""
+    x = np.asarray(x, np.float64)
+    return np.asarray(dy, np.float64) * np.where(x > 0, 1.0, negative_slope)
+
+
+def elu(x, alpha):
+    x = np.asarray(x, np.float64)
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0)))
+
+
+def elu_backward_from_input(dy, x, alpha):
+    """dy * (1 where x > 0, alpha e^x elsewhere), from the forward INPUT x."""
+    x = np.asarray(x, np.float64)
+    return np.asarray(dy, np.float64) * np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0.0)))
+
+
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+
+def normal_cdf(x):
+    """Phi(x) = erfc(-x / sqrt 2) / 2, element by element with math.erfc."""
+    x = np.asarray(x, np.float64)
+    return 0.5 * _erfc(-x / math.sqrt(2.0)).astype(np.float64)
+
+
+def gelu(x):
+    x = np.asarray(x, np.float64)
+    return x * normal_cdf(x)
+
+
+def gelu_backward(dy, x):
+    """dy * (Phi(x) + x phi(x)), phi the standard normal density."""
+    x = np.asarray(x, np.float64)
+    density = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    return np.asarray(dy, np.float64) * (normal_cdf(x) + x * density)
+
+
+def gelu_tanh(x):
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    x = np.asarray(x, np.float64)
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def gelu_tanh_backward(dy, x):
+    x = np.asarray(x, np.float64)
+    u = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)
+    du = math.sqrt(2.0 / math.pi) * (1.0 + 3 * 0.044715 * x * x)
+    t = np.tanh(u)
+    return np.asarray(dy, np.float64) * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+
+
 # --------------------------------------------------------------------------------------
 # softmax, cross-entropy, linear
 # --------------------------------------------------------------------------------------
@@ -332,6 +389,178 @@ def linear_backward(dy, x, w):
 
 def matmul(a, b):
     return np.asarray(a, np.float64) @ np.asarray(b, np.float64)
+
+
+# --------------------------------------------------------------------------------------
+# conv2d_transpose: a scatter of every input pixel through the filter
+# --------------------------------------------------------------------------------------
+
+
+def conv2d_transpose_geometry(n, k, s, padding, output_padding, d):
+    """(output length, pixels cut from the top/left) of one axis. Words follow Keras's
+    deconv_output_length and TensorFlow's "same" rule applied to the OUTPUT length; an int
+    padding p follows PyTorch (output_padding None meaning 0)."""
+    keff = d * (k - 1) + 1
+    if isinstance(padding, str):
+        if output_padding is None:
+            out = n * s + max(keff - s, 0) if padding == "valid" else n * s
+        else:
+            pad = keff // 2 if padding == "same" else 0
+            out = (n - 1) * s + keff - 2 * pad + output_padding
+        if padding == "valid":
+            return out, 0
+        total = max((-(-out // s) - 1) * s + keff - out, 0)
+        return out, total // 2
+    return (n - 1) * s - 2 * padding + keff + (output_padding or 0), padding
+
+
+def _transpose_args(x_shape, w_shape, stride, padding, output_padding, dilation):
+    sh, sw = pair(stride)
+    dh, dw = pair(dilation)
+    ph, pw = (padding, padding) if isinstance(padding, str) else pair(padding)
+    oh, ow = (None, None) if output_padding is None else pair(output_padding)
+    ho, top = conv2d_transpose_geometry(x_shape[2], w_shape[2], sh, ph, oh, dh)
+    wo, left = conv2d_transpose_geometry(x_shape[3], w_shape[3], sw, pw, ow, dw)
+    return (sh, sw), (dh, dw), (top, left), (ho, wo)
+
+
+def conv2d_transpose(x, w, b=None, stride=1, padding=0, output_padding=None, dilation=1):
+    """y (N, Cout, Ho, Wo): every x[n, :, p, q] times w (Cin, Cout, R, S) added at
+    (p*s - top + r*d, q*s - left + c*d) where that lies inside the output."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    (sh, sw), (dh, dw), (top, left), (ho, wo) = _transpose_args(x.shape, w.shape, stride, padding,
+                                                                output_padding, dilation)
+    n, _, h, wd = x.shape
+    y = np.zeros((n, w.shape[1], ho, wo))
+    for p in range(h):
+        for q in range(wd):
+            for r in range(w.shape[2]):
+                for c in range(w.shape[3]):
+                    oh, ow = p * sh - top + r * dh, q * sw - left + c * dw
+                    if 0 <= oh < ho and 0 <= ow < wo:
+                        y[:, :, oh, ow] += x[:, :, p, q] @ w[:, :, r, c]
+    if b is not None:
+        y += np.asarray(b, np.float64)[None, :, None, None]
+    return y
+
+
+def conv2d_transpose_backward(dy, x, w, stride=1, padding=0, output_padding=None, dilation=1):
+    """(dx, dw) of conv2d_transpose: the adjoint of the scatter above, loop for loop."""
+    dy = np.asarray(dy, np.float64)
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    (sh, sw), (dh, dw_), (top, left), (ho, wo) = _transpose_args(x.shape, w.shape, stride, padding,
+                                                                 output_padding, dilation)
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    for p in range(x.shape[2]):
+        for q in range(x.shape[3]):
+            for r in range(w.shape[2]):
+                for c in range(w.shape[3]):
+                    oh, ow = p * sh - top + r * dh, q * sw - left + c * dw_
+                    if 0 <= oh < ho and 0 <= ow < wo:
+                        dx[:, :, p, q] += dy[:, :, oh, ow] @ w[:, :, r, c].T
+                        dw[:, :, r, c] += x[:, :, p, q].T @ dy[:, :, oh, ow]
+    return dx, dw
+
+
+# --------------------------------------------------------------------------------------
+# upsampling
+# --------------------------------------------------------------------------------------
+
+
+def upsample_taps(n_in, n_out, align_corners):
+    """[(i0, i1, weight of i1)] for each output index of one axis (float64)."""
+    taps = []
+    for o in range(n_out):
+        if align_corners:
+            src = o * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        else:
+            src = max((o + 0.5) * n_in / n_out - 0.5, 0.0)
+        i0 = min(int(math.floor(src)), n_in - 1)
+        i1 = min(i0 + 1, n_in - 1)
+        taps.append((i0, i1, src - i0))
+    return taps
+
+
+def upsample2d(x, scale, mode="nearest", align_corners=False):
+    x = np.asarray(x, np.float64)
+    sh, sw = pair(scale)
+    n, c, h, w = x.shape
+    y = np.zeros((n, c, h * sh, w * sw))
+    if mode == "nearest":
+        for i in range(h * sh):
+            for j in range(w * sw):
+                y[:, :, i, j] = x[:, :, i // sh, j // sw]
+        return y
+    rows, cols = upsample_taps(h, h * sh, align_corners), upsample_taps(w, w * sw, align_corners)
+    for i, (a0, a1, la) in enumerate(rows):
+        for j, (b0, b1, lb) in enumerate(cols):
+            y[:, :, i, j] = ((1 - la) * (1 - lb) * x[:, :, a0, b0] + (1 - la) * lb * x[:, :, a0, b1]
+                             + la * (1 - lb) * x[:, :, a1, b0] + la * lb * x[:, :, a1, b1])
+    return y
+
+
+def upsample2d_backward(dy, x_shape, scale, mode="nearest", align_corners=False):
+    dy = np.asarray(dy, np.float64)
+    sh, sw = pair(scale)
+    n, c, h, w = x_shape
+    dx = np.zeros(x_shape)
+    if mode == "nearest":
+        for i in range(h * sh):
+            for j in range(w * sw):
+                dx[:, :, i // sh, j // sw] += dy[:, :, i, j]
+        return dx
+    rows, cols = upsample_taps(h, h * sh, align_corners), upsample_taps(w, w * sw, align_corners)
+    for i, (a0, a1, la) in enumerate(rows):
+        for j, (b0, b1, lb) in enumerate(cols):
+            g = dy[:, :, i, j]
+            dx[:, :, a0, b0] += (1 - la) * (1 - lb) * g
+            dx[:, :, a0, b1] += (1 - la) * lb * g
+            dx[:, :, a1, b0] += la * (1 - lb) * g
+            dx[:, :, a1, b1] += la * lb * g
+    return dx
+
+
+# --------------------------------------------------------------------------------------
+# batch normalisation (statistics per axis 1, over every other axis)
+# --------------------------------------------------------------------------------------
+
+
+def batch_norm_training(x, gamma=None, beta=None, eps=1e-3):
+    """(y, mean, biased var) with the batch's statistics."""
+    x = np.asarray(x, np.float64)
+    c = x.shape[1]
+    moved = np.moveaxis(x, 1, 0).reshape(c, -1)            # (C, M)
+    mean = np.array([row.sum() / len(row) for row in moved])
+    var = np.array([((row - m) ** 2).sum() / len(row) for row, m in zip(moved, mean)])
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    g = np.ones(c) if gamma is None else np.asarray(gamma, np.float64)
+    b = np.zeros(c) if beta is None else np.asarray(beta, np.float64)
+    y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * g.reshape(shape) + b.reshape(shape)
+    return y, mean, var
+
+
+# --------------------------------------------------------------------------------------
+# binary cross-entropy from logits, mean squared error
+# --------------------------------------------------------------------------------------
+
+
+def binary_cross_entropy_with_logits(logits, targets, weights=None):
+    """(mean loss, dlogits) written from the sigmoid's definition, element by element."""
+    z = np.asarray(logits, np.float64).reshape(len(logits), -1)
+    t = np.asarray(targets, np.float64).reshape(z.shape)
+    w = np.ones(z.shape[0]) if weights is None else np.asarray(weights, np.float64)
+    total, d = 0.0, np.zeros_like(z)
+    for n in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            zz, tt = z[n, j], t[n, j]
+            # -t log s - (1 - t) log(1 - s) with log s = -log(1 + e^-z), log(1 - s) = -z - log(1 + e^-z)
+            log1pexp = math.log1p(math.exp(-abs(zz))) + max(-zz, 0.0)    # log(1 + e^-z)
+            total += w[n] * (tt * log1pexp + (1 - tt) * (zz + log1pexp))
+            d[n, j] = w[n] * (1 / (1 + math.exp(-zz)) - tt) if zz > -700 else -w[n] * tt
+    return total / z.size, (d / z.size).reshape(np.shape(logits))
 
 
 # --------------------------------------------------------------------------------------

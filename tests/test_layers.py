@@ -360,8 +360,8 @@ def test_masked_conv_set_weights_keeps_zeros():
 def test_layer_argument_errors():
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         L.Conv2D(4, 3, activation="swish")
-    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
-        L.Dense(4, activation="gelu")
+    with pytest.raises(ValueError, match="unknown activation 'selu'"):
+        L.Dense(4, activation="selu")
     with pytest.raises(ValueError, match="filters must be a positive int"):
         L.Conv2D(0, 3)
     with pytest.raises(ValueError, match="padding must be 'valid', 'same'"):

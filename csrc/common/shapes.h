@@ -136,8 +136,19 @@ inline Pool2dParams make_pool_params(const char* op, const std::vector<int64_t>&
 }
 
 inline Activation to_activation(int act) {
-  if (act < 0 || act > 3) fail("activation code must be 0 (none), 1 (relu), 2 (tanh) or 3 (sigmoid), got ", act);
+  if (act < 0 || act >= kActivationCount)
+    fail("activation code must be 0 (none), 1 (relu), 2 (tanh), 3 (sigmoid), 4 (leaky_relu), "
+         "5 (elu), 6 (gelu) or 7 (gelu_tanh), got ", act);
   return static_cast<Activation>(act);
+}
+
+// The activation's parameter: the one given, or the activation's default (ops.h). Leaky ReLU's
+// slope and ELU's alpha must be finite and >= 0: their backward reads the sign of x from y.
+inline float activation_alpha(const char* op, Activation act, bool given, double alpha) {
+  if (!given) return default_activation_alpha(act);
+  if (!(alpha >= 0.0 && alpha < 1e30))
+    fail(op, ": alpha (leaky relu's negative_slope, elu's alpha) must be finite and >= 0, got ", alpha);
+  return float(alpha);
 }
 
 }  // namespace fastconv

@@ -220,9 +220,9 @@ const char* conv2d_algorithm(int pass, const Conv2dParams& p) {
 }
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
-                    const Conv2dParams& p, Activation act) {
+                    const Conv2dParams& p, Activation act, float alpha) {
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, K = p.K;
-  const VecFn out_pass = activation_kernel(vec_math(), act);   // y = act(out + b[k])
+  const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);   // y = act(out + b[k])
 
   switch (forward_algo(p)) {
     case Algo::WholeImage: {                       // y (N, K) = x (N, CRS) . w^T (CRS, K)
@@ -237,9 +237,9 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
       return;
     }
 #ifdef FASTCONV_X86
-    case Algo::Winograd: conv2d_forward_winograd(x, w, b, y, p, act); return;
-    case Algo::Rows: conv2d_forward_rows_avx2(x, w, b, y, p, act); return;
-    case Algo::Direct: conv2d_forward_direct_avx2(x, w, b, y, p, act); return;
+    case Algo::Winograd: conv2d_forward_winograd(x, w, b, y, p, act, alpha); return;
+    case Algo::Rows: conv2d_forward_rows_avx2(x, w, b, y, p, act, alpha); return;
+    case Algo::Direct: conv2d_forward_direct_avx2(x, w, b, y, p, act, alpha); return;
 #endif
     default: break;                                // im2col + GEMM, below
   }

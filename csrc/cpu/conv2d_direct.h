@@ -26,13 +26,13 @@ inline bool rows_fits(const Conv2dParams& p) {
 #ifdef FASTCONV_X86
 // y (N, K, P, Q) = act(conv(x, w) + b), any K, stride, padding and dilation (AVX2+FMA).
 void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
-                                const Conv2dParams& p, Activation act);
+                                const Conv2dParams& p, Activation act, float alpha = 0.f);
 // dw (K, C, R, S) from dy (N, K, P, Q) and x (N, C, H, W), same shapes as the forward (AVX2+FMA).
 void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* dw,
                                         const Conv2dParams& p);
 // The same two for problems rows_fits() accepts, vectorised along output rows (AVX2+FMA).
 void conv2d_forward_rows_avx2(const float* x, const float* w, const float* b, float* y,
-                              const Conv2dParams& p, Activation act);
+                              const Conv2dParams& p, Activation act, float alpha = 0.f);
 void conv2d_backward_weight_rows_avx2(const float* dy, const float* x, float* dw,
                                       const Conv2dParams& p);
 #endif

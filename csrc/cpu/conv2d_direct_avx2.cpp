@@ -206,10 +206,10 @@ void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* 
 }
 
 void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
-                                const Conv2dParams& p, Activation act) {
+                                const Conv2dParams& p, Activation act, float alpha) {
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
   const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
-  const VecFn out_pass = activation_kernel(vec_math(), act);
+  const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);
 
   // The output channels in chunks of kChunk; chunk k0 has kc channels, KV = ceil(kc / 8)
   // vectors, and its wt (CRS, KV*8) at wt + k0*CRS: wt[crs][k] = w[k0 + k][crs], zero past kc.

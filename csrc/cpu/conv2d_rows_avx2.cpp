@@ -200,12 +200,12 @@ inline int64_t chunk_start(int64_t K, int64_t i) {
 }  // namespace
 
 void conv2d_forward_rows_avx2(const float* x, const float* w, const float* b, float* y,
-                              const Conv2dParams& p, Activation act) {
+                              const Conv2dParams& p, Activation act, float alpha) {
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
   const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
   const bool padded = Hp != p.H || Wp != p.W;
   const int64_t n_chunks = (p.K + kMaxChunk - 1) / kMaxChunk;
-  const VecFn out_pass = activation_kernel(vec_math(), act);
+  const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);
 
   // wt: chunk i (channels k0 ... k1-1) is (CRS, k1-k0) at k0*CRS: wt[tap][k] = w[k0+k][tap].
   std::vector<float> wt(size_t(p.K * CRS));

@@ -16,7 +16,7 @@ bool winograd_fits(const Conv2dParams& p);
 #ifdef FASTCONV_X86
 // y (N, K, P, Q) = act(conv(x, w) + b) for a problem winograd_fits() accepts; any padding.
 void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y,
-                             const Conv2dParams& p, Activation act);
+                             const Conv2dParams& p, Activation act, float alpha = 0.f);
 // dw (K, C, 3, 3) from dy (N, K, P, Q) and x (N, C, H, W), same problems.
 void conv2d_backward_weight_winograd(const float* dy, const float* x, float* dw,
                                      const Conv2dParams& p);

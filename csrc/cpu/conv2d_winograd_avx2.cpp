@@ -240,7 +240,7 @@ void untransform_filters(const float* dU, int64_t K, int64_t C, float* dw) {
 }  // namespace
 
 void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y,
-                             const Conv2dParams& p, Activation act) {
+                             const Conv2dParams& p, Activation act, float alpha) {
   const int64_t C = p.C, K = p.K, H = p.H, W = p.W, P = p.P, Q = p.Q;
   const int64_t th = (P + 1) / 2, tw = (Q + 1) / 2, tiles = th * tw;  // tiles per image
   const int64_t Hp = 2 * th + 2, Wp = 2 * ((tw + 7) / 8 * 8) + 2;  // blocks of 8 tiles
@@ -252,7 +252,7 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* b, flo
 
   std::vector<float> U(size_t(16 * K * C));  // (16, K, C)
   transform_filters(w, K, C, U.data());
-  const VecFn out_pass = activation_kernel(vec_math(), act);
+  const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);
 
 #pragma omp parallel for schedule(static) if (groups > 1)
   for (int64_t grp = 0; grp < groups; ++grp) {

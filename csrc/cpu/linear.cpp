@@ -13,12 +13,12 @@ namespace fastconv {
 namespace cpu {
 
 void linear_forward(const float* x, const float* w, const float* b, float* y, int64_t N, int64_t I,
-                    int64_t O, Activation act) {
+                    int64_t O, Activation act, float alpha) {
   if (b)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t o = 0; o < O; ++o) y[n * O + o] = b[o];
   sgemm(false, true, N, O, I, 1.f, x, I, w, I, b ? 1.f : 0.f, y, O);
-  if (act != Activation::None) activation_forward(act, y, y, N * O);
+  if (act != Activation::None) activation_forward(act, y, y, N * O, alpha);
 }
 
 void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,

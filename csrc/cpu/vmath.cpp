@@ -72,6 +72,70 @@ inline float sigmoid_f32(float x) {
   return x < 0.f ? e * s : s;
 }
 
+// expm1 from exp's steps (vmath.h): e^x = 2^n (1 + q), so e^x - 1 = 2^n q + (2^n - 1).
+inline float expm1_f32(float x) {
+  x = clamp(x, -104.f, 89.f);
+  const float magic = 12582912.f;
+  const float t = x * 1.44269504088896341f + magic;
+  const float n = t - magic;
+  const int32_t ni = float_to_bits(t) - 0x4B400000;
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float q = p * (r * r) + r;                  // e^r - 1
+  const int32_t n1 = ni >> 1, n2 = ni - n1;
+  const float scale = bits_to_float((n1 + 127) << 23) * bits_to_float((n2 + 127) << 23);
+  return q * scale + (scale - 1.f);
+}
+
+// erfc(z) for z >= 0: t exp(-z^2 + P(t)), t = 1 / (1 + z/2) (Numerical Recipes' erfcc).
+inline float erfc_nonneg_f32(float z) {
+  const float t = 1.f / (1.f + 0.5f * z);
+  float p = 0.17087277f;
+  p = p * t - 0.82215223f;
+  p = p * t + 1.48851587f;
+  p = p * t - 1.13520398f;
+  p = p * t + 0.27886807f;
+  p = p * t - 0.18628806f;
+  p = p * t + 0.09678418f;
+  p = p * t + 0.37409196f;
+  p = p * t + 1.00002368f;
+  p = p * t - 1.26551223f;
+  return t * exp_f32(p - z * z);
+}
+
+// Phi(x), the standard normal CDF, through erfc on both sides (no 1 + erf cancellation).
+inline float normal_cdf_f32(float x) {
+  const float ax = x < 0.f ? -x : x;
+  const float h = 0.5f * erfc_nonneg_f32(ax * 0.707106781186547524f);
+  return x < 0.f ? h : 1.f - h;
+}
+
+// x clamped to [-30, 30] with NaN kept: the factor x multiplies a density that is 0 out there.
+inline float clamp30(float x) { return clamp(x, -30.f, 30.f); }
+
+inline float leaky_relu_f32(float x, float a) { return x > 0.f ? x : a * x; }
+inline float elu_f32(float x, float a) { return x > 0.f ? x : a * expm1_f32(x); }
+inline float gelu_f32(float x) { return x * normal_cdf_f32(x); }
+inline float gelu_grad_f32(float x) {              // Phi(x) + x phi(x)
+  const float density = exp_f32(-0.5f * x * x) * 0.398942280401432678f;
+  return clamp30(x) * density + normal_cdf_f32(x);
+}
+// 2u = 2 sqrt(2/pi) (x + 0.044715 x^3)
+inline float gelu_tanh_arg(float x) { return 1.59576912160573071f * (x + 0.044715f * x * x * x); }
+inline float gelu_tanh_f32(float x) { return x * sigmoid_f32(gelu_tanh_arg(x)); }
+inline float gelu_tanh_grad_f32(float x) {         // s + x s (1 - s) (2u)'
+  const float s = sigmoid_f32(gelu_tanh_arg(x));
+  const float xc = clamp30(x);
+  const float du = 1.59576912160573071f * (1.f + 0.134145f * xc * xc);
+  return xc * (s * (1.f - s)) * du + s;
+}
+
 void identity_generic(const float* x, float shift, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] + shift;
 }
@@ -88,6 +152,25 @@ void sigmoid_generic(const float* x, float shift, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = sigmoid_f32(x[i] + shift);
 }
 
+void leaky_relu_generic(const float* x, float shift, float* y, int64_t n, float a) {
+  for (int64_t i = 0; i < n; ++i) y[i] = leaky_relu_f32(x[i] + shift, a);
+}
+void elu_generic(const float* x, float shift, float* y, int64_t n, float a) {
+  for (int64_t i = 0; i < n; ++i) y[i] = elu_f32(x[i] + shift, a);
+}
+void gelu_generic(const float* x, float shift, float* y, int64_t n, float) {
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu_f32(x[i] + shift);
+}
+void gelu_tanh_generic(const float* x, float shift, float* y, int64_t n, float) {
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu_tanh_f32(x[i] + shift);
+}
+void gelu_backward_generic(const float* x, const float* dy, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gelu_grad_f32(x[i]);
+}
+void gelu_tanh_backward_generic(const float* x, const float* dy, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gelu_tanh_grad_f32(x[i]);
+}
+
 const VecMath& pick() {
   const char* isa = sgemm_isa();
 #ifdef FASTCONV_X86
@@ -100,8 +183,25 @@ const VecMath& pick() {
 
 }  // namespace
 
+void leaky_relu_backward_from_output(const float* dy, const float* y, float* dx, int64_t n, float alpha) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = y[i], g = dy[i];
+    const float d = v > 0.f ? g : g * alpha;
+    dx[i] = v != v ? v : d;
+  }
+}
+
+void elu_backward_from_output(const float* dy, const float* y, float* dx, int64_t n, float alpha) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = y[i], g = dy[i];
+    dx[i] = v > 0.f ? g : g * (v + alpha);          // NaN + alpha is NaN
+  }
+}
+
 const VecMath kVecMathGeneric = {"generic", identity_generic, relu_generic, exp_generic,
-                                 tanh_generic, sigmoid_generic};
+                                 tanh_generic, sigmoid_generic, leaky_relu_generic, elu_generic,
+                                 gelu_generic, gelu_tanh_generic, gelu_backward_generic,
+                                 gelu_tanh_backward_generic};
 
 const VecMath& vec_math() {
   static const VecMath& chosen = pick();

@@ -18,6 +18,19 @@
 //   sigmoid(x)  e = e^-|x| (never overflows), s = 1 / (1 + e): s for x >= 0, e s for x < 0,
 //               so sigmoid(-100) = 3.7e-44 exactly rounded, sigmoid(100) = 1, no inf/inf.
 //   relu(x)     max(x, 0), with relu(NaN) = 0 like the reference's (x > 0 ? x : 0).
+//   leaky_relu  x > 0 ? x : alpha x (a compare and a select; NaN stays NaN).
+//   elu         x > 0 ? x : alpha expm1(x). expm1 comes out of exp's own steps: with
+//               e^x = 2^n (1 + q), q = r + p r^2, expm1(x) = 2^n q + (2^n - 1), so it keeps
+//               full relative precision near 0 (n = 0 there: expm1 = q), where e^x - 1 would
+//               cancel (x = -1e-4 would lose 3 digits).
+//   gelu        x Phi(x), Phi(x) = 1 - erfc(x/sqrt2)/2 for x >= 0 and erfc(|x|/sqrt2)/2 below,
+//               erfc(z) = t exp(-z^2 + P(t)), t = 1/(1 + z/2), P of degree 9 (Numerical
+//               Recipes' erfcc, relative error < 1.2e-7 for every z >= 0). Through erfc, not
+//               1 + erf, so the negative tail keeps its relative precision.
+//   gelu_tanh   x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): the same number as
+//               0.5 x (1 + tanh(u)), through the sigmoid so the tail does not cancel either.
+//   The GELU backward kernels take x and dy: dx = dy (Phi(x) + x phi(x)), phi the normal
+//   density, and for gelu_tanh dx = dy (s + 2 x s (1 - s) u'(x)), s = sigmoid(2u).
 // Relative error against float64 is below about 3e-7 (a few ulp) everywhere they are finite.
 //
 // Builds: vmath.cpp (portable C++ written so the compiler vectorises it at the baseline ISA,
@@ -34,10 +47,16 @@ namespace cpu {
 
 // y[i] = f(x[i] + shift), i < n, single-threaded; y may equal x.
 using VecFn = void (*)(const float* x, float shift, float* y, int64_t n);
+// The same for an activation with a parameter: y[i] = f(x[i] + shift; alpha).
+using VecParamFn = void (*)(const float* x, float shift, float* y, int64_t n, float alpha);
+// An activation's backward from its input: dx[i] = dy[i] f'(x[i]); dx may equal dy.
+using VecGradFn = void (*)(const float* x, const float* dy, float* dx, int64_t n);
 
 struct VecMath {
   const char* isa;  // "avx512", "avx2" or "generic"
   VecFn identity, relu, exp, tanh, sigmoid;
+  VecParamFn leaky_relu, elu, gelu, gelu_tanh;   // gelu and gelu_tanh ignore alpha
+  VecGradFn gelu_backward, gelu_tanh_backward;
 };
 
 extern const VecMath kVecMathGeneric;
@@ -49,13 +68,34 @@ extern const VecMath kVecMathAvx512;
 // The kernels for this machine: those of the ISA sgemm_isa() names, chosen on first use.
 const VecMath& vec_math();
 
-// The kernel that applies `act` (identity for Activation::None).
-inline VecFn activation_kernel(const VecMath& vm, Activation act) {
+// Leaky ReLU's and ELU's backward from the forward output y, alpha their parameter (dx may
+// equal dy): dy where y > 0, else dy alpha (leaky; NaN where y is NaN) or dy (y + alpha) (elu).
+// Portable loops, compiled where the compiler may vectorise the compare-and-select (vmath.cpp).
+void leaky_relu_backward_from_output(const float* dy, const float* y, float* dx, int64_t n, float alpha);
+void elu_backward_from_output(const float* dy, const float* y, float* dx, int64_t n, float alpha);
+
+// An activation with its parameter, called like a VecFn: out(x, shift, y, n).
+struct ActivationKernel {
+  VecFn plain = nullptr;        // the activations without a parameter
+  VecParamFn param = nullptr;   // or those with one (then alpha is passed along)
+  float alpha = 0.f;
+  void operator()(const float* x, float shift, float* y, int64_t n) const {
+    if (param) param(x, shift, y, n, alpha);
+    else plain(x, shift, y, n);
+  }
+};
+
+// The kernel that applies `act` with parameter `alpha` (identity for Activation::None).
+inline ActivationKernel activation_kernel(const VecMath& vm, Activation act, float alpha = 0.f) {
   switch (act) {
-    case Activation::ReLU: return vm.relu;
-    case Activation::Tanh: return vm.tanh;
-    case Activation::Sigmoid: return vm.sigmoid;
-    default: return vm.identity;
+    case Activation::ReLU: return {vm.relu, nullptr, 0.f};
+    case Activation::Tanh: return {vm.tanh, nullptr, 0.f};
+    case Activation::Sigmoid: return {vm.sigmoid, nullptr, 0.f};
+    case Activation::LeakyReLU: return {nullptr, vm.leaky_relu, alpha};
+    case Activation::ELU: return {nullptr, vm.elu, alpha};
+    case Activation::GELU: return {nullptr, vm.gelu, alpha};
+    case Activation::GELUTanh: return {nullptr, vm.gelu_tanh, alpha};
+    default: return {vm.identity, nullptr, 0.f};
   }
 }
 

@@ -70,6 +70,91 @@ inline __m256 sigmoid8(__m256 x) {
   return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), x);              // x < 0 (sign bit): e/(1+e)
 }
 
+// expm1 from exp8's steps: 2^n q + (2^n - 1), q = e^r - 1 (vmath.h).
+inline __m256 expm1_8(__m256 x) {
+  x = _mm256_max_ps(_mm256_set1_ps(-104.f), x);
+  x = _mm256_min_ps(_mm256_set1_ps(89.f), x);
+  const __m256 magic = _mm256_set1_ps(12582912.f);
+  const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
+  const __m256 n = _mm256_sub_ps(t, magic);
+  const __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B400000));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 q = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+  const __m256i n1 = _mm256_srai_epi32(ni, 1);
+  const __m256i n2 = _mm256_sub_epi32(ni, n1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+  const __m256 scale = _mm256_mul_ps(s1, s2);
+  return _mm256_fmadd_ps(q, scale, _mm256_sub_ps(scale, _mm256_set1_ps(1.f)));
+}
+
+// erfc(z), z >= 0 (vmath.h): t exp(P(t) - z^2), t = 1 / (1 + z/2).
+inline __m256 erfc_nonneg8(__m256 z) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), one));
+  __m256 p = _mm256_set1_ps(0.17087277f);
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.82215223f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
+  return _mm256_mul_ps(t, exp8(_mm256_fnmadd_ps(z, z, p)));
+}
+
+// Phi(x): erfc(|x|/sqrt2)/2 where x < 0 (sign bit), 1 minus that elsewhere.
+inline __m256 normal_cdf8(__m256 x) {
+  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.f), x);
+  const __m256 h = _mm256_mul_ps(_mm256_set1_ps(0.5f),
+                                 erfc_nonneg8(_mm256_mul_ps(ax, _mm256_set1_ps(0.707106781186547524f))));
+  return _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(1.f), h), h, x);
+}
+
+inline __m256 clamp30_8(__m256 x) {  // NaN stays NaN: the constant goes first
+  return _mm256_max_ps(_mm256_set1_ps(-30.f), _mm256_min_ps(_mm256_set1_ps(30.f), x));
+}
+
+inline __m256 leaky_relu8(__m256 x, __m256 a) {
+  const __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);  // false for NaN
+  return _mm256_blendv_ps(_mm256_mul_ps(a, x), x, pos);
+}
+inline __m256 elu8(__m256 x, __m256 a) {
+  const __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
+  return _mm256_blendv_ps(_mm256_mul_ps(a, expm1_8(x)), x, pos);
+}
+inline __m256 gelu8(__m256 x, __m256) { return _mm256_mul_ps(x, normal_cdf8(x)); }
+inline __m256 gelu_grad8(__m256 x) {
+  const __m256 density = _mm256_mul_ps(exp8(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(x, x))),
+                                       _mm256_set1_ps(0.398942280401432678f));
+  return _mm256_fmadd_ps(clamp30_8(x), density, normal_cdf8(x));
+}
+inline __m256 gelu_tanh_arg8(__m256 x) {
+  const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+  return _mm256_mul_ps(_mm256_set1_ps(1.59576912160573071f),
+                       _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+}
+inline __m256 gelu_tanh8(__m256 x, __m256) { return _mm256_mul_ps(x, sigmoid8(gelu_tanh_arg8(x))); }
+inline __m256 gelu_tanh_grad8(__m256 x) {
+  const __m256 s = sigmoid8(gelu_tanh_arg8(x));
+  const __m256 xc = clamp30_8(x);
+  const __m256 du = _mm256_mul_ps(_mm256_set1_ps(1.59576912160573071f),
+                                  _mm256_fmadd_ps(_mm256_set1_ps(0.134145f), _mm256_mul_ps(xc, xc),
+                                                  _mm256_set1_ps(1.f)));
+  const __m256 ss = _mm256_mul_ps(s, _mm256_sub_ps(_mm256_set1_ps(1.f), s));
+  return _mm256_fmadd_ps(_mm256_mul_ps(xc, ss), du, s);
+}
+
 inline __m256 relu8(__m256 x) { return _mm256_max_ps(x, _mm256_setzero_ps()); }  // NaN -> 0
 inline __m256 identity8(__m256 x) { return x; }
 
@@ -94,10 +179,50 @@ void apply(const float* x, float shift, float* y, int64_t n) {
   }
 }
 
+// The same with a parameter: y[i] = f(x[i] + shift; alpha).
+template <__m256 (*f)(__m256, __m256)>
+void apply_param(const float* x, float shift, float* y, int64_t n, float alpha) {
+  const __m256 vs = _mm256_set1_ps(shift), va = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 a = f(_mm256_add_ps(_mm256_loadu_ps(x + i), vs), va);
+    const __m256 b = f(_mm256_add_ps(_mm256_loadu_ps(x + i + 8), vs), va);
+    _mm256_storeu_ps(y + i, a);
+    _mm256_storeu_ps(y + i + 8, b);
+  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, f(_mm256_add_ps(_mm256_loadu_ps(x + i), vs), va));
+  if (i < n) {
+    alignas(32) float buf[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    const size_t rest = size_t(n - i) * sizeof(float);
+    std::memcpy(buf, x + i, rest);
+    _mm256_store_ps(buf, f(_mm256_add_ps(_mm256_load_ps(buf), vs), va));
+    std::memcpy(y + i, buf, rest);
+  }
+}
+
+// dx[i] = dy[i] * f'(x[i]), fprime giving f'.
+template <__m256 (*fprime)(__m256)>
+void apply_grad(const float* x, const float* dy, float* dx, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), fprime(_mm256_loadu_ps(x + i))));
+  if (i < n) {
+    alignas(32) float bx[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    alignas(32) float bg[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    const size_t rest = size_t(n - i) * sizeof(float);
+    std::memcpy(bx, x + i, rest);
+    std::memcpy(bg, dy + i, rest);
+    _mm256_store_ps(bx, _mm256_mul_ps(_mm256_load_ps(bg), fprime(_mm256_load_ps(bx))));
+    std::memcpy(dx + i, bx, rest);
+  }
+}
+
 }  // namespace
 
 const VecMath kVecMathAvx2 = {"avx2", apply<identity8>, apply<relu8>, apply<exp8>, apply<tanh8>,
-                              apply<sigmoid8>};
+                              apply<sigmoid8>, apply_param<leaky_relu8>, apply_param<elu8>,
+                              apply_param<gelu8>, apply_param<gelu_tanh8>, apply_grad<gelu_grad8>,
+                              apply_grad<gelu_tanh_grad8>};
 
 }  // namespace cpu
 }  // namespace fastconv

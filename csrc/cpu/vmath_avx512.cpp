@@ -72,6 +72,91 @@ inline __m512 sigmoid16(__m512 x) {
   return _mm512_mask_blend_ps(negative, s, _mm512_mul_ps(e, s));               // e/(1+e) there
 }
 
+// expm1 from exp16's steps: 2^n q + (2^n - 1), q = e^r - 1 (vmath.h).
+inline __m512 expm1_16(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-104.f), x);
+  x = _mm512_min_ps(_mm512_set1_ps(89.f), x);
+  const __m512 magic = _mm512_set1_ps(12582912.f);
+  const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic);
+  const __m512 n = _mm512_sub_ps(t, magic);
+  const __m512i ni = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000));
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 q = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+  const __m512i n1 = _mm512_srai_epi32(ni, 1);
+  const __m512i n2 = _mm512_sub_epi32(ni, n1);
+  const __m512i bias = _mm512_set1_epi32(127);
+  const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23));
+  const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23));
+  const __m512 scale = _mm512_mul_ps(s1, s2);
+  return _mm512_fmadd_ps(q, scale, _mm512_sub_ps(scale, _mm512_set1_ps(1.f)));
+}
+
+inline __m512 erfc_nonneg16(__m512 z) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), one));
+  __m512 p = _mm512_set1_ps(0.17087277f);
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.82215223f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.48851587f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.13520398f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.27886807f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.18628806f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.09678418f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.37409196f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.00002368f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.26551223f));
+  return _mm512_mul_ps(t, exp16(_mm512_fnmadd_ps(z, z, p)));
+}
+
+inline __m512 normal_cdf16(__m512 x) {
+  const __m512i xi = _mm512_castps_si512(x);
+  const __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32(int32_t(0x80000000u)), xi));
+  const __m512 h = _mm512_mul_ps(_mm512_set1_ps(0.5f),
+                                 erfc_nonneg16(_mm512_mul_ps(ax, _mm512_set1_ps(0.707106781186547524f))));
+  const __mmask16 negative = _mm512_movepi32_mask(xi);
+  return _mm512_mask_blend_ps(negative, _mm512_sub_ps(_mm512_set1_ps(1.f), h), h);
+}
+
+inline __m512 clamp30_16(__m512 x) {
+  return _mm512_max_ps(_mm512_set1_ps(-30.f), _mm512_min_ps(_mm512_set1_ps(30.f), x));
+}
+
+inline __m512 leaky_relu16(__m512 x, __m512 a) {
+  const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ);
+  return _mm512_mask_blend_ps(pos, _mm512_mul_ps(a, x), x);
+}
+inline __m512 elu16(__m512 x, __m512 a) {
+  const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ);
+  return _mm512_mask_blend_ps(pos, _mm512_mul_ps(a, expm1_16(x)), x);
+}
+inline __m512 gelu16(__m512 x, __m512) { return _mm512_mul_ps(x, normal_cdf16(x)); }
+inline __m512 gelu_grad16(__m512 x) {
+  const __m512 density = _mm512_mul_ps(exp16(_mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_mul_ps(x, x))),
+                                       _mm512_set1_ps(0.398942280401432678f));
+  return _mm512_fmadd_ps(clamp30_16(x), density, normal_cdf16(x));
+}
+inline __m512 gelu_tanh_arg16(__m512 x) {
+  const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+  return _mm512_mul_ps(_mm512_set1_ps(1.59576912160573071f),
+                       _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), x3, x));
+}
+inline __m512 gelu_tanh16(__m512 x, __m512) { return _mm512_mul_ps(x, sigmoid16(gelu_tanh_arg16(x))); }
+inline __m512 gelu_tanh_grad16(__m512 x) {
+  const __m512 s = sigmoid16(gelu_tanh_arg16(x));
+  const __m512 xc = clamp30_16(x);
+  const __m512 du = _mm512_mul_ps(_mm512_set1_ps(1.59576912160573071f),
+                                  _mm512_fmadd_ps(_mm512_set1_ps(0.134145f), _mm512_mul_ps(xc, xc),
+                                                  _mm512_set1_ps(1.f)));
+  const __m512 ss = _mm512_mul_ps(s, _mm512_sub_ps(_mm512_set1_ps(1.f), s));
+  return _mm512_fmadd_ps(_mm512_mul_ps(xc, ss), du, s);
+}
+
 inline __m512 relu16(__m512 x) { return _mm512_max_ps(x, _mm512_setzero_ps()); }  // NaN -> 0
 inline __m512 identity16(__m512 x) { return x; }
 
@@ -87,10 +172,36 @@ void apply(const float* x, float shift, float* y, int64_t n) {
   }
 }
 
+template <__m512 (*f)(__m512, __m512)>
+void apply_param(const float* x, float shift, float* y, int64_t n, float alpha) {
+  const __m512 vs = _mm512_set1_ps(shift), va = _mm512_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, f(_mm512_add_ps(_mm512_loadu_ps(x + i), vs), va));
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    _mm512_mask_storeu_ps(y + i, m, f(_mm512_add_ps(v, vs), va));
+  }
+}
+
+template <__m512 (*fprime)(__m512)>
+void apply_grad(const float* x, const float* dy, float* dx, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dy + i), fprime(_mm512_loadu_ps(x + i))));
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i), g = _mm512_maskz_loadu_ps(m, dy + i);
+    _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(g, fprime(v)));
+  }
+}
+
 }  // namespace
 
 const VecMath kVecMathAvx512 = {"avx512", apply<identity16>, apply<relu16>, apply<exp16>,
-                                apply<tanh16>, apply<sigmoid16>};
+                                apply<tanh16>, apply<sigmoid16>, apply_param<leaky_relu16>,
+                                apply_param<elu16>, apply_param<gelu16>, apply_param<gelu_tanh16>,
+                                apply_grad<gelu_grad16>, apply_grad<gelu_tanh_grad16>};
 
 }  // namespace cpu
 }  // namespace fastconv

@@ -115,14 +115,52 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// The normal CDF through erfc on both sides (no 1 + erf cancellation in the negative tail).
+FC_HD float normal_cdf(float v) { return 0.5f * erfcf(-v * 0.707106781186547524f); }
+// GELU's tanh form as x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) (= 0.5 x (1 + tanh u)).
+FC_HD float gelu_tanh_arg(float v) { return 1.59576912160573071f * (v + 0.044715f * v * v * v); }
+FC_HD float sigmoid_of(float v) {               // never overflows: e = e^-|v|
+  const float e = expf(-fabsf(v));
+  const float s = 1.f / (1.f + e);
+  return v < 0.f ? e * s : s;
+}
+
 // The activation fused into an output pass; codes as in ops.h (0 none, 1 relu, 2 tanh,
-// 3 sigmoid).
-FC_HD float apply_activation(int act, float v) {
+// 3 sigmoid, 4 leaky relu, 5 elu, 6 gelu, 7 gelu tanh), alpha the parameter of 4 and 5.
+// NaN propagates through 4 to 7 (the compares are false for NaN, and the other side keeps it).
+FC_HD float apply_activation(int act, float v, float alpha = 0.f) {
   switch (act) {
     case 1: return v > 0.f ? v : 0.f;
     case 2: return tanhf(v);
     case 3: return 1.f / (1.f + expf(-v));
+    case 4: return v > 0.f ? v : alpha * v;
+    case 5: return v > 0.f ? v : alpha * expm1f(v);
+    case 6: return v * normal_cdf(v);
+    case 7: return v * sigmoid_of(gelu_tanh_arg(v));
     default: return v;
+  }
+}
+
+// dx for one element: from the forward output y (codes 1-5) or the forward input x (6, 7).
+FC_HD float activation_grad(int act, float g, float y, float x, float alpha) {
+  switch (act) {
+    case 1: return y > 0.f ? g : 0.f;
+    case 2: return g * (1.f - y * y);
+    case 3: return g * y * (1.f - y);
+    case 4: return y != y ? y : (y > 0.f ? g : g * alpha);
+    case 5: return y > 0.f ? g : g * (y + alpha);
+    case 6: {
+      const float xc = fminf(fmaxf(x, -30.f), 30.f);  // x times a density that is 0 out there
+      const float d = normal_cdf(x) + xc * expf(-0.5f * x * x) * 0.398942280401432678f;
+      return x != x ? x : g * d;
+    }
+    case 7: {
+      const float s = sigmoid_of(gelu_tanh_arg(x));
+      const float xc = fminf(fmaxf(x, -30.f), 30.f);
+      const float du = 1.59576912160573071f * (1.f + 0.134145f * xc * xc);
+      return x != x ? x : g * (s + xc * s * (1.f - s) * du);
+    }
+    default: return g;
   }
 }
 

@@ -94,10 +94,11 @@ struct FwdOutputStore {
   const float* b;
   int K, PQ, act;
   FastDiv div_PQ;
+  float alpha;  // the activation's parameter
   FC_HD void operator()(int64_t m, int64_t col, float v, int) const {
     const int img = div_PQ.div(int(col)), pq = int(col) - img * PQ;
     if (b) v += ldg(b + m);
-    y[(int64_t(img) * K + m) * PQ + pq] = apply_activation(act, v);
+    y[(int64_t(img) * K + m) * PQ + pq] = apply_activation(act, v, alpha);
   }
 };
 
@@ -247,11 +248,11 @@ __global__ void bias_grad_finish_kernel(const float* partial, float* db, int64_t
 // tests/cuda_host_emulation.cu.
 template <class Gemm>
 void conv2d_forward_with(const Gemm& gemm, const float* x, const float* w, const float* b,
-                         float* y, const Conv2dParams& p, Activation act) {
+                         float* y, const Conv2dParams& p, Activation act, float alpha = 0.f) {
   const ConvGeom g = make_geom(p);
   const int64_t M = p.K, N = p.N * p.P * p.Q, Kd = p.C * p.R * p.S;
   gemm(M, N, Kd, FwdFilterLoader{w, Kd}, FwdImageLoader{x, g},
-       FwdOutputStore{y, b, g.K, g.PQ, int(act), g.div_PQ});
+       FwdOutputStore{y, b, g.K, g.PQ, int(act), g.div_PQ, alpha});
 }
 
 template <class Gemm>
@@ -274,8 +275,8 @@ void conv2d_backward_weight_with(const Gemm& gemm, const float* dy, const float*
 }  // namespace
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y,
-                    const Conv2dParams& p, Activation act) {
-  conv2d_forward_with(DeviceGemm{}, x, w, b, y, p, act);
+                    const Conv2dParams& p, Activation act, float alpha) {
+  conv2d_forward_with(DeviceGemm{}, x, w, b, y, p, act, alpha);
 }
 
 void conv2d_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {

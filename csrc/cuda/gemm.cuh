@@ -453,9 +453,10 @@ struct MatrixStore {
   int64_t ldc;
   const float* bias;
   int act;
+  float alpha = 0.f;  // the activation's parameter
   FC_HD void operator()(int64_t m, int64_t n, float v, int) const {
     if (bias) v += ldg(bias + n);
-    c[m * ldc + n] = apply_activation(act, v);
+    c[m * ldc + n] = apply_activation(act, v, alpha);
   }
 };
 

@@ -18,10 +18,11 @@ namespace {
 // emulation in tests/cuda_host_emulation.cu).
 template <class Gemm>
 void linear_forward_with(const Gemm& gemm, const float* x, const float* w, const float* b,
-                         float* y, int64_t N, int64_t I, int64_t O, Activation act) {
+                         float* y, int64_t N, int64_t I, int64_t O, Activation act,
+                         float alpha = 0.f) {
   // A = x (N, I): k contiguous.  B(k=i, n=o) = w[o*I + i]: k contiguous.
   gemm(N, O, I, MatrixLoader<true>{x, I}, MatrixLoader<true>{w, I},
-       MatrixStore{y, O, b, int(act)});
+       MatrixStore{y, O, b, int(act), alpha});
 }
 
 // dx and dw only; db is the bias reduction.
@@ -53,8 +54,8 @@ void sgemm_with(const Gemm& gemm, bool trans_a, bool trans_b, int64_t M, int64_t
 }  // namespace
 
 void linear_forward(const float* x, const float* w, const float* b, float* y, int64_t N,
-                    int64_t I, int64_t O, Activation act) {
-  linear_forward_with(DeviceGemm{}, x, w, b, y, N, I, O, act);
+                    int64_t I, int64_t O, Activation act, float alpha) {
+  linear_forward_with(DeviceGemm{}, x, w, b, y, N, I, O, act, alpha);
 }
 
 void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,

@@ -131,11 +131,16 @@ struct Problem {
   const SgemmEpilogue* epilogue;  // null: none
 };
 
-inline float activate(Activation act, float v) {
+inline float activate(Activation act, float v, float alpha) {
   switch (act) {
     case Activation::ReLU: return v > 0.0f ? v : 0.0f;
     case Activation::Tanh: return std::tanh(v);
     case Activation::Sigmoid: return 1.0f / (1.0f + std::exp(-v));
+    case Activation::LeakyReLU: return v > 0.0f ? v : alpha * v;
+    case Activation::ELU: return v > 0.0f ? v : alpha * std::expm1(v);
+    case Activation::GELU: return 0.5f * v * std::erfc(-v * 0.70710678f);
+    case Activation::GELUTanh:
+      return 0.5f * v * (1.0f + std::tanh(0.79788456f * (v + 0.044715f * v * v * v)));
     default: return v;
   }
 }
@@ -158,7 +163,7 @@ void apply_epilogue(const SgemmEpilogue& ep, float* C, int64_t ldc, int64_t m, i
         for (int64_t j = 0; j < n; ++j) c[j] = c[j] > 0.0f ? c[j] : 0.0f;
         break;
       default:
-        for (int64_t j = 0; j < n; ++j) c[j] = activate(ep.act, c[j]);
+        for (int64_t j = 0; j < n; ++j) c[j] = activate(ep.act, c[j], ep.alpha);
         break;
     }
   }

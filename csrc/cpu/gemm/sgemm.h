@@ -65,6 +65,7 @@ struct SgemmEpilogue {
   const float* row_bias = nullptr;
   const float* col_bias = nullptr;
   Activation act = Activation::None;
+  float alpha = 0.f;   // the activation's parameter (leaky relu's slope, elu's alpha)
 };
 
 // The plain GEMM with an epilogue.
