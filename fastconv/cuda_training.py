@@ -333,6 +333,10 @@ class CudaTrainer:
     def _state_keys(self):
         from . import optimizers as O
         opt = self.model.optimizer
+        if isinstance(opt._learning_rate, O.schedules.LearningRateSchedule) or any(
+                getattr(opt, k, None) is not None for k in ("clipnorm", "clipvalue", "global_clipnorm")):
+            raise NotImplementedError("Sequential: training on cuda takes a fixed learning rate "
+                                      "(no schedule) and no gradient clipping yet")
         if type(opt) is O.Adam:
             return ("m", "v")
         if type(opt) is O.SGD:
