@@ -12,11 +12,11 @@ activations and losses, forward and backward, with a Keras-shaped layer API on t
 from ._version import __version__
 from . import _core
 from . import functional
-from . import datasets, initializers, layers, losses, metrics, models, optimizers
+from . import callbacks, datasets, initializers, layers, losses, metrics, models, optimizers
 from .models import Sequential, load_model
 
 __all__ = ["__version__", "functional", "layers", "models", "losses", "optimizers", "initializers",
-           "metrics", "datasets", "Sequential", "load_model",
+           "metrics", "callbacks", "datasets", "Sequential", "load_model",
            "get_num_threads", "set_num_threads", "cpu_isa", "info", "buffer_cache_info",
            "clear_buffer_cache"]
 

@@ -35,8 +35,6 @@ get/set_weights_keras and get/set_weights_pytorch for the layer alone (no permut
 from __future__ import annotations
 
 import json
-import math
-import sys
 import time
 
 import numpy as np
@@ -46,6 +44,8 @@ from . import layers as L
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
+from .callbacks import Callback, EarlyStopping, History
+from .progress import _format_seconds, _ProgressBar  # noqa: F401 (moved there; still importable here)
 
 __all__ = [
     "Sequential", "load_model", "History", "Callback", "EarlyStopping", "lenet5", "vgg_small",
@@ -55,174 +55,6 @@ __all__ = [
 
 _FORMAT = "fastconv.Sequential"
 _FORMAT_VERSION = 1
-
-
-# --------------------------------------------------------------------------------------------
-# Callbacks
-# --------------------------------------------------------------------------------------------
-class Callback:
-    """Hooks called by ``fit``. Override the ones you need; ``self.model`` is the model.
-
-    ``logs`` at epoch end holds loss, accuracy (with metrics=["accuracy"]), val_loss and
-    val_accuracy (with validation_data); at batch end, loss and size. Set
-    ``self.model.stop_training = True`` to stop after the current epoch.
-    """
-
-    def __init__(self):
-        self.model = None
-        self.params = {}
-
-    def set_model(self, model):
-        """Attach the model being trained."""
-        self.model = model
-
-    def on_train_begin(self, logs=None):
-        """Called once before the first epoch."""
-
-    def on_train_end(self, logs=None):
-        """Called once after the last epoch."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        """Called before each epoch (0-based)."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        """Called after each epoch (0-based) with that epoch's metrics."""
-
-    def on_batch_end(self, batch, logs=None):
-        """Called after each training step (0-based within the epoch) with its loss and size."""
-
-
-class History(Callback):
-    """What ``fit`` returns: ``history`` maps each metric name to its value per epoch,
-    ``epoch`` lists the epochs run, ``epoch_times`` their wall-clock seconds."""
-
-    def __init__(self):
-        super().__init__()
-        self.history = {}
-        self.epoch = []
-        self.epoch_times = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch.append(epoch)
-        for key, value in (logs or {}).items():
-            if key == "time":
-                self.epoch_times.append(value)
-            else:
-                self.history.setdefault(key, []).append(value)
-
-
-class EarlyStopping(Callback):
-    """Stop when ``monitor`` (default "val_loss") has not improved by ``min_delta`` for
-    ``patience`` epochs; ``restore_best_weights`` puts back the best epoch's weights."""
-
-    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
-                 restore_best_weights=False):
-        super().__init__()
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"EarlyStopping: mode must be 'auto', 'min' or 'max', got {mode!r}")
-        self.monitor = monitor
-        self.min_delta = abs(float(min_delta))
-        self.patience = int(patience)
-        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
-        self.restore_best_weights = bool(restore_best_weights)
-        self.stopped_epoch = None
-
-    def on_train_begin(self, logs=None):
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.wait = 0
-        self.best_weights = None
-        self.stopped_epoch = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not logs or self.monitor not in logs:
-            raise ValueError(f"EarlyStopping: monitored metric {self.monitor!r} is not in the logs "
-                             f"(have: {', '.join(sorted(logs or {}))})")
-        value = logs[self.monitor]
-        better = (value < self.best - self.min_delta) if self.mode == "min" else \
-                 (value > self.best + self.min_delta)
-        if better:
-            self.best, self.wait = value, 0
-            if self.restore_best_weights:
-                self.best_weights = self.model.get_weights()
-            return
-        self.wait += 1
-        if self.wait > self.patience:
-            self.stopped_epoch = epoch
-            self.model.stop_training = True
-            if self.restore_best_weights and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
-
-
-# --------------------------------------------------------------------------------------------
-# Progress bar
-# --------------------------------------------------------------------------------------------
-def _format_seconds(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
-
-
-class _ProgressBar:
-    """One epoch's progress: samples done, loss, accuracy, samples/s and time left.
-
-    Uses tqdm when it is installed, else redraws one text line (only on a terminal), at most
-    ten times a second so that it costs nothing measurable per step.
-    """
-
-    _interval = 0.1
-
-    def __init__(self, total, epoch, epochs, stream=None):
-        self.total = total
-        self.stream = stream if stream is not None else sys.stdout
-        self.start = time.perf_counter()
-        self.next_draw = self.start + self._interval
-        self.prefix = f"Epoch {epoch + 1}/{epochs}"
-        self.tqdm = None
-        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-        if self.live:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.tqdm = tqdm(total=total, desc=self.prefix, unit="sample", unit_scale=True,
-                                 leave=False, file=self.stream, mininterval=self._interval)
-        self.drawn = 0
-
-    def update(self, done, loss, accuracy):
-        """Report ``done`` samples so far with the running mean loss and accuracy (or None)."""
-        if not self.live:
-            return
-        now = time.perf_counter()
-        if now < self.next_draw and done < self.total:
-            return
-        self.next_draw = now + self._interval
-        elapsed = max(now - self.start, 1e-9)
-        speed = done / elapsed
-        if self.tqdm is not None:
-            self.tqdm.update(done - self.drawn)
-            self.drawn = done
-            post = {"loss": f"{loss:.4f}"}
-            if accuracy is not None:
-                post["acc"] = f"{accuracy:.4f}"
-            self.tqdm.set_postfix(post, refresh=False)
-            return
-        width = 24
-        filled = int(width * done / max(self.total, 1))
-        bar = "=" * filled + (">" if filled < width else "") + "." * max(width - filled - 1, 0)
-        left = (self.total - done) / speed if speed > 0 else 0.0
-        text = (f"\r{self.prefix} [{bar}] {done}/{self.total} - loss: {loss:.4f}"
-                + (f" - accuracy: {accuracy:.4f}" if accuracy is not None else "")
-                + f" - {speed:,.0f} samples/s - ETA {_format_seconds(left)}   ")
-        self.stream.write(text)
-        self.stream.flush()
-
-    def close(self):
-        """Remove the live line (the epoch summary is printed after it)."""
-        if self.tqdm is not None:
-            self.tqdm.close()
-        elif self.live:
-            self.stream.write("\r" + " " * 110 + "\r")
-            self.stream.flush()
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,7 +176,7 @@ class Sequential:
         (None or ["accuracy"]). Unknown names raise ValueError naming the known ones."""
         self.optimizer = _optimizers.get(optimizer)
         self.loss = _losses.get(loss)
-        self.metrics = [_metrics.get(m) for m in (metrics or [])]
+        self.metrics = _metrics._sequential_metric_names(metrics)
 
     def _check_compiled(self, what):
         if self.optimizer is None or self.loss is None:
@@ -355,13 +187,16 @@ class Sequential:
         """Decide how the loss meets the output (see the module docstring) for this compile."""
         last = self.layers[-1]
         self._mode = "plain"
-        if self.loss.expects_logits:
-            if isinstance(last, L.Activation) and last._softmax:
-                self._mode = "skip_last"
-            elif isinstance(last, L.Dense) and last._softmax:
-                self._mode = "dense_logits"
-            else:
-                self._mode = "logits"
+        # What the loss is given (losses.Loss.feed). Only a final softmax is fused here; a
+        # final sigmoid before binary cross-entropy runs unfused, the loss reading probabilities.
+        feed = self.loss.feed(getattr(last, "activation", None))
+        if feed == "fuse" and isinstance(last, L.Activation) and last._softmax:
+            self._mode = "skip_last"
+        elif feed == "fuse" and isinstance(last, L.Dense) and last._softmax:
+            self._mode = "dense_logits"
+        elif feed == "logits":
+            self._mode = "logits"
+        self._logits = self._mode != "plain"
         layers = self.layers[:-1] if self._mode == "skip_last" else self.layers
         # Units to run: layers, with a ZeroPadding2D + Conv2D pair fused into one convolution.
         units, need = [], []
@@ -387,6 +222,12 @@ class Sequential:
         self._track_accuracy = "accuracy" in self.metrics
         out = self.output_shape
         self._acc_units = 1 if (len(out) == 1 and out[0] > 1) else int(np.prod(out))
+
+    def _loss_and_grad(self, out, y):
+        """The loss's forward_backward on what _loss_input gave (logits or the output)."""
+        if self._logits == self.loss.expects_logits:   # a custom loss's (output, target) works
+            return self.loss.forward_backward(out, y)
+        return self.loss.forward_backward(out, y, logits=self._logits)
 
     def _loss_input(self, x, training):
         """Run the forward pass and return what the loss takes (logits or output)."""
@@ -439,7 +280,7 @@ class Sequential:
     # --- training -----------------------------------------------------------------------------
     def _train_step(self, xb, yb):
         out = self._loss_input(xb, True)
-        loss, grad = self.loss.forward_backward(out, yb)
+        loss, grad = self._loss_and_grad(out, yb)
         if not np.isfinite(loss):
             raise FloatingPointError(f"Sequential.fit: the loss became {loss}; lower the learning rate")
         correct = _metrics.count_correct(out, yb) if self._track_accuracy else 0
@@ -639,7 +480,7 @@ class Sequential:
         x, y = self._prepare_xy(x, y, "compute_gradients")
         self._plan()
         out = self._loss_input(x, training)
-        loss, grad = self.loss.forward_backward(out, y)
+        loss, grad = self._loss_and_grad(out, y)
         self._backward(grad)
         return loss, [g.copy() for layer in self.layers for g in layer.grads]
 
@@ -668,7 +509,7 @@ class Sequential:
         for lo in range(0, n, batch_size):
             xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
             out = self._loss_input(xb, False)
-            loss, _ = self.loss.forward_backward(out, yb)
+            loss, _ = self._loss_and_grad(out, yb)
             loss_sum += loss * len(xb)
             if self._track_accuracy:
                 correct_sum += _metrics.count_correct(out, yb)

@@ -362,6 +362,28 @@ def test_get_names_classes_functions_and_configs():
         losses.get(3)
 
 
+def test_a_custom_loss_with_only_forward_backward_still_works():
+    """Losses written to the old contract (forward_backward(output, target) alone) keep
+    working in today's Sequential and through __call__."""
+    from fastconv import layers as L
+    from fastconv.models import Sequential
+
+    class HalfSquares(losses.Loss):
+        name = "half_squares"
+
+        def forward_backward(self, output, target):
+            diff = output - target
+            return float(0.5 * np.sum(diff * diff)), diff
+
+    loss = HalfSquares()
+    assert loss(np.array([[1.0, 2.0]]), np.array([[2.0, 4.0]])) == pytest.approx(2.5)
+    model = Sequential([L.Dense(2)], input_shape=(3,), seed=0)
+    model.compile("sgd", loss)
+    x = np.ones((4, 3), np.float32)
+    value, _ = model.compute_gradients(x, np.zeros((4, 2), np.float32))
+    assert value == pytest.approx(0.5 * float(np.sum(model.predict(x).astype(np.float64) ** 2)), rel=1e-5)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="reduction must be one of"):
         losses.MeanSquaredError(reduction="avg")
