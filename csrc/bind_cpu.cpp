@@ -544,6 +544,20 @@ py::tuple bce_with_logits(const FArray& logits, const FArray& targets, const std
   return py::make_tuple(loss, d);
 }
 
+void rmsprop_update(py::array p, const FArray& g, py::array ms, std::optional<py::array> mg,
+                    std::optional<py::array> momentum_buffer, float lr, float rho, float c,
+                    float momentum, float eps, float decay) {
+  const int64_t n = p.size();
+  float* pp = inplace_buffer("rmsprop_update", "p", p, n);
+  float* msp = inplace_buffer("rmsprop_update", "ms", ms, n);
+  float* mgp = mg ? inplace_buffer("rmsprop_update", "mg", *mg, n) : nullptr;
+  float* bp = momentum_buffer ? inplace_buffer("rmsprop_update", "momentum_buffer", *momentum_buffer, n)
+                              : nullptr;
+  if (g.size() != n) fail("rmsprop_update: g has ", g.size(), " elements, p has ", n);
+  py::gil_scoped_release nogil;
+  cpu::rmsprop_update(pp, g.data(), msp, mgp, bp, n, lr, rho, c, momentum, eps, decay);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -609,6 +623,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("adam_update", &adam_update, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"),
         py::arg("alpha"), py::arg("b1"), py::arg("c1"), py::arg("b2"), py::arg("c2"), py::arg("eps"),
         py::arg("decay"), "one Adam step in place (fastconv/optimizers.py's float32 arithmetic)");
+  m.def("rmsprop_update", &rmsprop_update, py::arg("p"), py::arg("g"), py::arg("ms"), py::arg("mg"),
+        py::arg("momentum_buffer"), py::arg("lr"), py::arg("rho"), py::arg("c"), py::arg("momentum"),
+        py::arg("eps"), py::arg("decay"),
+        "one RMSprop step in place (fastconv/optimizers.py's float32 arithmetic); mg and "
+        "momentum_buffer may be None");
   m.def("get_num_threads", &cpu::get_num_threads);
   m.def("buffer_cache_stats", [] {
     const buffer_cache::Stats s = buffer_cache::stats();

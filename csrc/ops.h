@@ -193,6 +193,9 @@ void sgd_update(float* p, const float* g, float* velocity, int64_t n, float lr, 
                 float weight_decay, bool nesterov);
 void adam_update(float* p, const float* g, float* m, float* v, int64_t n, float alpha, float b1,
                  float c1, float b2, float c2, float eps, float decay);
+// mg may be null (not centered), buf may be null (no momentum); c = 1 - rho.
+void rmsprop_update(float* p, const float* g, float* ms, float* mg, float* buf, int64_t n,
+                    float lr, float rho, float c, float momentum, float eps, float decay);
 
 // --- threads ------------------------------------------------------------------------------
 int get_num_threads();

@@ -13,6 +13,9 @@ import reference as ref
 from conftest import to_device, to_numpy
 
 TOL = 2e-5
+# y = (x - mean) * inv_std: float32's rounding of x - mean is amplified by inv_std, up to
+# 1/sqrt(epsilon) = 31.6 for a constant channel (variance 0), so y gets a looser bound.
+TOL_Y = 1e-4
 
 shapes = st.one_of(
     st.tuples(st.integers(2, 9), st.integers(1, 40)),                                    # (N, F)
@@ -34,7 +37,7 @@ def test_training_forward_backward_and_running_statistics(device, shape, affine,
     y, mean, inv_std = F.batch_norm_training(d(x), d(gamma), d(beta), rm, rv, momentum=0.9, eps=1e-3,
                                              unbiased_running_var=unbiased)
     want_y, want_mean, want_var = ref.batch_norm_training(x, gamma, beta, eps=1e-3)
-    ref.assert_close(to_numpy(y), want_y, TOL, "y")
+    ref.assert_close(to_numpy(y), want_y, TOL_Y, "y")
     ref.assert_close(to_numpy(mean), want_mean, TOL, "mean")
     ref.assert_close(to_numpy(inv_std), 1 / np.sqrt(want_var + 1e-3), TOL, "inv_std")
     m = x.size // c

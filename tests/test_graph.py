@@ -423,7 +423,7 @@ def test_save_and_load_every_model_kind(tmp_path, kind):
     again = fastconv.load_model(path)
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
     assert again.count_params() == model.count_params()
-    assert again.optimizer.learning_rate == 3e-3 and again.metrics == ["accuracy"]
+    assert again.optimizer.learning_rate == 3e-3 and [m.name for m in again.metrics] == ["accuracy"]
     assert again.evaluate(x, y) == model.evaluate(x, y)
     assert again.summary(print_fn=None).splitlines()[3:-5] == \
         model.summary(print_fn=None).splitlines()[3:-5]

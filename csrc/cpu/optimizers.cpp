@@ -1,16 +1,17 @@
 // The optimisers' update steps on the CPU: one pass over a flat parameter buffer.
 //
-//   p, g, velocity, m, v are (n) float32 arrays; fastconv/optimizers.py passes the model's flat
-//   weight and gradient buffers, so one call updates every layer.
+//   p, g, velocity, m, v, ms, mg, buf are (n) float32 arrays; fastconv/optimizers.py passes the
+//   model's flat weight and gradient buffers, so one call updates every layer.
 //
 // Why in C++: the same steps as NumPy array expressions take 10 to 12 passes over the buffers
 // (870,634 floats for the small VGG: about 3% of a CPU training step) and a Python call each.
 //
 // The arithmetic is the float32 arithmetic of the NumPy expressions they replace, operation
 // by operation and in the same order (each product and sum rounded to float32; no fused
-// multiply-add: this file is compiled for the baseline ISA, which has none), so a training
-// run gives the same bits as before and as the CUDA kernels (csrc/cuda/training.cu), and every
-// element is independent, so the thread count changes nothing.
+// multiply-add: CMakeLists.txt compiles this file with -ffp-contract=off, which matters where
+// the baseline ISA has FMA, as aarch64's does), so a training run gives the same bits as
+// before and as the CUDA kernels (csrc/cuda/training.cu), and every element is independent,
+// so the thread count changes nothing.
 #include <cmath>
 
 #include "ops.h"
@@ -57,6 +58,45 @@ void adam_update(float* p, const float* g, float* m, float* v, int64_t n, float 
     m[i] = mi;
     v[i] = vi;
     p[i] = pi - (mi / (std::sqrt(vi) + eps)) * alpha;
+  }
+}
+
+// RMSprop (Keras's arguments; epsilon after the root, as the CUDA rmsprop_update):
+//   p *= decay (decoupled weight decay when decay != 1)
+//   ms = rho ms + c g^2                      c = 1 - rho, rounded once to float32 by the caller
+//   centered (mg not null): mg = rho mg + c g;  den = sqrt(max(ms - mg^2, 0)) + eps
+//   else:                                        den = sqrt(ms) + eps
+//   step = (g lr) / den;  momentum (buf not null): buf = momentum buf + step;  p -= buf
+//                         else:                    p -= step
+// The max(., 0) guards the centered variance against rounding below zero (ms >= mg^2 holds
+// exactly, not always after rounding), which would make the root NaN.
+void rmsprop_update(float* p, const float* g, float* ms, float* mg, float* buf, int64_t n,
+                    float lr, float rho, float c, float momentum, float eps, float decay) {
+  // Compute-bound like Adam's step (a root and a division per element): Adam's threshold.
+#pragma omp parallel for schedule(static) if (n > (1 << 14))
+  for (int64_t i = 0; i < n; ++i) {
+    float pi = p[i];
+    if (decay != 1.f) pi = pi * decay;
+    const float gi = g[i];
+    const float msi = ms[i] * rho + (gi * gi) * c;
+    ms[i] = msi;
+    float den;
+    if (mg) {
+      const float mgi = mg[i] * rho + gi * c;
+      mg[i] = mgi;
+      const float var = msi - mgi * mgi;
+      den = std::sqrt(var > 0.f ? var : 0.f) + eps;
+    } else {
+      den = std::sqrt(msi) + eps;
+    }
+    const float step = (gi * lr) / den;
+    if (buf) {
+      const float bi = buf[i] * momentum + step;
+      buf[i] = bi;
+      p[i] = pi - bi;
+    } else {
+      p[i] = pi - step;
+    }
   }
 }
 

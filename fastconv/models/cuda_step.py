@@ -80,6 +80,9 @@ class _DeviceState:
         ext = self.ext
         self.model = model
         self.backend = backend_for(ext.Tensor.zeros((1,), "float32"))
+        from ..metrics import AutoAccuracy
+        from .training import _loss_plan
+
         losses = model.losses
         if len(model._graph.outputs) != 1 or len(losses) != 1 or losses[0] is None or \
                 losses[0].name != "sparse_categorical_crossentropy":
@@ -91,9 +94,20 @@ class _DeviceState:
             raise NotImplementedError(f"{model._owner}: training on cuda needs a model whose output is "
                                       f"(N, classes), got per-sample output {out}")
         self.classes = int(out[0])
-        if type(model.optimizer) not in (O.Adam, O.SGD):
+        opt = model.optimizer
+        if type(opt) not in (O.Adam, O.SGD):
             raise NotImplementedError(f"{model._owner}: training on cuda supports the SGD and Adam "
-                                      f"optimizers, not {type(model.optimizer).__name__}")
+                                      f"optimizers, not {type(opt).__name__}")
+        if isinstance(getattr(opt, "_learning_rate", None), O.schedules.LearningRateSchedule) or any(
+                getattr(opt, k, None) is not None for k in ("clipnorm", "clipvalue", "global_clipnorm")):
+            raise NotImplementedError(f"{model._owner}: training on cuda takes a fixed learning rate "
+                                      "(no schedule) and no gradient clipping yet; change the rate "
+                                      "between epochs with a callback instead")
+        others = [m.name for m in model.metrics if not isinstance(m, AutoAccuracy)]
+        if others:
+            raise NotImplementedError(f"{model._owner}: on cuda the metrics are the loss and "
+                                      f"'accuracy'; {others} need device='cpu'")
+        self.accuracy_names = [m.name for m in model.metrics]
         if use_graphs is None:
             use_graphs = os.environ.get("FASTCONV_CUDA_GRAPHS", "1") != "0"
         self.use_graphs = bool(use_graphs)
@@ -133,9 +147,12 @@ class _DeviceState:
             if isinstance(layer, Dropout):
                 seed = layer.seed if layer.seed is not None else int(seed_rng.integers(1 << 62))
                 self.seeds[id(layer)] = int(seed) + 7919 * i
-        logits_for = ["softmax"]
-        self.plan = model._plan("train", logits_for, trainer.ids)
-        self.eval_plan = model._plan("evaluate", logits_for)
+        self.plan = _loss_plan(model, "train", losses, trainer.ids)
+        self.eval_plan = _loss_plan(model, "evaluate", losses)
+        if not self.plan.logits[0]:
+            raise NotImplementedError(f"{model._owner}: on cuda the cross-entropy reads logits; this "
+                                      "loss reads probabilities (from_logits=False without a final "
+                                      "softmax): train on device='cpu'")
         self.key = _state_key(model)
 
     # --- contexts --------------------------------------------------------------------------
@@ -307,6 +324,8 @@ def _device_state(model, trainer):
 class CudaRunner:
     """fit's device-specific part on the GPU (the interface of training._CpuRunner)."""
 
+    live_logs = False   # reading the running sums waits for the GPU: only when shown
+
     def __init__(self, model, trainer):
         self.model = model
         self.dev = _device_state(model, trainer)
@@ -336,6 +355,7 @@ class CudaRunner:
         dev.sums.zero_()
         self.previous = 0.0
         self.args = (self.xd, self.yd, self.perm, self.batch_size, self.xb, self.yb)
+        self.done = 0
 
     def step(self, lo, hi, owner, need_loss=False):
         dev, ext = self.dev, self.ext
@@ -347,6 +367,7 @@ class CudaRunner:
             yr = ext.Tensor.empty((size,), "int64")
             dev._step(self.xd, self.yd, self.perm, self.batch_size, xr, yr)
         dev.step_count += 1
+        self.done += size
         if not need_loss:
             return None
         loss_sum, _, bad = dev.read_sums()
@@ -355,10 +376,14 @@ class CudaRunner:
         self.previous = loss_sum
         return loss
 
-    def sums(self):
+    def logs(self):
         loss_sum, correct, bad = self.dev.read_sums()
         self.dev.check(loss_sum, bad, f"{self.model._owner}.fit")
-        return loss_sum, correct
+        done = max(self.done, 1)
+        logs = {"loss": loss_sum / done}
+        for name in self.dev.accuracy_names:
+            logs[name] = correct / done
+        return logs
 
     def end_epoch(self, need_weights):
         if need_weights:
@@ -379,12 +404,7 @@ class CudaRunner:
         xd, yd = dev.to_device(xs[0], ys[0])
         n = max(xd.shape[0], 1)
         loss_sum, correct = dev.evaluate(xd, yd, batch_size, f"{self.model._owner}.evaluate")
-        out = self.model._graph.outputs[0].per_sample_shape
-        units = 1 if (len(out) == 1 and out[0] > 1) else int(np.prod(out))
-        results = [loss_sum / n]
-        if "accuracy" in self.model.metrics:
-            results.append(correct / (n * units))
-        return results
+        return [loss_sum / n] + [correct / n for _ in self.dev.accuracy_names]
 
 
 def predict_on_device(model, xs, batch_size):

@@ -153,12 +153,17 @@ def _flatten(graph, input_slots, new_slot, steps, depth=0):
 class Plan:
     """How a graph runs for one purpose: its primitive steps, slots and rewrites.
 
-    graph: the model's Graph. logits_for: per output, the activation name a loss applies
-    itself ("softmax", "sigmoid") or None. trainable: ids of the layers whose weight gradients
-    are wanted (None: none, inference). input_grads: whether gradients reach the inputs.
+    graph: the model's Graph. feeds: per output, None or a function that, given the activation
+    the output's layer ends with (``final_activation``: "softmax", "sigmoid" or None), says
+    what its loss takes: "fuse" (run that layer to its logits), "logits" or "output" (a loss's
+    ``feed``). trainable: ids of the layers whose weight gradients are wanted (None: none,
+    inference). input_grads: whether gradients reach the inputs.
+
+    After construction, ``logits[i]`` says whether output i comes out as logits (fused, or
+    because the loss reads the output as logits), ``fused[i]`` the activation fused away.
     """
 
-    def __init__(self, graph, logits_for=None, trainable=None, input_grads=False, fuse=True):
+    def __init__(self, graph, feeds=None, trainable=None, input_grads=False, fuse=True):
         counter = [0]
 
         def new_slot():
@@ -193,12 +198,17 @@ class Plan:
             steps = kept
 
         self.logits = [False] * len(self.output_slots)
-        for i, (slot, act) in enumerate(zip(self.output_slots, logits_for or [])):
+        self.fused = [None] * len(self.output_slots)
+        for i, (slot, feed) in enumerate(zip(self.output_slots, feeds or [])):
             st = producer.get(slot)
-            if (act is not None and st is not None and st.kind == "layer" and readers[slot] == 0
-                    and self.output_slots.count(slot) == 1
-                    and getattr(st.layer, "final_activation", None) == act):
+            last = getattr(st.layer, "final_activation", None) if st is not None else None
+            how = feed(last) if feed is not None else "output"
+            if (how == "fuse" and st.kind == "layer" and readers[slot] == 0
+                    and self.output_slots.count(slot) == 1):
                 st.kind = "logits"
+                self.logits[i] = True
+                self.fused[i] = last
+            elif how == "logits":
                 self.logits[i] = True
 
         # Which slots carry a gradient, so backward skips what nobody needs.

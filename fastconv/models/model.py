@@ -386,13 +386,13 @@ class Model(B.Layer):
         outs, _ = G.forward(plan, ctx, xs, False)
         return T.user_outputs(self, outs)
 
-    def _plan(self, purpose, logits_for=None, trainable=None, input_grads=False):
-        """The cached Plan for a purpose ("call", "train", ...)."""
-        key = (purpose, tuple(logits_for or ()), None if trainable is None else frozenset(trainable),
-               input_grads)
-        plan = self._plans.get(key)
+    def _plan(self, purpose, feeds=None, trainable=None, input_grads=False, key=()):
+        """The cached Plan for a purpose ("call", "train", ...); ``key`` names the feeds (the
+        losses they come from)."""
+        cache_key = (purpose, key, None if trainable is None else frozenset(trainable), input_grads)
+        plan = self._plans.get(cache_key)
         if plan is None:
-            plan = self._plans[key] = G.Plan(self._graph, logits_for, trainable, input_grads)
+            plan = self._plans[cache_key] = G.Plan(self._graph, feeds, trainable, input_grads)
         return plan
 
     def forward(self, ctx, x):

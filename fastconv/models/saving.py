@@ -116,10 +116,22 @@ def model_config(model):
     config = {"format": FORMAT, "version": FORMAT_VERSION, "model": inner}
     if model.optimizer is not None and model.losses:
         config["compile"] = {"optimizer": model.optimizer.get_config(),
-                             "loss": [None if loss is None else loss.get_config()
+                             "loss": [None if loss is None else _losses.serialize(loss)
                                       for loss in model.losses],
-                             "metrics": list(model.metrics)}
+                             "metrics": [_metric_config(m) for m in model.metrics]}
     return config
+
+
+def _metric_config(metric):
+    """A metric as compile(metrics=...) takes it back: its name when that is what made it
+    ("accuracy", "mae"), else its serialized form."""
+    try:
+        again = _metrics.get(metric.name)
+        if type(again) is type(metric) and again.get_config() == metric.get_config():
+            return metric.name
+    except (ValueError, TypeError):
+        pass
+    return _metrics.serialize(metric)
 
 
 def model_from_config(config):
@@ -287,15 +299,21 @@ def save_model(model, path):
     """Write ``model`` to ``path`` (.npz), atomically."""
     model._require_built("save")
     arrays = {f"weight_{i:04d}": np.asarray(w, dtype=np.float32) for i, w in enumerate(model.weights)}
-    config = json.dumps(model_config(model))
-    atomic_write(path, lambda f: np.savez(f, config=np.array(config), **arrays))
+    arrays["config"] = np.array(json.dumps(model_config(model)))
+    atomic_write(path, lambda tmp: _savez(tmp, arrays))
 
 
 def save_weights(model, path):
     """Write the model's weights alone to ``path`` (.npz), atomically."""
     model._require_built("save_weights")
     arrays = {f"weight_{i:04d}": np.asarray(w, dtype=np.float32) for i, w in enumerate(model.weights)}
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda tmp: _savez(tmp, arrays))
+
+
+def _savez(path, arrays):
+    # Through a file object: np.savez given a name would add ".npz" to one that lacks it.
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 class _Archive:

@@ -31,7 +31,6 @@ from .. import optimizers as _optimizers
 from ..backend import CPU, is_device_tensor
 from ..callbacks import Callback, History
 from ..layers import base as B
-from ..progress import ProgressBar
 from . import graph as G
 
 __all__ = ["compile_model", "fit", "evaluate", "predict", "train_on_batch", "compute_gradients",
@@ -116,16 +115,9 @@ def compile_model(model, optimizer, loss, metrics, loss_weights):
         if isinstance(loss_weights, dict):
             weights = [float(loss_weights.get(k, 1.0)) for k in _output_names(model)]
         model.loss_weights = [float(w) for w in weights]
-    if metrics is None:
-        metrics = []
-    elif isinstance(metrics, (str, type)) or callable(metrics) and not isinstance(metrics, (list, tuple)):
-        metrics = [metrics]  # "accuracy" is one metric, not the letters a, c, c, ...
-    elif not isinstance(metrics, (list, tuple)):
-        raise TypeError(f"{model._owner}.compile: metrics must be a name or a list of names, got "
-                        f"{type(metrics).__name__}")
-    model.metrics = [_metrics.get(m) for m in metrics]
+    # "accuracy" is one metric, not the letters a, c, c, ...: metrics.get_list
+    model.metrics = _metrics.get_list(metrics)
     model._compiled_trainable = None  # read at the first step: the model may not be built yet
-    model._compile_flags = None
     model._trainer = None
     if model.built:
         _snapshot_trainable(model)
@@ -154,15 +146,22 @@ def _output_losses(model):
     return losses
 
 
-def _logits_for(losses):
-    out = []
-    for loss in losses:
-        act = getattr(loss, "fusable_activation", "softmax" if getattr(loss, "expects_logits", False)
-                      else None)
-        if act is not None and getattr(loss, "from_logits", None) is True:
-            act = None
-        out.append(act)
-    return out
+def _feed(loss):
+    """What ``loss`` takes from an output whose layer ends in a given activation (see
+    fastconv.losses.Loss.feed): "fuse", "logits" or "output"."""
+    if loss is None:
+        return None
+    feed = getattr(loss, "feed", None)
+    if feed is not None:
+        return feed
+    wants = getattr(loss, "expects_logits", False)   # a loss written before feed() existed
+    return lambda last: ("fuse" if last == "softmax" else "logits") if wants else "output"
+
+
+def _loss_plan(model, purpose, losses, trainable=None, input_grads=False):
+    """The model's plan for running ``losses`` on its outputs."""
+    return model._plan(purpose, [_feed(loss) for loss in losses], trainable, input_grads,
+                       key=tuple(id(loss) for loss in losses))
 
 
 class _Trainer:
@@ -401,8 +400,9 @@ def _sample_weights(sample_weight, class_weight, ys, n, owner):
 
 
 # ------------------------------------------------------------------------------------ steps
-def _loss_and_grads(model, losses, outs, ys, sw, logits, need_grad=True):
-    """(total loss, [dout per output]) for a batch."""
+def _loss_and_grads(model, losses, outs, ys, sw, logits):
+    """(total loss, [dout per output]) for a batch: each output's loss, weighted by
+    loss_weights, on logits or on the output as the plan says."""
     total, douts = 0.0, []
     weights = model.loss_weights or [1.0] * len(losses)
     for loss, out, y, lw, is_logits in zip(losses, outs, ys, weights, logits):
@@ -419,12 +419,13 @@ def _loss_and_grads(model, losses, outs, ys, sw, logits, need_grad=True):
 
 
 def _call_loss(loss, out, y, sw, is_logits):
-    if sw is None:
-        return loss.forward_backward(out, y)
+    if sw is None and is_logits == getattr(loss, "expects_logits", False):
+        return loss.forward_backward(out, y)     # the call every loss takes, old ones included
     try:
-        return loss.forward_backward(out, y, sample_weight=sw)
+        return loss.forward_backward(out, y, sample_weight=sw, logits=is_logits)
     except TypeError:
-        raise NotImplementedError(f"loss {loss.name!r} does not take sample weights") from None
+        raise NotImplementedError(f"loss {loss.name!r} takes neither sample weights nor a logits "
+                                  "flag (fastconv.losses.Loss.forward_backward)") from None
 
 
 def _nonfinite_message(model, value, xs, owner):
@@ -437,10 +438,61 @@ def _nonfinite_message(model, value, xs, owner):
             if not np.all(np.isfinite(p)):
                 return (f"{owner}: the loss became {value}: the weights of layer {layer.name!r} "
                         "are no longer finite (training diverged); lower the learning rate "
-                        f"(now {getattr(model.optimizer, 'learning_rate', '?')})")
+                        f"(now {_lr_text(model)})")
     return (f"{owner}: the loss became {value} with finite data and weights: the model's outputs "
-            "overflowed; lower the learning rate "
-            f"(now {getattr(model.optimizer, 'learning_rate', '?')}) or scale the inputs")
+            f"overflowed; lower the learning rate (now {_lr_text(model)}) or scale the inputs")
+
+
+def _lr_text(model):
+    try:
+        return f"{float(model.optimizer.learning_rate):g}"
+    except (TypeError, ValueError, AttributeError):
+        return "?"
+
+
+class _Scores:
+    """The running loss and metrics of an epoch (or of an evaluation) on the host.
+
+    Metrics see the model's first output as predict would give it: where the plan fused the
+    final activation into the loss, it is applied here, except for "accuracy" after a fused
+    softmax, whose argmax the logits already give (fastconv.metrics.count_correct).
+    """
+
+    def __init__(self, model, plan):
+        self.metrics = list(model.metrics)
+        self.fused = plan.fused[0] if plan.fused else None
+        self.plain_accuracy = all(isinstance(m, _metrics.AutoAccuracy) for m in self.metrics)
+        self.reset()
+
+    def reset(self):
+        self.loss_sum, self.count = 0.0, 0
+        for m in self.metrics:
+            m.reset_state()
+
+    def add(self, loss, m, out, y, sw):
+        self.loss_sum += loss * m
+        self.count += m
+        if self.metrics:
+            pred = self.prediction(out)
+            for metric in self.metrics:
+                metric.update_state(y, pred, sample_weight=sw)
+
+    def prediction(self, out):
+        if self.fused is None or (self.fused == "softmax" and self.plain_accuracy):
+            return out
+        if self.fused == "softmax":
+            z = out - out.max(axis=-1, keepdims=True)
+            e = np.exp(z)
+            return e / e.sum(axis=-1, keepdims=True)
+        if self.fused == "sigmoid":
+            return np.exp(-np.logaddexp(0.0, -out)).astype(np.float32)
+        return out
+
+    def logs(self):
+        logs = {"loss": self.loss_sum / max(self.count, 1)}
+        for metric in self.metrics:
+            logs[metric.name] = float(metric.result())
+        return logs
 
 
 class _HostStep:
@@ -450,31 +502,30 @@ class _HostStep:
         self.model = model
         self.trainer = _trainer(model)
         self.losses = _output_losses(model)
-        logits_for = _logits_for(self.losses)
-        self.plan = model._plan("train", logits_for, self.trainer.ids)
-        self.track_accuracy = "accuracy" in model.metrics
-        out = model._graph.outputs[0].per_sample_shape
-        self.acc_units = 1 if (len(out) == 1 and out[0] > 1) else int(np.prod(out))
+        self.plan = _loss_plan(model, "train", self.losses, self.trainer.ids)
 
-    def __call__(self, xs, ys, sw, owner):
+    def __call__(self, xs, ys, sw, owner, scores):
         model = self.model
         ctx = B.Context(True, CPU)
         outs, tape = G.forward(self.plan, ctx, xs, True)
         loss, douts = _loss_and_grads(model, self.losses, outs, ys, sw, self.plan.logits)
         if not np.isfinite(loss):
             raise FloatingPointError(_nonfinite_message(model, loss, xs, owner))
-        correct = _metrics.count_correct(outs[0], ys[0]) if self.track_accuracy else 0
+        scores.add(loss, len(xs[0]), outs[0], ys[0], sw)
         G.backward(self.plan, ctx, tape, douts, self.trainer.grad_views)
         model.optimizer.step(self.trainer.params, self.trainer.grads)
-        return loss, correct
+        return loss
 
 
 class _CpuRunner:
     """fit's device-specific part on the CPU: batches gathered on the host, one step each."""
 
+    live_logs = True   # running logs cost nothing to read
+
     def __init__(self, model):
         self.model = model
         self.step_fn = _HostStep(model)
+        self.scores = _Scores(model, self.step_fn.plan)
 
     def begin(self, xs, ys, sw, batch_size, shuffle):
         self.xs, self.ys, self.sw, self.shuffle = xs, ys, sw, shuffle
@@ -485,7 +536,7 @@ class _CpuRunner:
 
     def begin_epoch(self, order):
         self.order = order
-        self.loss_sum, self.correct = 0.0, 0
+        self.scores.reset()
 
     def step(self, lo, hi, owner, need_loss=False):
         m = hi - lo
@@ -500,13 +551,14 @@ class _CpuRunner:
             xb = [a[lo:hi] for a in self.xs]
             yb = [None if y is None else y[lo:hi] for y in self.ys]
             wb = None if self.sw is None else self.sw[lo:hi]
-        loss, correct = self.step_fn(xb, yb, wb, owner)
-        self.loss_sum += loss * m
-        self.correct += correct
-        return loss
+        return self.step_fn(xb, yb, wb, owner, self.scores)
 
-    def sums(self):
-        return self.loss_sum, self.correct
+    def step_batch(self, xs, ys, sw, owner):
+        """A step on a batch given as arrays (fit on an iterable of batches)."""
+        return self.step_fn(xs, ys, sw, owner, self.scores)
+
+    def logs(self):
+        return self.scores.logs()
 
     def end_epoch(self, need_weights):
         pass
@@ -527,22 +579,76 @@ def _runner(model, device):
 
 
 # ------------------------------------------------------------------------------------ fit
+def _is_batch_source(x):
+    """Whether x is a source of (x, y) batches (a generator, an iterator, a PyDataset-like
+    object with __getitem__ and __len__) rather than arrays."""
+    if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes)) or is_device_tensor(x):
+        return False
+    return hasattr(x, "__next__") or hasattr(x, "__iter__") or (
+        hasattr(x, "__getitem__") and hasattr(x, "__len__"))
+
+
+class _BatchSource:
+    """The batches of an epoch from an iterable: a generator (or iterator) is read on across
+    epochs, ``steps_per_epoch`` batches each (until it runs out); an object with __len__ and
+    __getitem__ (Keras's PyDataset / Sequence) gives len(x) batches an epoch; any other
+    iterable is iterated afresh each epoch."""
+
+    def __init__(self, source, steps, owner):
+        self.source, self.owner = source, owner
+        self.indexed = hasattr(source, "__getitem__") and hasattr(source, "__len__") and \
+            not hasattr(source, "__next__")
+        self.iterator = source if hasattr(source, "__next__") else None
+        self.steps = steps
+        if self.steps is None and self.indexed:
+            self.steps = len(source)
+        self.exhausted = False
+
+    def begin_epoch(self):
+        if not self.indexed and (self.iterator is None or self.iterator is not self.source):
+            self.iterator = iter(self.source)
+
+    def batch(self, step):
+        """The step's batch as (x, y, sample_weight or None); StopIteration when it is done."""
+        if self.steps is not None and step >= self.steps:
+            raise StopIteration
+        if self.indexed:
+            item = self.source[step]
+        else:
+            try:
+                item = next(self.iterator)
+            except StopIteration:
+                self.exhausted = True
+                raise
+        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+            raise ValueError(f"{self.owner}: each batch must be (x, y) or (x, y, sample_weight), "
+                             f"got {type(item).__name__}"
+                             + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""))
+        return item[0], item[1], item[2] if len(item) == 3 else None
+
+
 def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
         steps_per_epoch=None, validation_freq=1, device="cpu", distributed=False):
     """Train ``model`` for ``epochs`` passes over (x, y) in mini-batches of ``batch_size``.
 
     x: (N, C, H, W) (or NHWC if channels_last) or (N, features); a list (or dict by name) for a
-    model of several inputs. y: int labels (N,) for sparse_categorical_crossentropy, else the
-    loss's targets (NHWC images for a channels_last autoencoder). validation_data: (x_val, y_val)
-    or (x_val, y_val, sample_weight_val), evaluated after each epoch (every validation_freq-th,
-    or the epochs listed); validation_split: the last fraction of x and y held out for it
-    instead (before shuffling, as Keras). sample_weight (N,) and class_weight ({class: weight})
-    weight each sample's loss. initial_epoch: the epoch to start counting from (resuming).
-    steps_per_epoch: stop each epoch after that many batches. verbose: 0 silent, 1 progress bar
-    and a line per epoch, 2 a line per epoch. device: "cpu", or "cuda" to train on the GPU
-    (data, weights and optimiser state stay there for the whole run). Returns a History.
+    model of several inputs; or a generator / iterable of (x, y) or (x, y, sample_weight)
+    batches (then y is None; steps_per_epoch batches an epoch, or until it runs out). y: int
+    labels (N,) for sparse_categorical_crossentropy, else the loss's targets (NHWC images for a
+    channels_last autoencoder). validation_data: (x_val, y_val) or (x_val, y_val,
+    sample_weight_val), evaluated after each epoch (every validation_freq-th, or the epochs
+    listed); validation_split: the last fraction of x and y held out for it instead (before
+    shuffling, as Keras). sample_weight (N,) and class_weight ({class: weight}) weight each
+    sample's loss (and the metrics). initial_epoch: the epoch to start counting from (resuming).
+    steps_per_epoch: stop each epoch after that many batches. verbose: 0 silent, 1 a progress
+    bar (one line per epoch when the output is not a terminal), 2 a line per epoch. device:
+    "cpu", or "cuda" to train on the GPU (data, weights and optimiser state stay there for the
+    whole run). distributed: train data-parallel over the ranks of an MPI job
+    (fastconv.distributed). Returns the History (also ``model.history``).
     """
+    from ..callbacks import CallbackList, ProgbarLogger
+
     owner = f"{model._owner}.fit"
     _check_compiled(model, "fit")
     device = check_device(device, owner)
@@ -556,21 +662,40 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
                          f"{validation_split!r}")
     if isinstance(validation_freq, (list, tuple, set, range)):
         val_epochs = {int(e) for e in validation_freq}
-        validate_now = lambda epoch: epoch + 1 in val_epochs
+        validate_now = lambda epoch: epoch + 1 in val_epochs  # noqa: E731
     else:
         freq = _int_arg(validation_freq, "validation_freq", owner, 1)
-        validate_now = lambda epoch: (epoch + 1) % freq == 0
+        validate_now = lambda epoch: (epoch + 1) % freq == 0  # noqa: E731
     if distributed:
         raise NotImplementedError(f"{owner}: distributed=True needs fastconv.distributed")
 
-    xs = prepare_inputs(model, x, "fit")
+    source = None
+    if _is_batch_source(x):
+        if y is not None:
+            raise ValueError(f"{owner}: x is a source of (x, y) batches, so y must be None")
+        if validation_split or sample_weight is not None:
+            raise ValueError(f"{owner}: validation_split and sample_weight need arrays; a batch "
+                             "source gives its own (x, y, sample_weight) batches")
+        if device != "cpu":
+            raise NotImplementedError(f"{owner}: batches from a generator train on the CPU; give "
+                                      "arrays to train on cuda")
+        source = _BatchSource(x, steps_per_epoch, owner)
+        if not model.built:
+            first = source.batch(0) if source.indexed else None
+            if first is None:
+                raise ValueError(f"{owner}: build the model (or give it an input shape) before "
+                                 "fitting it on a generator")
+            prepare_inputs(model, first[0], "fit")
+        n, xs, ys, sw = None, None, None, None
+    else:
+        xs = prepare_inputs(model, x, "fit")
+        n = len(xs[0])
+        if n == 0:
+            raise ValueError(f"{owner}: x is empty")
+        ys = prepare_targets(model, y, n, "fit")
+        sw = _sample_weights(sample_weight, class_weight, ys, n, owner)
     if model._compiled_trainable is None:
         _snapshot_trainable(model)
-    n = len(xs[0])
-    if n == 0:
-        raise ValueError(f"{owner}: x is empty")
-    ys = prepare_targets(model, y, n, "fit")
-    sw = _sample_weights(sample_weight, class_weight, ys, n, owner)
     val = None
     if validation_split:
         cut = int(n * (1.0 - validation_split))
@@ -593,85 +718,101 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
         vw = (_sample_weights(validation_data[2], None, vy, len(vx[0]), owner)
               if len(validation_data) == 3 else None)
         val = (vx, vy, vw)
-    _check_finite(xs + [t for t in ys if t is not None], ["x"] * len(xs) + ["y"] * len(ys), owner)
+    if source is None:
+        _check_finite(xs + [t for t in ys if t is not None], ["x"] * len(xs) + ["y"] * len(ys),
+                      owner)
 
     runner = _runner(model, device)
-    history = History()
-    callbacks = [history] + list(callbacks or [])
-    batch_callbacks = [cb for cb in callbacks[1:]
-                       if type(cb).on_batch_end is not Callback.on_batch_end]
-    steps = (n + batch_size - 1) // batch_size
-    if steps_per_epoch is not None:
-        steps = min(steps, steps_per_epoch)
-    for cb in callbacks:
-        cb.set_model(model)
-        cb.params = {"epochs": epochs, "batch_size": batch_size, "samples": n, "steps": steps,
-                     "verbose": verbose}
-        cb.on_train_begin()
+    if source is None:
+        steps = (n + batch_size - 1) // batch_size
+        if steps_per_epoch is not None:
+            steps = min(steps, steps_per_epoch)
+    else:
+        steps = source.steps
+    cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+                       verbose=verbose, epochs=epochs, steps=steps, batch_size=batch_size,
+                       samples=n)
+    history = cbs.history
+    user_batch = [cb for cb in cbs._with("on_train_batch_end", "on_batch_end")
+                  if not isinstance(cb, ProgbarLogger)]
+    bars = [cb for cb in cbs._with("on_train_batch_end") if isinstance(cb, ProgbarLogger)]
+    batch_begin = cbs._with("on_train_batch_begin", "on_batch_begin")
     model.stop_training = False
-    track_accuracy = "accuracy" in model.metrics
-    out = model._graph.outputs[0].per_sample_shape
-    acc_units = 1 if (len(out) == 1 and out[0] > 1) else int(np.prod(out))
-
     model._training_thread = threading.current_thread()
-    runner.begin(xs, ys, sw, batch_size, shuffle)
-    order = np.arange(n)
+    cbs.on_train_begin()
     try:
+        if source is None:
+            runner.begin(xs, ys, sw, batch_size, shuffle)
+            order = np.arange(n)
         for epoch in range(initial_epoch, epochs):
-            for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            if shuffle:
-                model._shuffle_rng.shuffle(order)
-            bar = ProgressBar(min(n, steps * batch_size), epoch, epochs) if verbose == 1 else None
-            runner.begin_epoch(order)
+            cbs.on_epoch_begin(epoch)
+            if source is None:
+                if shuffle:
+                    model._shuffle_rng.shuffle(order)
+                runner.begin_epoch(order)
+            else:
+                source.begin_epoch()
+                runner.begin_epoch(None)
             start_time = time.perf_counter()
-            done = 0
-            for step in range(steps):
-                lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                loss = runner.step(lo, hi, owner, bool(batch_callbacks))
-                done += hi - lo
-                if bar is not None and bar.due(done):
-                    loss_sum, correct = runner.sums()
-                    bar.update(done, loss_sum / done,
-                               correct / (done * acc_units) if track_accuracy else None)
-                for cb in batch_callbacks:
-                    cb.on_batch_end(step, {"loss": loss, "size": hi - lo})
-            loss_sum, correct = runner.sums()
+            next_draw = start_time
+            done, step = 0, 0
+            while steps is None or step < steps:
+                for cb in batch_begin:
+                    cb.on_train_batch_begin(step, {})
+                if source is None:
+                    lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
+                    loss = runner.step(lo, hi, owner, bool(user_batch))
+                    m = hi - lo
+                else:
+                    try:
+                        bx, by, bw = source.batch(step)
+                    except StopIteration:
+                        break
+                    bxs = prepare_inputs(model, bx, "fit")
+                    m = len(bxs[0])
+                    bys = prepare_targets(model, by, m, "fit")
+                    bws = _sample_weights(bw, class_weight, bys, m, owner)
+                    loss = runner.step_batch(bxs, bys, bws, owner)
+                done += m
+                if user_batch:
+                    logs = runner.logs()
+                    logs.update(batch=step, size=m, batch_loss=loss)
+                    for cb in user_batch:
+                        cb.on_train_batch_end(step, logs)
+                if bars:
+                    now = time.perf_counter()
+                    last = steps is not None and step + 1 == steps
+                    if runner.live_logs or now >= next_draw or last:
+                        logs = runner.logs()
+                        for cb in bars:
+                            cb.on_train_batch_end(step, logs)
+                        next_draw = now + 0.25
+                step += 1
+            if source is not None and steps is None and step == 0:
+                raise ValueError(f"{owner}: the batch source gave no batch in epoch {epoch + 1}")
+            logs = runner.logs()
             elapsed = time.perf_counter() - start_time
-            if bar is not None:
-                bar.close()
-            logs = {"loss": loss_sum / done}
-            if track_accuracy:
-                logs["accuracy"] = correct / (done * acc_units)
             if val is not None and validate_now(epoch):
                 results = runner.evaluate(val[0], val[1], val[2], max(batch_size, 256))
-                logs["val_loss"] = results[0]
-                if track_accuracy:
-                    logs["val_accuracy"] = results[1]
-            if verbose:
-                parts = [f"Epoch {epoch + 1}/{epochs}", f"{elapsed:.2f}s",
-                         f"{done / elapsed:,.0f} samples/s"]
-                parts += [f"{k}: {v:.4f}" for k, v in logs.items()]
-                print(" - ".join(parts), flush=True)
+                for name, value in zip(["loss"] + [mt.name for mt in model.metrics], results):
+                    logs["val_" + name] = value
             logs["time"] = elapsed
             needs_weights = any(type(cb).on_epoch_end is not Callback.on_epoch_end
-                                and not isinstance(cb, History) for cb in callbacks)
+                                and not isinstance(cb, (History, ProgbarLogger)) for cb in cbs)
             runner.end_epoch(needs_weights)
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, dict(logs) if cb is not history else logs)
-            if model.stop_training:
+            cbs.on_epoch_end(epoch, logs)
+            if model.stop_training or (source is not None and source.exhausted):
                 break
     finally:
         runner.end()
         model._training_thread = None
-    for cb in callbacks:
-        cb.on_train_end()
+    cbs.on_train_end()
     model.history = history
     return history
 
 
 def train_on_batch(model, x, y, sample_weight=None, class_weight=None, return_dict=False):
-    """One optimiser step on one batch (CPU); returns [loss] (+ [accuracy] with that metric)."""
+    """One optimiser step on one batch (CPU); returns [loss, metrics...] (or a dict)."""
     owner = f"{model._owner}.train_on_batch"
     _check_compiled(model, "train_on_batch")
     xs = prepare_inputs(model, x, "train_on_batch")
@@ -683,50 +824,42 @@ def train_on_batch(model, x, y, sample_weight=None, class_weight=None, return_di
     ys = prepare_targets(model, y, n, "train_on_batch")
     sw = _sample_weights(sample_weight, class_weight, ys, n, owner)
     step = _HostStep(model)
+    scores = _Scores(model, step.plan)
     model._training_thread = threading.current_thread()
     try:
-        loss, correct = step(xs, ys, sw, owner)
+        step(xs, ys, sw, owner, scores)
     finally:
         model._training_thread = None
-    results = [loss] + ([correct / (n * step.acc_units)] if step.track_accuracy else [])
-    return _results(model, results, return_dict)
+    return _results(model, list(scores.logs().values()), return_dict)
 
 
 def _results(model, results, return_dict):
     if not return_dict:
         return results
-    names = ["loss"] + [m for m in model.metrics]
+    names = ["loss"] + [m.name for m in model.metrics]
     return dict(zip(names, results))
 
 
 # ------------------------------------------------------------------------------------ inference
 def _evaluate_host(model, xs, ys, sw, batch_size):
     losses = _output_losses(model)
-    plan = model._plan("evaluate", _logits_for(losses))
+    plan = _loss_plan(model, "evaluate", losses)
+    scores = _Scores(model, plan)
     n = len(xs[0])
-    track_accuracy = "accuracy" in model.metrics
-    out_shape = model._graph.outputs[0].per_sample_shape
-    acc_units = 1 if (len(out_shape) == 1 and out_shape[0] > 1) else int(np.prod(out_shape))
-    loss_sum, correct_sum = 0.0, 0
     ctx = B.Context(False, CPU)
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
         outs, _ = G.forward(plan, ctx, [a[lo:hi] for a in xs], False)
         yb = [None if t is None else t[lo:hi] for t in ys]
-        loss, _ = _loss_and_grads(model, losses, outs, yb, None if sw is None else sw[lo:hi],
-                                  plan.logits)
-        loss_sum += loss * (hi - lo)
-        if track_accuracy:
-            correct_sum += _metrics.count_correct(outs[0], yb[0])
-    results = [loss_sum / max(n, 1)]
-    if track_accuracy:
-        results.append(correct_sum / max(n * acc_units, 1))
-    return results
+        wb = None if sw is None else sw[lo:hi]
+        loss, _ = _loss_and_grads(model, losses, outs, yb, wb, plan.logits)
+        scores.add(loss, hi - lo, outs[0], yb[0], wb)
+    return list(scores.logs().values())
 
 
 def evaluate(model, x, y, batch_size=None, verbose=0, sample_weight=None, return_dict=False,
              device="cpu", one_batch=False):
-    """[loss, accuracy...] on (x, y), in inference mode (dropout off), in batches."""
+    """[loss, metrics...] on (x, y), in inference mode (dropout off), in batches."""
     owner = f"{model._owner}.evaluate"
     _check_compiled(model, "evaluate")
     device = check_device(device, owner)
@@ -744,8 +877,8 @@ def evaluate(model, x, y, batch_size=None, verbose=0, sample_weight=None, return
     else:
         results = _evaluate_host(model, xs, ys, sw, batch_size)
     if verbose:
-        print(" - ".join(f"{name}: {value:.4f}"
-                         for name, value in zip(["loss"] + list(model.metrics), results)), flush=True)
+        names = ["loss"] + [m.name for m in model.metrics]
+        print(" - ".join(f"{name}: {value:.4f}" for name, value in zip(names, results)), flush=True)
     return _results(model, results, return_dict)
 
 
@@ -785,7 +918,7 @@ def compute_gradients(model, x, y, training=True, sample_weight=None):
     sw = _sample_weights(sample_weight, None, ys, n, owner)
     layers = model._graph.primitive_layers()
     losses = _output_losses(model)
-    plan = model._plan("gradients", _logits_for(losses), {id(layer) for layer in layers if layer.params})
+    plan = _loss_plan(model, "gradients", losses, {id(layer) for layer in layers if layer.params})
     ctx = B.Context(training, CPU)
     outs, tape = G.forward(plan, ctx, xs, True)
     loss, douts = _loss_and_grads(model, losses, outs, ys, sw, plan.logits)
@@ -804,12 +937,12 @@ def input_gradients(model, x, y=None, output_gradient=None, training=False):
         _check_compiled(model, "input_gradients")
         ys = prepare_targets(model, y, n, "input_gradients")
         losses = _output_losses(model)
-        plan = model._plan("input_gradients", _logits_for(losses), set(), True)
+        plan = _loss_plan(model, "input_gradients", losses, set(), True)
         ctx = B.Context(training, CPU)
         outs, tape = G.forward(plan, ctx, xs, True)
         _, douts = _loss_and_grads(model, losses, outs, ys, None, plan.logits)
     else:
-        plan = model._plan("input_gradients", None, set(), True)
+        plan = model._plan("input_gradients", None, set(), True, key="output")
         ctx = B.Context(training, CPU)
         outs, tape = G.forward(plan, ctx, xs, True)
         seeds = output_gradient if not model._single_output else [output_gradient]
