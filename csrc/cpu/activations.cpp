@@ -5,6 +5,8 @@
 // vector loop, no per-element call. Large arrays are cut into fixed chunks spread over the
 // OpenMP threads (the chunking does not depend on the thread count, so neither do the bits).
 // Backward takes the forward OUTPUT y: relu' = (y > 0), tanh' = 1 - y^2, sigmoid' = y (1 - y);
+// NaN propagates: relu's backward is dy where y > 0 or y is NaN and 0 where y <= 0, as PyTorch's
+// threshold_backward (a NaN in dy reaches dx through every unit that was not switched off);
 // those are one multiply-add a element, plain loops the compiler vectorises.
 // activation_backward_bias also sums dx per channel, for a conv layer's bias gradient, in the
 // same pass (one read of dy instead of two).
@@ -22,6 +24,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "common/parallel.h"
 #include "cpu/stream_store.h"
 #include "cpu/vmath.h"
 #include "ops.h"
@@ -40,7 +43,7 @@ void activation_forward(Activation act, const float* x, float* y, int64_t n) {
   // identity and ReLU stream; the extra pass through the L1 buffer cost tanh 5-10%.
   const bool stream = x != y && (act == Activation::None || act == Activation::ReLU) &&
                       streams_output(n * int64_t(sizeof(float)));
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (n > kParallelMin)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
     if (!stream) {
@@ -63,7 +66,7 @@ namespace {
 // vector select (a mispredicted branch per element on random data, 7x slower).
 template <Activation A>
 inline float act_grad(float g, float v) {
-  if (A == Activation::ReLU) return v > 0.f ? g : 0.f;
+  if (A == Activation::ReLU) return v <= 0.f ? 0.f : g;   // y NaN: g (PyTorch's threshold_backward)
   if (A == Activation::Tanh) return g * (1.f - v * v);
   if (A == Activation::Sigmoid) return g * v * (1.f - v);
   return g;
@@ -72,12 +75,12 @@ inline float act_grad(float g, float v) {
 template <Activation A>
 void backward_all(const float* dy, const float* y, float* dx, int64_t n) {
   if (dx == dy || dx == y || !streams_output(n * int64_t(sizeof(float)))) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) dx[i] = act_grad<A>(dy[i], y[i]);
     return;
   }
   const int64_t blocks = (n + kStreamBlock - 1) / kStreamBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(omp_threads())
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i0 = b * kStreamBlock, m = std::min(kStreamBlock, n - i0);
     alignas(64) float buf[kStreamBlock];                    // stays in L1
@@ -128,7 +131,7 @@ void activation_backward_bias(Activation act, const float* dy, const float* y, f
       : act == Activation::Tanh ? backward_plane<Activation::Tanh>
       : act == Activation::Sigmoid ? backward_plane<Activation::Sigmoid>
                                    : backward_plane<Activation::None>;
-#pragma omp parallel for schedule(static) if (N * K * PQ > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * K * PQ > kParallelMin)
   for (int64_t i = 0; i < N * K; ++i)
     plane_sum[size_t(i)] = plane(dy + i * PQ, y + i * PQ, dx + i * PQ, PQ);
   for (int64_t k = 0; k < K; ++k) {                              // in n order: thread-independent

@@ -17,7 +17,8 @@
 //               EPYC), worst relative error 2.8e-7 (benchmarks/check_vmath.cpp).
 //   sigmoid(x)  e = e^-|x| (never overflows), s = 1 / (1 + e): s for x >= 0, e s for x < 0,
 //               so sigmoid(-100) = 3.7e-44 exactly rounded, sigmoid(100) = 1, no inf/inf.
-//   relu(x)     max(x, 0), with relu(NaN) = 0 like the reference's (x > 0 ? x : 0).
+//   relu(x)     x < 0 ? 0 : x, so relu(NaN) = NaN as in NumPy's maximum(x, 0) and PyTorch: a NaN
+//               input or weight shows in the output instead of turning into a confident 0.
 // Relative error against float64 is below about 3e-7 (a few ulp) everywhere they are finite.
 //
 // Builds: vmath.cpp (portable C++ written so the compiler vectorises it at the baseline ISA,

@@ -70,7 +70,7 @@ inline __m256 sigmoid8(__m256 x) {
   return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), x);              // x < 0 (sign bit): e/(1+e)
 }
 
-inline __m256 relu8(__m256 x) { return _mm256_max_ps(x, _mm256_setzero_ps()); }  // NaN -> 0
+inline __m256 relu8(__m256 x) { return _mm256_max_ps(_mm256_setzero_ps(), x); }  // NaN -> NaN
 inline __m256 identity8(__m256 x) { return x; }
 
 // y[i] = f(x[i] + shift) over n elements, 8 at a time, the tail through a buffer.

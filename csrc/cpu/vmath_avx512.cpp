@@ -72,7 +72,7 @@ inline __m512 sigmoid16(__m512 x) {
   return _mm512_mask_blend_ps(negative, s, _mm512_mul_ps(e, s));               // e/(1+e) there
 }
 
-inline __m512 relu16(__m512 x) { return _mm512_max_ps(x, _mm512_setzero_ps()); }  // NaN -> 0
+inline __m512 relu16(__m512 x) { return _mm512_max_ps(_mm512_setzero_ps(), x); }  // NaN -> NaN
 inline __m512 identity16(__m512 x) { return x; }
 
 template <__m512 (*f)(__m512)>

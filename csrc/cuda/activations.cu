@@ -4,6 +4,8 @@
 // stride; in-place (y == x, dx == dy) is allowed since each element is read then written by
 // the same thread. The backward takes the FORWARD OUTPUT y, not x:
 //   relu    dx = dy * (y > 0)      tanh    dx = dy * (1 - y^2)      sigmoid dx = dy * y(1 - y)
+// NaN propagates (common.cuh: apply_activation, activation_grad): relu(NaN) = NaN, and relu's
+// backward passes dy where y is NaN, as PyTorch does.
 // Memory-bound: 8 bytes per element forward, 12 backward; at ~3 TB/s a 10^7-element relu
 // takes ~27 us, so the kernel is a plain coalesced stream and nothing more.
 #include "cuda/common.cuh"
@@ -24,15 +26,7 @@ __global__ void activation_backward_kernel(int act, const float* dy, const float
                                            int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = dy[i], v = y[i];
-    float d;
-    switch (act) {
-      case 1: d = v > 0.f ? g : 0.f; break;
-      case 2: d = g * (1.f - v * v); break;
-      case 3: d = g * v * (1.f - v); break;
-      default: d = g; break;
-    }
-    dx[i] = d;
+    dx[i] = activation_grad(act, dy[i], y[i]);
   }
 }
 

@@ -119,10 +119,21 @@ __device__ __forceinline__ float warp_sum(float v) {
 // 3 sigmoid).
 FC_HD float apply_activation(int act, float v) {
   switch (act) {
-    case 1: return v > 0.f ? v : 0.f;
+    case 1: return v < 0.f ? 0.f : v;   // NaN stays NaN (fmaxf(v, 0) would return 0)
     case 2: return tanhf(v);
     case 3: return 1.f / (1.f + expf(-v));
     default: return v;
+  }
+}
+
+// dx for one element from dy = g and the forward output y = v (activations.cu's backward):
+// relu passes g where v > 0 or v is NaN and gives 0 where v <= 0, as PyTorch's threshold_backward.
+FC_HD float activation_grad(int act, float g, float v) {
+  switch (act) {
+    case 1: return v <= 0.f ? 0.f : g;
+    case 2: return g * (1.f - v * v);
+    case 3: return g * v * (1.f - v);
+    default: return g;
   }
 }
 
