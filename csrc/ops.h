@@ -40,6 +40,10 @@ inline int64_t conv_out_size(int64_t n, int64_t k, int64_t s, int64_t pad_before
   return (n + pad_before + pad_after - d * (k - 1) - 1) / s + 1;
 }
 
+// The CPU ops run on fastconv's process-wide thread count (set_num_threads below) and give
+// correct results on however many threads OpenMP grants. An op whose workspace cannot be
+// allocated throws std::bad_alloc on the calling thread (never from inside its parallel
+// region, which would end the process): common/parallel.h.
 namespace cpu {
 // --- conv2d (csrc/cpu/conv2d.cpp) -------------------------------------------------------
 // y (N,K,P,Q) = act(conv(x, w) + b); b (K) may be null.
