@@ -1,7 +1,7 @@
 """Whole-model training speed: fastconv's layer API against PyTorch, same model, same work.
 
     python benchmarks/bench_train.py [--threads 1,2] [--steps 100] [--vgg-steps 10]
-                                     [--data-dir /work/shared/data/mnist] [--out train_results.json]
+                                     [--data-dir DIR] [--out train_results.json]
 
 Two measurements, each at every thread count (fastconv.set_num_threads, torch.set_num_threads and,
 through threadpoolctl, NumPy's BLAS):
@@ -300,8 +300,9 @@ def parse_args(argv=None):
     p.add_argument("--vgg-steps", type=int, default=10, help="small VGG: steps timed (default 10)")
     p.add_argument("--warmup-steps", type=int, default=2, help="untimed steps first (default 2)")
     p.add_argument("--models", default="lenet5,vgg_small", help="which of lenet5,vgg_small to run")
-    p.add_argument("--data-dir", default=os.environ.get("FASTCONV_MNIST", "/work/shared/data/mnist"),
-                   help="folder with MNIST's IDX files (default /work/shared/data/mnist)")
+    p.add_argument("--data-dir", default=os.environ.get("FASTCONV_MNIST"),
+                   help="folder with MNIST's IDX files (default: fastconv's search, which ends at "
+                        "the copy shipped with the package)")
     p.add_argument("--out", default="train_results.json", help="JSON file to write")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
     return p.parse_args(argv)
@@ -318,7 +319,7 @@ def main(argv=None):
     header = machine_header()
     print_header(header)
     x, y = load_mnist_train(args.data_dir)
-    print(f"  data      MNIST train {x.shape} from {args.data_dir}; Adam lr {LEARNING_RATE}, eps {ADAM_EPSILON}")
+    print(f"  data      MNIST train {x.shape} from {args.data_dir or 'fastconv.datasets'}; Adam lr {LEARNING_RATE}, eps {ADAM_EPSILON}")
     print("  LeNet-5   classic (tanh, avg pool, C3 connection table; PyTorch: masked full C3 weight)\n", flush=True)
     results = []
     for t in args.threads:

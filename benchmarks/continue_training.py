@@ -4,7 +4,7 @@ import fastconv
 from fastconv import datasets, models, optimizers
 path, epochs, lr = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 fastconv.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else 1)
-(x, y), (xt, yt) = datasets.load_mnist("/work/shared/data/mnist")
+(x, y), (xt, yt) = datasets.load_mnist()   # the copy shipped with fastconv
 m = models.load_model(path)
 m.compile(optimizer=optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 class Decay(models.Callback):

@@ -156,24 +156,16 @@ FArray max_pool2d_backward_indices(const FArray& dy, const py::array& idx, std::
   const Pool2dParams p = make_pool_params(op, x_shape, kernel, stride, pad, true);
   check_shape(op, "dy", shape_of(dy), {p.N, p.C, p.P, p.Q});
   if (!py::isinstance<py::array_t<uint8_t>>(idx) || !(idx.flags() & py::array::c_style))
-    fail(op, ": idx must be the C-contiguous uint8 array max_pool2d_forward_indices returned, got dtype ",
+    fail(op, ": indices must be the C-contiguous uint8 array max_pool2d_forward_indices returned, got dtype ",
          std::string(py::str(idx.dtype())));
-  check_shape(op, "idx", shape_of(idx), {p.N, p.C, p.P, p.Q});
+  check_shape(op, "indices", shape_of(idx), {p.N, p.C, p.P, p.Q});
   const uint8_t* ip = static_cast<const uint8_t*>(idx.data());
-  // Never write outside a window: every index but kNoCell (255) must name a cell. One
-  // branch-free maximum of idx + 1 in bytes, where 255 wraps to 0 (the compiler vectorises it);
-  // the position is looked for only to report it.
-  const int64_t cells = p.kh * p.kw, n = p.N * p.C * p.P * p.Q;
-  static_assert(cpu::kNoCell == 255, "the wrap-around below relies on it");
-  uint8_t largest_plus_one = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t v = uint8_t(ip[i] + 1);
-    largest_plus_one = v > largest_plus_one ? v : largest_plus_one;
-  }
-  if (largest_plus_one > cells)
-    for (int64_t i = 0; i < n; ++i)
-      if (ip[i] >= cells && ip[i] != cpu::kNoCell)
-        fail(op, ": idx holds ", int(ip[i]), " at flat position ", i, ", outside a ", p.kh, "x", p.kw, " window");
+  // Never write outside dx: every index must name a real cell of its window.
+  const int64_t bad = cpu::max_pool2d_find_bad_index(ip, p);
+  if (bad >= 0)
+    fail(op, ": indices holds ", int(ip[bad]), " at flat position ", bad,
+         ip[bad] >= p.kh * p.kw ? ", outside a " : ", a padded cell of its ", p.kh, "x", p.kw,
+         " window; pass the indices max_pool2d_forward_indices returned for this geometry");
   FArray dx = empty(x_shape);
   float* dxp = dx.mutable_data();
   {
@@ -313,6 +305,7 @@ FArray linear_forward(const FArray& x, const FArray& w, const std::optional<FArr
                       std::optional<double> alpha) {
   check_linear("linear", x, w);
   const int64_t N = x.shape(0), I = x.shape(1), O = w.shape(0);
+  checked_numel("linear", "y", {N, O});
   const float* bp = optional_bias("linear", b, O);
   const Activation a = to_activation(act);
   const float al = alpha_of("linear", a, alpha);
@@ -345,6 +338,7 @@ FArray sgemm(const FArray& a, const FArray& b, bool trans_a, bool trans_b) {
   const int64_t Kb = trans_b ? b.shape(1) : b.shape(0), N = trans_b ? b.shape(0) : b.shape(1);
   if (K != Kb)
     fail("sgemm: inner dimensions differ: op(a) is (", M, ", ", K, ") and op(b) is (", Kb, ", ", N, ")");
+  checked_numel("sgemm", "the product", {M, N});
   FArray c = empty({M, N});
   float* cp = c.mutable_data();
   {
@@ -578,7 +572,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("stride"), py::arg("pad"));
   m.def("max_pool2d_forward_indices", &max_pool2d_forward_indices, py::arg("x"), py::arg("kernel"),
         py::arg("stride"), py::arg("pad"), "(y, idx): max pooling and where each maximum lies");
-  m.def("max_pool2d_backward_indices", &max_pool2d_backward_indices, py::arg("dy"), py::arg("idx"),
+  m.def("max_pool2d_backward_indices", &max_pool2d_backward_indices, py::arg("dy"), py::arg("indices"),
         py::arg("x_shape"), py::arg("kernel"), py::arg("stride"), py::arg("pad"),
         "dx from dy and the forward's idx");
   m.def("avg_pool2d_forward", &avg_pool2d_forward, py::arg("x"), py::arg("kernel"), py::arg("stride"),
@@ -643,13 +637,17 @@ PYBIND11_MODULE(_core, m) {
         "Outputs above this many bytes are written with streaming stores (csrc/cpu/stream_store.h).");
   m.def("_set_stream_store_threshold", &cpu::set_stream_store_threshold, py::arg("bytes"),
         "Set that threshold (tests); -1 restores the default, half the last-level cache.");
+  m.def("_buffer_cache_env_problem", &buffer_cache::env_problem,
+        "Why FASTCONV_BUFFER_CACHE_MB could not be read (the default limit then holds), or ''.");
   m.def("buffer_cache_clear", &buffer_cache::clear,
         "Free the cache's idle blocks; returns the bytes freed.");
   m.def("buffer_cache_set_limit", [](int64_t bytes) {
     if (bytes < 0) fail("buffer_cache_set_limit: bytes must be >= 0, got ", bytes);
     buffer_cache::set_limit(size_t(bytes));
   }, py::arg("bytes"), "Cap the idle bytes the cache keeps (0 turns it off).");
-  m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));
+  m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"),
+        "Set the thread count of every CPU kernel, process-wide (1 <= n <= max_num_threads()).");
+  m.def("max_num_threads", &cpu::max_num_threads, "The largest count set_num_threads takes.");
   // Tests and benchmarks: 0 never use Winograd for 3x3 convolutions, 1 where it pays (default),
   // 2 for every 3x3 stride-1 problem. Returns the previous mode.
   // Tests: the kernel each pass of a convolution runs here, (forward, backward input,

@@ -90,6 +90,10 @@ inline int64_t conv_out_size(int64_t n, int64_t k, int64_t s, int64_t pad_before
   return (n + pad_before + pad_after - d * (k - 1) - 1) / s + 1;
 }
 
+// The CPU ops run on fastconv's process-wide thread count (set_num_threads below) and give
+// correct results on however many threads OpenMP grants. An op whose workspace cannot be
+// allocated throws std::bad_alloc on the calling thread (never from inside its parallel
+// region, which would end the process): common/parallel.h.
 namespace cpu {
 // --- conv2d (csrc/cpu/conv2d.cpp) -------------------------------------------------------
 // y (N,K,P,Q) = act(conv(x, w) + b); b (K) may be null.
@@ -113,7 +117,13 @@ void max_pool2d_backward(const float* dy, const float* x, float* dx, const Pool2
 // window (a * kw + b, or kNoCell), and the backward places dy from idx alone. kh * kw <= 255.
 constexpr uint8_t kNoCell = 255;
 void max_pool2d_forward_indices(const float* x, float* y, uint8_t* idx, const Pool2dParams& p);
+// idx must name, for each output, a real cell of its window (or be kNoCell): the indices
+// max_pool2d_forward_indices wrote, or any that pass max_pool2d_find_bad_index. The tiled
+// kernels (no padding, stride == window) write only inside each window whatever idx holds.
 void max_pool2d_backward_indices(const float* dy, const uint8_t* idx, float* dx, const Pool2dParams& p);
+// The flat position of the first index of idx (N, C, P, Q) that names no real cell of its
+// window (one past kh*kw, or on the window's padding), or -1 when there is none.
+int64_t max_pool2d_find_bad_index(const uint8_t* idx, const Pool2dParams& p);
 void avg_pool2d_forward(const float* x, float* y, const Pool2dParams& p);
 void avg_pool2d_backward(const float* dy, float* dx, const Pool2dParams& p);
 
@@ -198,8 +208,11 @@ void rmsprop_update(float* p, const float* g, float* ms, float* mg, float* buf, 
                     float lr, float rho, float c, float momentum, float eps, float decay);
 
 // --- threads ------------------------------------------------------------------------------
+// One process-wide count for every thread that calls the kernels (common/parallel.h).
 int get_num_threads();
+// Throws std::invalid_argument unless 1 <= n <= max_num_threads().
 void set_num_threads(int n);
+int max_num_threads();
 }  // namespace cpu
 
 // ================================================================ CUDA backend

@@ -11,7 +11,9 @@ An IDX file is a 4-byte magic number (two zero bytes, a type code, the number of
 dimensions), one big-endian uint32 per dimension, then the values in C order.
 
 The loaders return ((x_train, y_train), (x_test, y_test)) with x float32 of shape
-(N, 1, 28, 28) holding v / 255 (so in [0, 1]) and y int64 of shape (N,).
+(N, 1, 28, 28) holding v / 255 (so in [0, 1]) and y int64 of shape (N,);
+load_mnist_keras and load_fashion_mnist_keras return what keras.datasets' load_data()
+does instead: uint8 images (N, 28, 28) and uint8 labels (N,).
 
 Where the files are looked for, first hit wins (find_dataset_dir does only this part):
 
@@ -21,7 +23,9 @@ Where the files are looked for, first hit wins (find_dataset_dir does only this 
      $XDG_CACHE_HOME/fastconv, else ~/.cache/fastconv, and <name> is "mnist" or
      "fashion-mnist",
   4. system folders: for Fashion-MNIST, /usr/share/datasets/fashion-mnist, where
-     Debian's package dataset-fashion-mnist installs the four .gz files.
+     Debian's package dataset-fashion-mnist installs the four .gz files,
+  5. for MNIST, the copy that ships inside the package (fastconv/data/mnist: the four
+     .gz files, CC BY-SA 3.0, see the LICENSE file there), so MNIST needs no network.
 
 For 1 and 2 the folder may hold the files itself or in a subfolder named after the
 data set (mnist/, MNIST/raw/ for MNIST; fashion-mnist/, fashion_mnist/,
@@ -29,12 +33,19 @@ FashionMNIST/raw/ for Fashion-MNIST). A folder named after the other data set is
 never taken as this one, so FASTCONV_DATA=.../mnist does not make load_fashion_mnist
 return digits.
 
-  5. If nothing is found and download=True, the four .gz files are fetched from the
+  6. If nothing is found and download=True, the four .gz files are fetched from the
      standard mirrors into the cache folder (3) and their SHA-256 checked against
      _DATASETS below; a mismatch deletes the file and raises ValueError.
 
 If no copy is found and none can be downloaded, FileNotFoundError lists every
 folder looked in and how to point fastconv at the files.
+
+Every file is verified when it is loaded (verify=True, the default): the SHA-256 of its
+decompressed IDX bytes must be the published data set's, whatever folder it came from and
+however it was compressed (a recompressed .gz of the right data loads; a file with other
+contents, say a stale raw file beside the right .gz, raises ValueError naming it). This
+costs about 30 ms for the four files. Pass verify=False to load a custom or modified
+copy in the same format.
 """
 
 from __future__ import annotations
@@ -53,7 +64,8 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["load_mnist", "load_fashion_mnist", "load_idx", "find_dataset_dir"]
+__all__ = ["load_mnist", "load_fashion_mnist", "load_mnist_keras", "load_fashion_mnist_keras",
+           "load_idx", "find_dataset_dir"]
 
 _log = logging.getLogger(__name__)
 
@@ -79,6 +91,9 @@ _NUM_CLASSES = 10
 # The opener used for downloads; tests replace it with one that serves local bytes.
 _urlopen = urllib.request.urlopen
 
+# The MNIST copy that ships with the package (the four .gz files and their licence).
+_PACKAGED_DATA = Path(__file__).resolve().parent / "data"
+
 
 @dataclasses.dataclass(frozen=True)
 class _DatasetSpec:
@@ -88,6 +103,8 @@ class _DatasetSpec:
     system_dirs: Tuple[str, ...]  # installed copies (distribution packages)
     mirrors: Tuple[str, ...]     # base URLs, tried in order; file URL = base + file + ".gz"
     sha256: Dict[str, str]       # "<file>.gz" -> SHA-256 of the mirrors' gzip file
+    idx_sha256: Dict[str, str]   # "<file>" -> SHA-256 of its decompressed IDX bytes (verify)
+    packaged_dir: Optional[Path] = None  # the copy shipped inside fastconv, if any
     install_hint: str = ""
 
 
@@ -108,6 +125,15 @@ _DATASETS: Dict[str, _DatasetSpec] = {
             "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
             "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
         },
+        # The IDX bytes inside those files (their MD5s are the ones LeCun's page and
+        # torchvision list: 6bbc9ace..., a25bea73..., 2646ac64..., 27ae3e4e...).
+        idx_sha256={
+            "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        },
+        packaged_dir=_PACKAGED_DATA / "mnist",
     ),
     "fashion-mnist": _DatasetSpec(
         name="fashion-mnist",
@@ -122,6 +148,14 @@ _DATASETS: Dict[str, _DatasetSpec] = {
             "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
             "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
             "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+        },
+        # The IDX bytes inside them, as Debian's package also holds them (raw MD5s
+        # f4a8712d..., 9018921c..., 8181f547..., 15d48437..., as torchvision lists).
+        idx_sha256={
+            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
         },
         install_hint="on Debian/Ubuntu: apt-get install dataset-fashion-mnist "
                      "(installs them in /usr/share/datasets/fashion-mnist)",
@@ -159,8 +193,9 @@ def _read_exactly(stream, n: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_idx_stream(stream, path: Path, data_limit: int) -> np.ndarray:
-    """Parse one IDX stream; data_limit is the most data bytes it can hold."""
+def _read_idx_stream(stream, path: Path, data_limit: int, digest=None) -> np.ndarray:
+    """Parse one IDX stream; data_limit is the most data bytes it can hold. digest, a
+    hashlib object or None, is fed every byte of the (decompressed) file as it is read."""
     head = _read_exactly(stream, 4)
     if len(head) < 4:
         raise ValueError(f"{path}: not an IDX file: {len(head)} bytes, shorter than the 4-byte magic number")
@@ -174,6 +209,9 @@ def _read_idx_stream(stream, path: Path, data_limit: int) -> np.ndarray:
     if len(dims_bytes) < 4 * ndim:
         raise ValueError(f"{path}: truncated IDX header: {ndim} dimensions announced, "
                          f"only {len(dims_bytes)} of {4 * ndim} header bytes present")
+    if digest is not None:
+        digest.update(head)
+        digest.update(dims_bytes)
     dims = tuple(int(d) for d in np.frombuffer(dims_bytes, dtype=">u4"))
     dtype = _IDX_DTYPES[type_code]
     count = 1
@@ -200,6 +238,8 @@ def _read_idx_stream(stream, path: Path, data_limit: int) -> np.ndarray:
     if stream.read(1):
         raise ValueError(f"{path}: IDX file has bytes past the {flat.nbytes} data bytes "
                          f"its header announces (shape {dims})")
+    if digest is not None:
+        digest.update(buffer)
     if dtype.byteorder == ">":
         flat = flat.astype(dtype.newbyteorder("="))
     return flat.reshape(dims)
@@ -216,17 +256,21 @@ def load_idx(path: PathLike) -> np.ndarray:
     file if its magic number is wrong, it is truncated, it has trailing bytes, or its
     gzip stream is corrupt.
     """
-    path = Path(path)
+    return _read_idx(Path(path))
+
+
+def _read_idx(path: Path, digest=None) -> np.ndarray:
+    """load_idx, feeding the decompressed bytes to digest (a hashlib object) if given."""
     with open(path, "rb") as raw:
         compressed = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
         try:
             if compressed:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                    return _read_idx_stream(stream, path, _MAX_IDX_BYTES)
+                    return _read_idx_stream(stream, path, _MAX_IDX_BYTES, digest)
             header_bytes = 4 + 4 * (raw.read(4)[3:4] or b"\0")[0]
             raw.seek(0)
-            return _read_idx_stream(raw, path, os.fstat(raw.fileno()).st_size - header_bytes)
+            return _read_idx_stream(raw, path, os.fstat(raw.fileno()).st_size - header_bytes, digest)
         except (EOFError, zlib.error, gzip.BadGzipFile) as err:
             raise ValueError(f"{path}: corrupt gzip data ({err})") from err
 
@@ -321,6 +365,9 @@ def _search(spec: _DatasetSpec, data_dir: Optional[PathLike], cache_dir: Optiona
     if files:
         return files, looked
     files = try_folders([Path(d) for d in spec.system_dirs], "system")
+    if files or spec.packaged_dir is None:
+        return files, looked
+    files = try_folders([spec.packaged_dir], "shipped with fastconv")
     return files, looked
 
 
@@ -349,7 +396,8 @@ def find_dataset_dir(name: str, data_dir: Optional[PathLike] = None, *,
 
     name is "mnist" or "fashion-mnist" (also "fashion_mnist", "fashion"). The places
     searched, in order, are described in this module's docstring: data_dir, the
-    FASTCONV_DATA folder, the cache folder, then system folders.
+    FASTCONV_DATA folder, the cache folder, system folders, then (MNIST) the copy that
+    ships with fastconv.
 
     Raises FileNotFoundError listing every folder looked in (and why each did not
     do) when no folder holds all four files.
@@ -446,12 +494,31 @@ def _images_to_float(images: np.ndarray) -> np.ndarray:
     return x
 
 
-def _load_split(image_path: Path, label_path: Path) -> Split:
-    images = load_idx(image_path)
+def _load_verified(spec: _DatasetSpec, stem: str, path: Path, verify: bool) -> np.ndarray:
+    """load_idx(path), checking (verify) that its IDX bytes are the data set's file `stem`."""
+    if not verify:
+        return load_idx(path)
+    digest = hashlib.sha256()
+    array = _read_idx(path, digest)
+    expected = spec.idx_sha256[stem]
+    if digest.hexdigest() != expected:
+        raise ValueError(
+            f"{path}: not {spec.title}'s {stem}: the SHA-256 of its IDX bytes is "
+            f"{digest.hexdigest()}, expected {expected}. Delete or replace the file (a stale "
+            f"raw file is read before the .gz beside it), or pass verify=False to load a "
+            f"custom copy.")
+    return array
+
+
+def _load_split(spec: _DatasetSpec, files: Dict[str, Path], image_stem: str, label_stem: str,
+                verify: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """(images (N, 28, 28) uint8, labels (N,) uint8) from one pair of files, checked."""
+    image_path, label_path = files[image_stem], files[label_stem]
+    images = _load_verified(spec, image_stem, image_path, verify)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (_IMAGE_SIDE, _IMAGE_SIDE):
         raise ValueError(f"{image_path}: expected uint8 images of shape (N, {_IMAGE_SIDE}, {_IMAGE_SIDE}), "
                          f"found {images.dtype.name} of shape {images.shape}")
-    labels = load_idx(label_path)
+    labels = _load_verified(spec, label_stem, label_path, verify)
     if labels.dtype != np.uint8 or labels.ndim != 1:
         raise ValueError(f"{label_path}: expected uint8 labels of shape (N,), "
                          f"found {labels.dtype.name} of shape {labels.shape}")
@@ -461,11 +528,12 @@ def _load_split(image_path: Path, label_path: Path) -> Split:
     if labels.size and int(labels.max()) >= _NUM_CLASSES:
         bad = int(np.argmax(labels >= _NUM_CLASSES))
         raise ValueError(f"{label_path}: label {int(labels[bad])} at index {bad} is outside 0..{_NUM_CLASSES - 1}")
-    return _images_to_float(images), labels.astype(np.int64)
+    return images, labels
 
 
-def _load(spec: _DatasetSpec, data_dir: Optional[PathLike], download: bool,
-          cache_dir: Optional[PathLike]) -> Tuple[Split, Split]:
+def _load_raw(spec: _DatasetSpec, data_dir: Optional[PathLike], download: bool,
+              cache_dir: Optional[PathLike], verify: bool) -> Tuple[Tuple[np.ndarray, np.ndarray], ...]:
+    """((train images, train labels), (test images, test labels)) as uint8, as stored."""
     files, looked = _search(spec, data_dir, cache_dir)
     if files is None:
         if not download:
@@ -478,13 +546,21 @@ def _load(spec: _DatasetSpec, data_dir: Optional[PathLike], download: bool,
             note = "failed:\n    " + "\n    ".join(failures) if failures else ""
         if files is None:
             raise FileNotFoundError(_not_found_message(spec, looked, note, cache_dir))
-    train = _load_split(files[_FILES[0]], files[_FILES[1]])
-    test = _load_split(files[_FILES[2]], files[_FILES[3]])
+    train = _load_split(spec, files, _FILES[0], _FILES[1], verify)
+    test = _load_split(spec, files, _FILES[2], _FILES[3], verify)
     return train, test
 
 
+def _load(spec: _DatasetSpec, data_dir: Optional[PathLike], download: bool,
+          cache_dir: Optional[PathLike], verify: bool) -> Tuple[Split, Split]:
+    (train_images, train_labels), (test_images, test_labels) = _load_raw(
+        spec, data_dir, download, cache_dir, verify)
+    return ((_images_to_float(train_images), train_labels.astype(np.int64)),
+            (_images_to_float(test_images), test_labels.astype(np.int64)))
+
+
 def load_mnist(data_dir: Optional[PathLike] = None, *, download: bool = True,
-               cache_dir: Optional[PathLike] = None) -> Tuple[Split, Split]:
+               cache_dir: Optional[PathLike] = None, verify: bool = True) -> Tuple[Split, Split]:
     """Load MNIST as ((x_train, y_train), (x_test, y_test)).
 
     x_train is (60000, 1, 28, 28) and x_test (10000, 1, 28, 28), float32 in [0, 1]
@@ -492,21 +568,25 @@ def load_mnist(data_dir: Optional[PathLike] = None, *, download: bool = True,
 
     data_dir: a folder holding the four IDX files (raw or .gz), or holding them in
         a subfolder mnist/ (or MNIST/raw/). If None or empty there, the
-        FASTCONV_DATA folder and the cache folder are tried (see the module docstring).
+        FASTCONV_DATA folder, the cache folder and then the copy that ships with
+        fastconv are tried (see the module docstring).
     download: if no copy is found, fetch the files from the standard mirrors into the
-        cache folder and check their SHA-256.
+        cache folder and check their SHA-256 (with the shipped copy in place, MNIST
+        never needs to).
     cache_dir: replaces $XDG_CACHE_HOME/fastconv (default ~/.cache/fastconv); the
         files live in its mnist/ subfolder.
+    verify: check each file's SHA-256 (of its decompressed IDX bytes) against MNIST's;
+        False loads any four IDX files of the right shapes (a custom copy).
 
     Raises FileNotFoundError listing the folders looked in when no copy is found and
-    none can be downloaded; ValueError naming the file when a file is malformed or a
-    download fails its checksum.
+    none can be downloaded; ValueError naming the file when a file is malformed, is
+    not MNIST's (verify=True), or a download fails its checksum.
     """
-    return _load(_DATASETS["mnist"], data_dir, download, cache_dir)
+    return _load(_DATASETS["mnist"], data_dir, download, cache_dir, verify)
 
 
 def load_fashion_mnist(data_dir: Optional[PathLike] = None, *, download: bool = True,
-                       cache_dir: Optional[PathLike] = None) -> Tuple[Split, Split]:
+                       cache_dir: Optional[PathLike] = None, verify: bool = True) -> Tuple[Split, Split]:
     """Load Fashion-MNIST as ((x_train, y_train), (x_test, y_test)).
 
     Shapes, types and arguments as load_mnist: x float32 (N, 1, 28, 28) in [0, 1],
@@ -515,6 +595,31 @@ def load_fashion_mnist(data_dir: Optional[PathLike] = None, *, download: bool = 
     data_dir and FASTCONV_DATA are fashion-mnist/, fashion_mnist/ and
     FashionMNIST/raw/; the cache subfolder is fashion-mnist/. After those, the folder
     where Debian's dataset-fashion-mnist package installs the files
-    (/usr/share/datasets/fashion-mnist) is tried before downloading.
+    (/usr/share/datasets/fashion-mnist) is tried before downloading (Fashion-MNIST does
+    not ship with fastconv). verify=True checks each file against Fashion-MNIST's.
     """
-    return _load(_DATASETS["fashion-mnist"], data_dir, download, cache_dir)
+    return _load(_DATASETS["fashion-mnist"], data_dir, download, cache_dir, verify)
+
+
+def load_mnist_keras(data_dir: Optional[PathLike] = None, *, download: bool = True,
+                     cache_dir: Optional[PathLike] = None, verify: bool = True
+                     ) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]:
+    """MNIST as keras.datasets.mnist.load_data() returns it: ((x_train, y_train), (x_test, y_test)).
+
+    x_train is uint8 (60000, 28, 28), y_train uint8 (60000,), x_test uint8 (10000, 28, 28),
+    y_test uint8 (10000,): the grey levels and digits as stored, no scaling and no channel
+    axis. Arguments and search order as load_mnist.
+    """
+    return _load_raw(_DATASETS["mnist"], data_dir, download, cache_dir, verify)
+
+
+def load_fashion_mnist_keras(data_dir: Optional[PathLike] = None, *, download: bool = True,
+                             cache_dir: Optional[PathLike] = None, verify: bool = True
+                             ) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]:
+    """Fashion-MNIST as keras.datasets.fashion_mnist.load_data() returns it.
+
+    ((x_train, y_train), (x_test, y_test)): uint8 (60000, 28, 28), uint8 (60000,),
+    uint8 (10000, 28, 28), uint8 (10000,). Arguments and search order as
+    load_fashion_mnist.
+    """
+    return _load_raw(_DATASETS["fashion-mnist"], data_dir, download, cache_dir, verify)

@@ -121,8 +121,13 @@ def _int(op, name, v):
     return int(v)
 
 
+# The largest size, stride, dilation or padding any op takes (csrc/common/shapes.h checks the
+# same): every tensor stays below 2^31 elements, so no index anywhere can wrap.
+_MAX_SIZE = 2**31 - 1
+
+
 def _pair(op, name, v, minimum=1):
-    """An int or an (h, w) pair -> a tuple of two ints, each >= minimum."""
+    """An int or an (h, w) pair -> a tuple of two ints, each in [minimum, _MAX_SIZE]."""
     if isinstance(v, (tuple, list, np.ndarray)):
         if len(v) != 2:
             raise ValueError(f"{op}: {name} must be an int or an (h, w) pair, got {v!r}")
@@ -132,6 +137,8 @@ def _pair(op, name, v, minimum=1):
         p = (i, i)
     if p[0] < minimum or p[1] < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
+    if p[0] > _MAX_SIZE or p[1] > _MAX_SIZE:
+        raise ValueError(f"{op}: {name} must be at most 2^31-1 = {_MAX_SIZE}, got {v!r}")
     return p
 
 
@@ -166,10 +173,13 @@ def resolve_padding(padding, in_hw, kernel_hw, stride_hw=(1, 1), dilation_hw=(1,
 _resolve_padding = resolve_padding
 
 
-def _shape4(op, name, s):
+def _shape4(op, name, s, layout="(N, C, H, W)"):
     if not isinstance(s, (tuple, list)) or len(s) != 4:
-        raise ValueError(f"{op}: {name} must be a 4-tuple (N, C, H, W), got {s!r}")
-    return tuple(_int(op, name, d) for d in s)
+        raise ValueError(f"{op}: {name} must be a 4-tuple {layout}, got {s!r}")
+    dims = tuple(_int(op, name, d) for d in s)
+    if any(d < 0 or d > _MAX_SIZE for d in dims):
+        raise ValueError(f"{op}: {name} must hold sizes from 0 to 2^31-1, got {s!r}")
+    return dims
 
 
 def _conv_geometry(op, x_shape, w_shape, stride, padding, dilation):
@@ -220,9 +230,7 @@ def conv2d_backward_weight(dy, x, w_shape, stride=1, padding=0, dilation=1):
     dy = _array(op, "dy", dy)
     x = _array(op, "x", x)
     _same_device(op, dy, "x", x)
-    if not isinstance(w_shape, (tuple, list)) or len(w_shape) != 4:
-        raise ValueError(f"{op}: w_shape must be a 4-tuple (K, C, R, S), got {w_shape!r}")
-    w_shape = tuple(_int(op, "w_shape", v) for v in w_shape)
+    w_shape = _shape4(op, "w_shape", w_shape, "(K, C, R, S)")
     s, pad, d = _conv_geometry(op, x.shape, w_shape, stride, padding, dilation)
     return _backend(dy).conv2d_backward_weight(dy, x, list(w_shape), s, pad, d)
 
@@ -445,7 +453,11 @@ def max_pool2d_with_indices(x, kernel_size, stride=None, padding=0):
 
 def max_pool2d_backward_indices(dy, indices, x_shape, kernel_size, stride=None, padding=0):
     """Gradient of max_pool2d from dy (N, C, P, Q) and max_pool2d_with_indices's indices:
-    dx (x_shape), the same as max_pool2d_backward(dy, x, ...) gives, bit for bit."""
+    dx (x_shape), the same as max_pool2d_backward(dy, x, ...) gives, bit for bit.
+
+    Each index must name a real cell of its window (or be 255, no cell), as the indices
+    max_pool2d_with_indices returned for the same geometry do; one past the window or on its
+    padding raises ValueError naming ``indices`` (nothing is ever written outside dx)."""
     op = "max_pool2d_backward_indices"
     dy = _array(op, "dy", dy)
     if _is_device_tensor(dy):
@@ -534,17 +546,20 @@ def _act_backward(op, code, dy, y, alpha=None, x=None):
 
 
 def relu(x):
-    """max(x, 0), element-wise."""
+    """max(x, 0), element-wise; NaN stays NaN (as NumPy's maximum and PyTorch's relu)."""
     return _act_forward("relu", 1, x)
 
 
 def relu_backward(dy, y):
-    """Gradient of relu from dy and the forward OUTPUT y: dy * (y > 0)."""
+    """Gradient of relu from dy and the forward OUTPUT y: 0 where y <= 0, else dy.
+
+    NaN propagates as in PyTorch: where y is NaN (relu passes NaN through) dx is dy, and a NaN
+    in dy reaches dx wherever y > 0; where y <= 0 dx is 0 whatever dy holds."""
     return _act_backward("relu_backward", 1, dy, y)
 
 
 def tanh(x):
-    """tanh(x), element-wise."""
+    """tanh(x), element-wise; NaN stays NaN."""
     return _act_forward("tanh", 2, x)
 
 
@@ -554,7 +569,7 @@ def tanh_backward(dy, y):
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)), element-wise."""
+    """1 / (1 + exp(-x)), element-wise; NaN stays NaN."""
     return _act_forward("sigmoid", 3, x)
 
 

@@ -1,24 +1,29 @@
-"""The training command line: ``python -m fastconv train ...`` and ``python -m fastconv info``.
+"""The command line: ``fastconv train ...``, ``fastconv info`` and ``fastconv --version``
+(``python -m fastconv ...`` runs the same).
 
-    python -m fastconv train lenet5 --dataset mnist --epochs 10 --data-dir ../shared/data/mnist
-    python -m fastconv train vgg_small --dataset fashion-mnist --epochs 5 --save vgg.npz
-    python -m fastconv info
+    fastconv train lenet5 --dataset mnist --epochs 10
+    fastconv train vgg_small --dataset fashion-mnist --epochs 5 --save vgg.npz
+    fastconv info
 
-``train`` loads the data set (fastconv.datasets), builds the model (fastconv.models.lenet5 or
-vgg_small), trains it with a progress bar and a line per epoch (its time), then prints the
-test accuracy: ``test accuracy: 0.9912 (loss 0.0301, 10000 images)``. Defaults: LeNet-5 with
-Adam 1e-3 and batch 64; the small VGG with Adam 1e-3 and batch 128. ``--limit N`` trains on the
-first N training images only. Errors (a missing data folder, a bad argument) print one line
-``error: ...`` on stderr and exit with status 2.
+``train`` loads the data set (fastconv.datasets: MNIST ships with the package, so it needs no
+data argument), builds the model (fastconv.models.lenet5 or vgg_small), trains it with a
+progress bar and a line per epoch (its time), then prints the test accuracy:
+``test accuracy: 0.9912 (loss 0.0301, 10000 images)``. Defaults: LeNet-5 with Adam 1e-3 and
+batch 64; the small VGG with Adam 1e-3 and batch 128. ``--limit N`` trains on the first N
+training images only. Every argument is checked before training starts (numbers in range, the
+--save and --plots folders present and writable), so a bad one never costs a training run.
+Errors print one line ``error: ...`` on stderr and exit with status 2.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
+from pathlib import Path
 
-__all__ = ["main", "build_parser", "train"]
+__all__ = ["main", "build_parser", "train", "check_train_args", "info"]
 
 MODELS = ("lenet5", "lenet5_modern", "vgg_small", "resnet_small")
 DATASETS = ("mnist", "fashion-mnist")
@@ -34,40 +39,61 @@ class CLIError(Exception):
     """A problem with the command line's arguments or inputs (printed as ``error: ...``)."""
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's formatter that shows each option's default, except where the default is
+    None or False (the option's help then says what applies)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser():
-    """The argparse parser of ``python -m fastconv``."""
-    parser = argparse.ArgumentParser(prog="python -m fastconv",
+    """The argparse parser of the ``fastconv`` command (also ``python -m fastconv``)."""
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(prog="fastconv", formatter_class=_HelpFormatter,
                                      description="fastconv: train the reference CNNs, show the build.")
+    parser.add_argument("--version", action="version", version=f"fastconv {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train LeNet-5 or the small VGG on MNIST or Fashion-MNIST")
+    t = sub.add_parser("train", help="train LeNet-5 or the small VGG on MNIST or Fashion-MNIST",
+                       formatter_class=_HelpFormatter)
     t.add_argument("model", choices=MODELS,
                    help="lenet5 (classic: tanh, average pooling, C3 table), lenet5_modern "
                         "(ReLU, max pooling, full C3), vgg_small, or resnet_small (two residual "
                         "blocks, built with the functional API)")
-    t.add_argument("--dataset", choices=DATASETS, default="mnist")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=None, help="default: 64 (lenet5), 128 (vgg_small)")
+    t.add_argument("--dataset", choices=DATASETS, default="mnist", help="the data set")
+    t.add_argument("--epochs", type=int, default=10, help="passes over the training set")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="images per step (default: 64 for lenet5 and lenet5_modern, 128 for vgg_small "
+                        "and resnet_small)")
     t.add_argument("--data-dir", default=None,
-                   help="folder with the four IDX files (else FASTCONV_DATA, the cache, ...)")
+                   help="folder with the four IDX files (default: FASTCONV_DATA, the cache, then "
+                        "for MNIST the copy that ships with fastconv)")
     t.add_argument("--download", action="store_true",
                    help="download the data set if no copy is found")
-    t.add_argument("--save", default=None, metavar="PATH", help="save the trained model (.npz)")
+    t.add_argument("--save", default=None, metavar="PATH",
+                   help="save the trained model there (.npz; its folder must exist)")
     t.add_argument("--plots", default=None, metavar="DIR",
                    help="write history.png, filters.png and feature_maps.png into DIR (needs fastconv[plot])")
-    t.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="default: adam")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 for Adam, 0.05 for SGD)")
-    t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    t.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="the optimizer (default: adam)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 1e-3 for Adam, 0.05 for SGD)")
+    t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum, in [0, 1)")
     t.add_argument("--lr-decay", type=float, default=1.0,
-                   help="multiply the learning rate by this after each epoch (default 1: constant)")
-    t.add_argument("--seed", type=int, default=0)
+                   help="multiply the learning rate by this after each epoch (1: constant)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the weights, shuffling and dropout")
     t.add_argument("--augment", type=int, default=0, metavar="PIXELS",
                    help="in training, shift each image by up to PIXELS pixels each way (a "
-                        "RandomTranslation layer first; CPU only; default 0: off)")
-    t.add_argument("--threads", type=int, default=None, help="CPU threads (default: fastconv's)")
+                        "RandomTranslation layer first; CPU only; 0: off)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: fastconv's, OMP_NUM_THREADS or the CPU count)")
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="train on the CPU (default) or on an NVIDIA GPU with fastconv's CUDA kernels")
-    t.add_argument("--limit", type=int, default=None, metavar="N", help="train on the first N images only")
+                   help="train on the CPU or on an NVIDIA GPU with fastconv's CUDA kernels")
+    t.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="train on the first N images only (default: all)")
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                    help="0 quiet, 1 progress bar + a line per epoch, 2 a line per epoch")
 
@@ -75,17 +101,108 @@ def build_parser():
     return parser
 
 
+def _check_writable_folder(option, folder, what):
+    """Raise CLIError unless folder is an existing folder this process may write into."""
+    if not folder.exists():
+        raise CLIError(f"{option}: the folder {str(folder)!r} for {what} does not exist; create it first")
+    if not folder.is_dir():
+        raise CLIError(f"{option}: {str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CLIError(f"{option}: the folder {str(folder)!r} is not writable")
+
+
+def _check_save_path(path):
+    """--save: the file can be written (its folder exists and is writable; not a folder)."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise CLIError(f"--save: {path!r} is a folder; give a file name such as model.npz")
+    _check_writable_folder("--save", target.parent if str(target.parent) else Path("."), "the model")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise CLIError(f"--save: {path!r} exists and is not writable")
+
+
+def _check_plots_folder(path):
+    """--plots: DIR is a writable folder, or can be made in the nearest folder that exists."""
+    target = Path(path).expanduser()
+    if target.exists():
+        if not target.is_dir():
+            raise CLIError(f"--plots: {path!r} exists and is not a folder")
+        _check_writable_folder("--plots", target, "the pictures")
+        return
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    _check_writable_folder("--plots", parent, "the pictures")
+
+
+def _check_number(option, value, low=None, high=None, low_open=False, high_open=False):
+    """Raise CLIError unless value is finite and in the given range."""
+    if value is None:
+        return
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad |= value <= low if low_open else value < low
+    if high is not None:
+        bad |= value >= high if high_open else value > high
+    if bad:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+        raise CLIError(f"{option} must be a finite number {' and '.join(s for s in (lo, hi) if s)}, "
+                       f"got {value!r}")
+
+
+def check_train_args(args):
+    """Every check on ``train``'s arguments that needs no data and no model: run first, so a
+    mistake is reported before a training run, not after it. Raises CLIError."""
+    import fastconv
+
+    if args.epochs < 0:
+        raise CLIError(f"--epochs must be >= 0, got {args.epochs}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.limit is not None and args.limit < 1:
+        raise CLIError(f"--limit must be >= 1, got {args.limit}")
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    if args.threads is not None:
+        limit = fastconv._core.max_num_threads()
+        if not 1 <= args.threads <= limit:
+            raise CLIError(f"--threads must be between 1 and {limit}, got {args.threads}")
+    _check_number("--lr", args.lr, low=0, low_open=True)
+    _check_number("--momentum", args.momentum, low=0, high=1, high_open=True)
+    _check_number("--lr-decay", args.lr_decay, low=0, low_open=True)
+    if getattr(args, "augment", 0) < 0:
+        raise CLIError(f"--augment must be >= 0 pixels, got {args.augment}")
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        raise CLIError(f"data folder {args.data_dir!r} does not exist (--data-dir); it should hold the "
+                       f"{args.dataset} IDX files (train-images-idx3-ubyte[.gz], ...)")
+    if args.save:
+        _check_save_path(args.save)
+    if args.plots:
+        _check_plots_folder(args.plots)
+
+
 def _load(dataset, data_dir, download):
     from . import datasets
 
-    if data_dir is not None and not os.path.isdir(data_dir):
-        raise CLIError(f"data folder {data_dir!r} does not exist (--data-dir); it should hold the "
-                       f"{dataset} IDX files (train-images-idx3-ubyte[.gz], ...)")
     loader = datasets.load_mnist if dataset == "mnist" else datasets.load_fashion_mnist
+    if data_dir is not None:  # the folder asked for, not a copy found elsewhere
+        given = Path(data_dir).expanduser().resolve()
+        try:
+            found = datasets.find_dataset_dir(dataset, data_dir).resolve()
+        except FileNotFoundError as err:
+            raise CLIError(f"{dataset} not found: {err}") from None
+        if found != given and given not in found.parents:
+            raise CLIError(f"{dataset} not found in --data-dir {data_dir!r}: it holds no "
+                           f"{dataset} IDX files (train-images-idx3-ubyte[.gz], ...) itself or in "
+                           f"a subfolder named after the data set; leave --data-dir out to use "
+                           f"{found}")
     try:
         return loader(data_dir, download=download)
     except FileNotFoundError as err:
         raise CLIError(f"{dataset} not found: {err}") from None
+    except ValueError as err:  # a file that is not the data set's (checksum) or is malformed
+        raise CLIError(f"{dataset}: {err}") from None
 
 
 def _build_model(name, seed, augment=0):
@@ -118,26 +235,15 @@ def train(args, out=None):
     from . import models, optimizers
 
     out = out if out is not None else sys.stdout
-    if args.epochs < 0:
-        raise CLIError(f"--epochs must be >= 0, got {args.epochs}")
-    if args.limit is not None and args.limit < 1:
-        raise CLIError(f"--limit must be >= 1, got {args.limit}")
+    check_train_args(args)
     if args.threads is not None:
-        if args.threads < 1:
-            raise CLIError(f"--threads must be >= 1, got {args.threads}")
         fastconv.set_num_threads(args.threads)
     opt_name, default_lr, default_batch = DEFAULTS[args.model]
     opt_name = args.optimizer or opt_name
-    batch_size = args.batch_size or default_batch
-    if batch_size < 1:
-        raise CLIError(f"--batch-size must be >= 1, got {batch_size}")
+    batch_size = args.batch_size if args.batch_size is not None else default_batch
     lr = args.lr if args.lr is not None else (default_lr if opt_name == "adam" else 0.05)
-    if lr <= 0:
-        raise CLIError(f"--lr must be positive, got {lr}")
 
     augment = getattr(args, "augment", 0)
-    if augment < 0:
-        raise CLIError(f"--augment must be >= 0 pixels, got {augment}")
     device = getattr(args, "device", "cpu")
     if device == "cuda" and augment:
         raise CLIError("--augment: the RandomTranslation layer has no CUDA implementation yet; "
@@ -196,10 +302,16 @@ def train(args, out=None):
         loss, accuracy = model.evaluate(x_test, y_test, batch_size=500, device=device)
     print(f"test accuracy: {accuracy:.4f} (loss {loss:.4f}, {len(x_test)} images)", file=out, flush=True)
     if args.save:
-        model.save(args.save)
+        try:
+            model.save(args.save)
+        except OSError as err:  # checked before training; the disk can still fill up
+            raise CLIError(f"--save: could not write {args.save!r}: {err}") from None
         print(f"saved the model to {args.save}", file=out)
     if args.plots:
-        paths = save_training_pictures(model, history, x_test[0], args.plots)
+        try:
+            paths = save_training_pictures(model, history, x_test[0], args.plots)
+        except OSError as err:
+            raise CLIError(f"--plots: could not write into {args.plots!r}: {err}") from None
         print("wrote " + ", ".join(str(p) for p in paths.values()), file=out)
     return accuracy
 
@@ -218,7 +330,7 @@ def info(out=None):
 
 
 def main(argv=None):
-    """Entry point of ``python -m fastconv``; returns the exit status."""
+    """Entry point of the ``fastconv`` command (and ``python -m fastconv``); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "info":

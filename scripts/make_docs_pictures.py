@@ -1,7 +1,7 @@
 """Regenerate the pictures in docs/ that the README shows (see docs/PLOTS.md).
 
     python scripts/make_docs_pictures.py                       # 2 epochs of LeNet-5 on MNIST
-    python scripts/make_docs_pictures.py --epochs 1 --out /tmp/pics --data-dir ../shared/data/mnist
+    python scripts/make_docs_pictures.py --epochs 1 --out /tmp/pics
 
 Trains the classic LeNet-5 (fastconv.models.lenet5: tanh, average pooling, C3 table) with Adam
 (1e-3, batch 64, seed 0) on the 60,000 MNIST training digits, validating on the 10,000 test
@@ -16,7 +16,7 @@ digits after each epoch, then writes:
 
 and prints the test accuracy and each file's pixel size and bytes. Needs matplotlib
 (pip install fastconv[plot]) and the MNIST IDX files (--data-dir, else fastconv's usual search:
-FASTCONV_DATA, the cache; shared/data/mnist beside the project is tried first).
+FASTCONV_DATA, the cache, then the copy shipped with the package).
 """
 from __future__ import annotations
 
@@ -33,15 +33,6 @@ from fastconv.layers import Conv2D
 ROOT = Path(__file__).resolve().parents[1]
 VERTICAL_EDGE = np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]], dtype=np.float32)
 HORIZONTAL_EDGE = VERTICAL_EDGE.T.copy()
-
-
-def default_data_dir():
-    """shared/data/mnist beside the project (or beside its parent, for a worktree), else None."""
-    for base in (ROOT.parent, ROOT.parent.parent):
-        candidate = base / "shared" / "data" / "mnist"
-        if candidate.is_dir():
-            return candidate
-    return None
 
 
 def edge_detector(input_shape=(1, 28, 28)):
@@ -63,7 +54,7 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=None, help="train on the first N digits only")
     args = parser.parse_args(argv)
 
-    data_dir = args.data_dir or default_data_dir()
+    data_dir = args.data_dir
     (x_train, y_train), (x_test, y_test) = datasets.load_mnist(data_dir, download=False)
     if args.limit:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]

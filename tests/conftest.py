@@ -44,19 +44,17 @@ def _cuda_status():
 CUDA_AVAILABLE, CUDA_REASON = _cuda_status()
 
 
-def _shared_mnist():
-    """shared/data/mnist beside the project: <repo>/../shared/data/mnist for the main
-    checkout, one level further up for a worktree kept in a subfolder."""
-    repo = Path(__file__).resolve().parents[1]
-    for base in (repo.parent, repo.parent.parent):
-        candidate = base / "shared" / "data" / "mnist"
-        if candidate.is_dir():
-            return candidate
-    return repo.parent / "shared" / "data" / "mnist"
+def _shipped_mnist():
+    """The MNIST copy that ships inside the installed fastconv (fastconv/data/mnist)."""
+    import fastconv.datasets
+
+    return Path(fastconv.datasets.__file__).resolve().parent / "data" / "mnist"
 
 
-# The verified real MNIST copy the data and training tests read (they skip without it).
-SHARED_MNIST = _shared_mnist()
+# The real MNIST the data, training and CLI tests read: the copy the package ships, checked
+# by SHA-256 whenever fastconv.datasets loads it.
+MNIST_DIR = _shipped_mnist()
+
 
 DEVICES = ["cpu"] + (["cuda"] if CUDA_AVAILABLE else [])
 

@@ -478,10 +478,29 @@ void test_pad_crop_concat() {
   check("slice of channels [3, 5) (concat's backward)", sl, sl_want, 0);
 }
 
+// apply_activation and activation_grad (common.cuh), the bodies of the activation kernels and
+// of the conv/linear epilogues: NaN propagates. relu(NaN) = NaN; relu's backward gives dy where
+// y > 0 or y is NaN and 0 where y <= 0, whatever dy holds (PyTorch's threshold_backward).
+void test_activation_nan() {
+  const float nan = NAN, inf = INFINITY;
+  const bool ok =
+      std::isnan(apply_activation(1, nan)) && apply_activation(1, -2.f) == 0.f &&
+      apply_activation(1, 3.f) == 3.f && apply_activation(1, inf) == inf &&
+      apply_activation(1, -inf) == 0.f && std::isnan(apply_activation(2, nan)) &&
+      std::isnan(apply_activation(3, nan)) && activation_grad(1, 2.f, nan, 0.f, 0.f) == 2.f &&
+      std::isnan(activation_grad(1, nan, nan, 0.f, 0.f)) && activation_grad(1, nan, 0.f, 0.f, 0.f) == 0.f &&
+      activation_grad(1, nan, -1.f, 0.f, 0.f) == 0.f && std::isnan(activation_grad(1, nan, 1.f, 0.f, 0.f)) &&
+      activation_grad(1, 5.f, 1.f, 0.f, 0.f) == 5.f && std::isnan(activation_grad(2, 1.f, nan, 0.f, 0.f)) &&
+      std::isnan(activation_grad(3, 1.f, nan, 0.f, 0.f)) && std::isnan(activation_grad(0, nan, 1.f, 0.f, 0.f));
+  if (!ok) ++g_failures;
+  std::printf("%-4s %-60s\n", ok ? "ok" : "FAIL", "activations: NaN propagates (relu, tanh, sigmoid, backward)");
+}
+
 }  // namespace
 
 int main() {
   test_fastdiv();
+  test_activation_nan();
   // LeNet-5 and VGG layers at small batch, then odd geometry, every tile, split-K.
   test_conv("lenet C1 1->6 5x5 32x32 N=2", conv_params(2, 1, 32, 32, 6, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1));
   test_conv("lenet C3 6->16 5x5 14x14 N=2", conv_params(2, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1));

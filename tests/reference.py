@@ -258,11 +258,14 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0, count_
 
 
 def relu(x):
+    """max(x, 0); NaN stays NaN (np.maximum propagates it)."""
     return np.maximum(np.asarray(x, np.float64), 0.0)
 
 
 def relu_backward(dy, y):
-    return np.asarray(dy, np.float64) * (np.asarray(y, np.float64) > 0)
+    """0 where y <= 0, else dy: PyTorch's threshold_backward, so y = NaN passes dy through
+    and a NaN in dy survives wherever y > 0."""
+    return np.where(np.asarray(y, np.float64) <= 0, 0.0, np.asarray(dy, np.float64))
 
 
 def tanh(x):

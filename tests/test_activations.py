@@ -175,3 +175,132 @@ def test_streamed_outputs_are_the_same_bits(stream_threshold, n, threads):
         np.testing.assert_array_equal(results[0][4], dy * (results[0][3] > 0))
     finally:
         fastconv.set_num_threads(old)
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN propagates (issue 14, defect 6): relu(NaN) = NaN everywhere ReLU runs, as in NumPy and
+# PyTorch, so a NaN input or weight never turns into a confident finite prediction.
+
+NAN = np.float32("nan")
+INF = np.float32("inf")
+
+
+def check_nan_propagation():
+    """Every CPU path that applies an activation, on the ISA this process runs (the
+    subprocess test below runs it once per ISA the CPU has)."""
+    import fastconv
+    from fastconv import _core
+    from fastconv import layers as L
+
+    x = np.array([NAN, -1.0, -0.0, 0.0, 2.0, INF, -INF], np.float32)
+    np.testing.assert_array_equal(F.relu(x), [NAN, 0, 0, 0, 2, INF, 0])
+    np.testing.assert_array_equal(np.isnan(F.tanh(x)), np.isnan(x))
+    np.testing.assert_array_equal(np.isnan(F.sigmoid(x)), np.isnan(x))
+    np.testing.assert_array_equal(F.tanh(x)[5:], [1, -1])
+    np.testing.assert_array_equal(F.sigmoid(x)[5:], [1, 0])
+    # Backward, PyTorch's rule: 0 where y <= 0 (whatever dy), dy where y > 0 or y is NaN.
+    y = np.array([NAN, NAN, 0.0, 0.0, 2.0, -1.0], np.float32)
+    dy = np.array([1.5, NAN, NAN, 1.0, NAN, NAN], np.float32)
+    want = np.array([1.5, NAN, 0, 0, NAN, 0], np.float32)
+    np.testing.assert_array_equal(F.relu_backward(dy, y), want)
+    np.testing.assert_array_equal(ref.relu_backward(dy, y), want)
+    for name in ("tanh", "sigmoid"):
+        assert np.isnan(getattr(F, name + "_backward")(dy[:1] * NAN, y[4:5])).all()
+        assert np.isnan(getattr(F, name + "_backward")(dy[:1], y[:1])).all()
+    # The fused backward with the bias gradient, on planes long enough to vectorise.
+    y4 = np.ones((2, 3, 5, 7), np.float32)
+    y4[1, 2, 4, 6] = NAN
+    dx, db = _core.activation_backward_bias(np.ones_like(y4), y4, 1)
+    assert dx[1, 2, 4, 6] == 1 and np.isfinite(db).all()
+    dy4 = np.ones_like(y4)
+    dy4[0, 1, 2, 3] = NAN
+    dx, db = _core.activation_backward_bias(dy4, y4, 1)
+    assert np.isnan(dx[0, 1, 2, 3]) and np.isnan(db[1]) and np.isfinite(db[[0, 2]]).all()
+    # Large arrays take the streaming-store path.
+    old = _core._stream_store_threshold()
+    _core._set_stream_store_threshold(0)
+    try:
+        big = np.full(100_003, -1.0, np.float32)
+        big[[0, 77_777, 100_002]] = NAN
+        y_big = F.relu(big)
+        np.testing.assert_array_equal(np.flatnonzero(np.isnan(y_big)), [0, 77_777, 100_002])
+        dx_big = F.relu_backward(np.full_like(big, 2.0), y_big)       # dy where y is NaN, else 0
+        np.testing.assert_array_equal(np.flatnonzero(dx_big), [0, 77_777, 100_002])
+        assert (dx_big[[0, 77_777, 100_002]] == 2).all()
+    finally:
+        _core._set_stream_store_threshold(old)
+
+    # ReLU fused into conv2d, on a shape for each kernel this machine has, and into dense.
+    # A NaN weight of filter k makes every output of channel k NaN (0 * NaN is NaN, padding
+    # included); a NaN pixel makes NaN every output whose window holds it (Winograd's tiles
+    # may spread it to their neighbours, never less).
+    rng = np.random.default_rng(5)
+    old_mode = _core._set_winograd_mode(2)
+    try:
+        for x_shape, w_shape, stride, pad in [
+                ((2, 3, 9, 19), (6, 3, 3, 3), (1, 1), (1, 1, 1, 1)),     # rows / Winograd
+                ((2, 8, 9, 9), (20, 8, 2, 2), (2, 2), (0, 0, 0, 0)),     # channel-direct
+                ((2, 5, 6, 6), (11, 5, 4, 4), (3, 3), (3, 3, 3, 3)),     # im2col
+                ((2, 2, 3, 3), (4, 2, 3, 3), (1, 1), (0, 0, 0, 0))]:     # whole image
+            algo = _core._conv2d_algorithms(list(x_shape), list(w_shape), stride, pad, (1, 1))[0]
+            x = rng.uniform(-1, 1, x_shape).astype(np.float32)
+            w = rng.uniform(-1, 1, w_shape).astype(np.float32)
+            b = np.full(w_shape[0], -100.0, np.float32)                     # every ReLU switched off
+            w[1, 0, 0, 0] = NAN
+            y = _core.conv2d_forward(x, w, b, stride, pad, (1, 1), 1)
+            assert np.isnan(y[:, 1]).all(), algo
+            assert (y[:, 2:] == 0).all() and (y[:, 0] == 0).all(), algo
+            w[1, 0, 0, 0] = 1.0
+            x[1, 0, 1, 1] = NAN
+            y = _core.conv2d_forward(x, w, b, stride, pad, (1, 1), 1)
+            want = np.isnan(ref.conv2d(x, w, b, stride=stride, padding=(pad[0], pad[1])))
+            assert want.any() and (np.isnan(y) | ~want).all(), algo
+            assert not np.isnan(y[0]).any(), algo
+    finally:
+        _core._set_winograd_mode(old_mode)
+    xd = rng.uniform(-1, 1, (3, 5)).astype(np.float32)
+    wd = rng.uniform(-1, 1, (4, 5)).astype(np.float32)
+    wd[2, 3] = NAN
+    yd = _core.linear_forward(xd, wd, np.full(4, -100.0, np.float32), 1)
+    assert np.isnan(yd[:, 2]).all() and (yd[:, [0, 1, 3]] == 0).all()
+    # The layers a user builds: a NaN input gives a NaN prediction, not a confident 0.
+    conv = L.Conv2D(4, 3, activation="relu", padding="same")
+    conv.build((1, 6, 6))
+    img = np.zeros((1, 1, 6, 6), np.float32)
+    img[0, 0, 3, 3] = NAN
+    assert np.isnan(conv(img)[0, :, 3, 3]).all()
+    dense = L.Dense(3, activation="relu")
+    dense.build((2,))
+    assert np.isnan(dense(np.array([[NAN, 1.0]], np.float32))).all()
+    del fastconv
+
+
+def test_nan_propagates_through_every_activation_path():
+    check_nan_propagation()
+
+
+def _isas_here():
+    import fastconv
+
+    best = fastconv.cpu_isa()
+    return [isa for isa in ("generic", "avx2", "avx512")
+            if isa == "generic" or (isa == "avx2" and best in ("avx2", "avx512")) or isa == best]
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_nan_propagates_on_each_isa(isa):
+    """The same checks in a fresh interpreter per ISA (FASTCONV_ISA picks the kernels once)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if isa not in _isas_here():
+        pytest.skip(f"this CPU cannot run the {isa} kernels")
+    here = str(Path(__file__).resolve().parent)
+    code = (f"import sys; sys.path.insert(0, {here!r})\n"
+            "import fastconv; assert fastconv.cpu_isa() == sys.argv[1], fastconv.cpu_isa()\n"
+            "import test_activations; test_activations.check_nan_propagation(); print('ok')")
+    run = subprocess.run([sys.executable, "-c", code, isa], env=dict(os.environ, FASTCONV_ISA=isa),
+                         capture_output=True, text=True, timeout=120, cwd=here)
+    assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-3000:]

@@ -223,16 +223,26 @@ def test_clear_frees_the_idle_blocks_and_reports_the_bytes():
     assert fastconv.clear_buffer_cache() == 0
 
 
-@pytest.mark.parametrize("value, limit", [("0", 0), ("3", 3 << 20), ("", 256 << 20), ("many", 256 << 20)])
-def test_the_environment_variable_sets_the_limit(value, limit):
+@pytest.mark.parametrize("value, limit, warns", [
+    ("0", 0, False), ("3", 3 << 20, False), ("", 256 << 20, False), ("0512", 512 << 20, False),
+    (str(2**44 - 1), (2**44 - 1) << 20, False),
+    # Anything but a whole number of MiB keeps the default and says so, naming the variable
+    # (before: "1e3" was read as 1 MiB, "-5" and "many" fell back silently, 2^54 wrapped to 0).
+    ("many", 256 << 20, True), ("1e3", 256 << 20, True), ("-5", 256 << 20, True),
+    (str(2**54), 256 << 20, True), (str(2**44), 256 << 20, True), (" 3", 256 << 20, True),
+])
+def test_the_environment_variable_sets_the_limit(value, limit, warns):
     code = ("import numpy as np, fastconv, fastconv.functional as F\n"
             "y = F.relu(np.ones((2, 8, 64, 64), np.float32)); del y\n"
             "i = fastconv.buffer_cache_info(); print(i['limit_bytes'], i['idle_blocks'])")
     env = dict(os.environ, FASTCONV_BUFFER_CACHE_MB=value)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, cwd=os.path.dirname(__file__) or ".").stdout.split()
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(__file__) or ".")
+    out = run.stdout.split()
     assert int(out[0]) == limit
     assert int(out[1]) == (0 if limit == 0 else 1)
+    warning = f"RuntimeWarning: FASTCONV_BUFFER_CACHE_MB='{value}' is not a whole number of MiB"
+    assert (warning in run.stderr) == warns, run.stderr
 
 
 def test_training_reuses_memory_step_after_step():

@@ -2,8 +2,10 @@
 
 Nothing here touches the network: an autouse fixture replaces the module's URL opener
 with one that fails the test, and the download tests install a fake opener that
-serves local bytes. The real MNIST copy (shared/data/mnist beside the project) and
-Debian's Fashion-MNIST package are used when present, skipped with a reason if not.
+serves local bytes. The real MNIST is the copy that ships with fastconv; Debian's
+Fashion-MNIST package is used when present, skipped with a reason if not. Synthetic data
+sets load with verify=False (their files are not MNIST's); the isolated fixture hides the
+shipped copy, so those tests see only the folders they make.
 """
 
 import gzip
@@ -26,7 +28,7 @@ FILES = (
 )
 
 
-from conftest import SHARED_MNIST  # noqa: E402
+from conftest import MNIST_DIR  # noqa: E402
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -34,8 +36,8 @@ MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 needs_mnist = pytest.mark.skipif(
-    not all((SHARED_MNIST / (f + ".gz")).is_file() for f in FILES),
-    reason=f"real MNIST not found at {SHARED_MNIST}")
+    not all((MNIST_DIR / (f + ".gz")).is_file() for f in FILES),
+    reason=f"real MNIST not found at {MNIST_DIR}")
 needs_debian_fashion = pytest.mark.skipif(
     not all((DEBIAN_FASHION / (f + ".gz")).is_file() for f in FILES),
     reason=f"Debian's dataset-fashion-mnist is not installed ({DEBIAN_FASHION} missing); "
@@ -128,11 +130,23 @@ def no_system_dirs(monkeypatch, name):
     monkeypatch.setitem(datasets._DATASETS, name, datasets.dataclasses.replace(spec, system_dirs=()))
 
 
+# MNIST's spec as the package has it, with the copy that ships inside fastconv.
+SHIPPED_MNIST_SPEC = datasets._DATASETS["mnist"]
+
+
+def with_shipped_mnist(monkeypatch):
+    """Put back the shipped copy that the isolated fixture hides."""
+    monkeypatch.setitem(datasets._DATASETS, "mnist", SHIPPED_MNIST_SPEC)
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """No FASTCONV_DATA, a private empty cache, and a network that fails the test."""
+    """No FASTCONV_DATA, a private empty cache, no shipped MNIST (with_shipped_mnist puts it
+    back), and a network that fails the test."""
     monkeypatch.delenv("FASTCONV_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setitem(datasets._DATASETS, "mnist",
+                        datasets.dataclasses.replace(SHIPPED_MNIST_SPEC, packaged_dir=None))
 
     def forbidden(url, timeout=None):
         raise AssertionError(f"test tried the network: {url}")
@@ -146,7 +160,7 @@ def isolated(tmp_path, monkeypatch):
 
 @needs_mnist
 def test_real_mnist_from_data_dir():
-    (x_train, y_train), (x_test, y_test) = datasets.load_mnist(SHARED_MNIST, download=False)
+    (x_train, y_train), (x_test, y_test) = datasets.load_mnist(MNIST_DIR, download=False)
     assert x_train.shape == (60000, 1, 28, 28)
     assert x_test.shape == (10000, 1, 28, 28)
     assert x_train.dtype == np.float32 and x_test.dtype == np.float32
@@ -165,10 +179,10 @@ def test_real_mnist_from_data_dir():
 @needs_mnist
 def test_real_mnist_via_parent_folder_and_env(monkeypatch):
     # data_dir may be the folder that holds mnist/ ...
-    assert datasets.find_dataset_dir("mnist", SHARED_MNIST.parent) == SHARED_MNIST
+    assert datasets.find_dataset_dir("mnist", MNIST_DIR.parent) == MNIST_DIR
     # ... and so may FASTCONV_DATA, which is used when data_dir is None.
-    monkeypatch.setenv("FASTCONV_DATA", str(SHARED_MNIST.parent))
-    assert datasets.find_dataset_dir("mnist") == SHARED_MNIST
+    monkeypatch.setenv("FASTCONV_DATA", str(MNIST_DIR.parent))
+    assert datasets.find_dataset_dir("mnist") == MNIST_DIR
     (_, y_train), (x_test, y_test) = datasets.load_mnist(download=False)
     assert np.bincount(y_test, minlength=10).tolist() == MNIST_TEST_COUNTS
     assert np.bincount(y_train, minlength=10).tolist() == MNIST_TRAIN_COUNTS
@@ -180,7 +194,7 @@ def test_real_mnist_from_xdg_cache(tmp_path, monkeypatch):
     cache_folder = tmp_path / "xdg-cache" / "fastconv" / "mnist"
     cache_folder.mkdir(parents=True)
     for stem in FILES:
-        (cache_folder / (stem + ".gz")).symlink_to(SHARED_MNIST / (stem + ".gz"))
+        (cache_folder / (stem + ".gz")).symlink_to(MNIST_DIR / (stem + ".gz"))
     assert datasets.find_dataset_dir("mnist") == cache_folder
     (_, y_train), (_, y_test) = datasets.load_mnist(download=False)
     assert np.bincount(y_train, minlength=10).tolist() == MNIST_TRAIN_COUNTS
@@ -191,14 +205,99 @@ def test_real_mnist_from_xdg_cache(tmp_path, monkeypatch):
 def test_real_mnist_test_split_raw_matches_gz(tmp_path):
     # Decompress the real test files; raw and gz copies must load identically.
     for stem in FILES[2:]:
-        (tmp_path / stem).write_bytes(gzip.decompress((SHARED_MNIST / (stem + ".gz")).read_bytes()))
+        (tmp_path / stem).write_bytes(gzip.decompress((MNIST_DIR / (stem + ".gz")).read_bytes()))
         raw = datasets.load_idx(tmp_path / stem)
-        np.testing.assert_array_equal(raw, datasets.load_idx(SHARED_MNIST / (stem + ".gz")))
+        np.testing.assert_array_equal(raw, datasets.load_idx(MNIST_DIR / (stem + ".gz")))
     images = datasets.load_idx(tmp_path / FILES[2])
     labels = datasets.load_idx(tmp_path / FILES[3])
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and labels.dtype == np.uint8
     assert np.bincount(labels, minlength=10).tolist() == MNIST_TEST_COUNTS
+
+
+def test_shipped_mnist_is_found_after_the_usual_places(tmp_path, monkeypatch):
+    with_shipped_mnist(monkeypatch)
+    # Nothing in data_dir, FASTCONV_DATA or the cache: the copy inside the package, no network.
+    assert datasets.find_dataset_dir("mnist") == MNIST_DIR
+    assert MNIST_DIR.parent.name == "data" and MNIST_DIR.parent.parent.name == "fastconv"
+    (x_train, y_train), (x_test, y_test) = datasets.load_mnist()
+    assert x_train.shape == (60000, 1, 28, 28) and x_test.shape == (10000, 1, 28, 28)
+    assert np.bincount(y_test, minlength=10).tolist() == MNIST_TEST_COUNTS
+    assert (MNIST_DIR / "LICENSE").read_text().count("CC BY-SA 3.0") >= 1
+    # A copy in the cache comes first.
+    cache_folder = tmp_path / "xdg-cache" / "fastconv" / "mnist"
+    write_set(cache_folder, synthetic_set(seed=21))
+    assert datasets.find_dataset_dir("mnist") == cache_folder
+
+
+def test_keras_format_loaders_return_what_keras_load_data_does(monkeypatch):
+    with_shipped_mnist(monkeypatch)
+    (x_train, y_train), (x_test, y_test) = datasets.load_mnist_keras()
+    assert (x_train.shape, x_train.dtype) == ((60000, 28, 28), np.uint8)
+    assert (y_train.shape, y_train.dtype) == ((60000,), np.uint8)
+    assert (x_test.shape, x_test.dtype) == ((10000, 28, 28), np.uint8)
+    assert (y_test.shape, y_test.dtype) == ((10000,), np.uint8)
+    assert np.bincount(y_train, minlength=10).tolist() == MNIST_TRAIN_COUNTS
+    assert y_train[0] == 5 and y_test[0] == 7
+    (xf_train, yf_train), _ = datasets.load_mnist()
+    np.testing.assert_array_equal(xf_train[:100, 0], x_train[:100].astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(yf_train, y_train)
+
+
+def test_fashion_keras_loader_shapes(tmp_path):
+    arrays = synthetic_set(seed=22)
+    write_set(tmp_path / "fashion-mnist", arrays)
+    (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist_keras(
+        tmp_path, download=False, verify=False)
+    for got, want in zip((x_train, y_train, x_test, y_test), arrays):
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, want)
+
+
+# ----------------------------------------------------------------------------
+# verification of the files on disk
+# ----------------------------------------------------------------------------
+
+def test_a_cached_gz_with_other_contents_is_refused(tmp_path, monkeypatch):
+    with_shipped_mnist(monkeypatch)
+    cache_folder = write_set(tmp_path / "xdg-cache" / "fastconv" / "mnist", synthetic_set(seed=23))
+    with pytest.raises(ValueError) as info:
+        datasets.load_mnist()
+    message = str(info.value)
+    assert str(cache_folder / "train-images-idx3-ubyte.gz") in message
+    assert "not MNIST's train-images-idx3-ubyte" in message and "verify=False" in message
+    # The explicit way to load a custom copy.
+    assert_loads_as(datasets.load_mnist(verify=False), synthetic_set(seed=23))
+
+
+def test_a_stale_raw_file_beside_the_right_gz_is_refused(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for stem in FILES:
+        (folder / (stem + ".gz")).symlink_to(MNIST_DIR / (stem + ".gz"))
+    stale = np.zeros(10000, np.uint8)                  # all zeros: the symptom of issue 14
+    (folder / FILES[3]).write_bytes(idx_bytes(stale))
+    with pytest.raises(ValueError, match="not MNIST's t10k-labels-idx1-ubyte") as info:
+        datasets.load_mnist(folder)
+    assert f"{folder / FILES[3]}:" in str(info.value)
+    (_, _), (_, y_test) = datasets.load_mnist(folder, verify=False)
+    assert not y_test.any()
+
+
+def test_a_recompressed_or_raw_copy_of_the_right_data_loads(tmp_path):
+    # The shipped .gz files themselves differ from the mirrors' (recompressed): what is
+    # checked is the IDX bytes, however they are stored.
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for i, stem in enumerate(FILES):
+        raw = gzip.decompress((MNIST_DIR / (stem + ".gz")).read_bytes())
+        if i % 2:
+            (folder / stem).write_bytes(raw)
+        else:
+            (folder / (stem + ".gz")).write_bytes(gzip.compress(raw, compresslevel=1))
+    (_, y_train), (_, y_test) = datasets.load_mnist(folder)
+    assert np.bincount(y_train, minlength=10).tolist() == MNIST_TRAIN_COUNTS
+    assert np.bincount(y_test, minlength=10).tolist() == MNIST_TEST_COUNTS
 
 
 # ----------------------------------------------------------------------------
@@ -256,7 +355,8 @@ def test_fashion_download_checks_the_real_checksum_table(tmp_path, monkeypatch):
 def test_checksum_tables_are_complete():
     for spec in datasets._DATASETS.values():
         assert sorted(spec.sha256) == sorted(stem + ".gz" for stem in FILES)
-        for digest in spec.sha256.values():
+        assert sorted(spec.idx_sha256) == sorted(FILES)
+        for digest in list(spec.sha256.values()) + list(spec.idx_sha256.values()):
             assert len(digest) == 64 and all(c in "0123456789abcdef" for c in digest), digest
         assert spec.mirrors and all(m.startswith(("http://", "https://")) and m.endswith("/")
                                     for m in spec.mirrors)
@@ -269,7 +369,7 @@ def test_checksum_tables_are_complete():
 def test_raw_files_load_exactly(tmp_path):
     arrays = synthetic_set()
     write_set(tmp_path / "d", arrays, gz=False)
-    result = datasets.load_mnist(tmp_path / "d", download=False)
+    result = datasets.load_mnist(tmp_path / "d", download=False, verify=False)
     assert_loads_as(result, arrays)
     (x_train, _), _ = result
     assert x_train[0, 0, 0, 0] == 1.0 and x_train[0, 0, 0, 1] == 0.0
@@ -278,7 +378,7 @@ def test_raw_files_load_exactly(tmp_path):
 def test_mixed_gz_and_raw_files(tmp_path):
     arrays = synthetic_set(seed=3)
     write_set(tmp_path / "d", arrays, gz=[True, False, False, True])
-    assert_loads_as(datasets.load_mnist(str(tmp_path / "d"), download=False), arrays)
+    assert_loads_as(datasets.load_mnist(str(tmp_path / "d"), download=False, verify=False), arrays)
 
 
 def test_raw_file_preferred_over_gz(tmp_path):
@@ -286,7 +386,7 @@ def test_raw_file_preferred_over_gz(tmp_path):
     folder = write_set(tmp_path / "d", arrays, gz=True)
     other = synthetic_set(seed=2)
     (folder / FILES[3]).write_bytes(idx_bytes(other[3]))  # raw test labels beside the .gz
-    (_, _), (_, y_test) = datasets.load_mnist(folder, download=False)
+    (_, _), (_, y_test) = datasets.load_mnist(folder, download=False, verify=False)
     np.testing.assert_array_equal(y_test, other[3])
 
 
@@ -295,15 +395,15 @@ def test_fashion_subfolders_of_data_dir(tmp_path, sub):
     arrays = synthetic_set(seed=4)
     write_set(tmp_path / "root" / sub, arrays)
     assert datasets.find_dataset_dir("fashion_mnist", tmp_path / "root") == tmp_path / "root" / sub
-    assert_loads_as(datasets.load_fashion_mnist(tmp_path / "root", download=False), arrays)
+    assert_loads_as(datasets.load_fashion_mnist(tmp_path / "root", download=False, verify=False), arrays)
 
 
 def test_data_dir_with_both_data_sets_picks_the_right_one(tmp_path):
     digits, fashion = synthetic_set(seed=5), synthetic_set(seed=6)
     write_set(tmp_path / "root" / "mnist", digits)
     write_set(tmp_path / "root" / "fashion-mnist", fashion)
-    assert_loads_as(datasets.load_mnist(tmp_path / "root", download=False), digits)
-    assert_loads_as(datasets.load_fashion_mnist(tmp_path / "root", download=False), fashion)
+    assert_loads_as(datasets.load_mnist(tmp_path / "root", download=False, verify=False), digits)
+    assert_loads_as(datasets.load_fashion_mnist(tmp_path / "root", download=False, verify=False), fashion)
 
 
 def test_folder_named_mnist_is_not_taken_as_fashion(tmp_path, monkeypatch):
@@ -321,18 +421,18 @@ def test_search_order_data_dir_then_env_then_cache(tmp_path, monkeypatch):
     write_set(tmp_path / "env", from_env)
     write_set(tmp_path / "xdg-cache" / "fastconv" / "mnist", from_cache)
     monkeypatch.setenv("FASTCONV_DATA", str(tmp_path / "env"))
-    assert_loads_as(datasets.load_mnist(tmp_path / "arg", download=False), from_arg)
+    assert_loads_as(datasets.load_mnist(tmp_path / "arg", download=False, verify=False), from_arg)
     # A data_dir without the files falls through to FASTCONV_DATA ...
-    assert_loads_as(datasets.load_mnist(tmp_path / "empty", download=False), from_env)
+    assert_loads_as(datasets.load_mnist(tmp_path / "empty", download=False, verify=False), from_env)
     # ... and without FASTCONV_DATA to the cache.
     monkeypatch.delenv("FASTCONV_DATA")
-    assert_loads_as(datasets.load_mnist(download=False), from_cache)
+    assert_loads_as(datasets.load_mnist(download=False, verify=False), from_cache)
 
 
 def test_cache_dir_argument_and_home_fallback(tmp_path, monkeypatch):
     arrays = synthetic_set(seed=10)
     write_set(tmp_path / "mycache" / "mnist", arrays)
-    assert_loads_as(datasets.load_mnist(download=False, cache_dir=tmp_path / "mycache"), arrays)
+    assert_loads_as(datasets.load_mnist(download=False, cache_dir=tmp_path / "mycache", verify=False), arrays)
     assert datasets.find_dataset_dir("mnist", cache_dir=tmp_path / "mycache") == tmp_path / "mycache" / "mnist"
     # Without XDG_CACHE_HOME the cache is ~/.cache/fastconv.
     monkeypatch.delenv("XDG_CACHE_HOME")
@@ -440,7 +540,7 @@ def test_label_count_must_match_image_count(tmp_path):
     train_images, train_labels, test_images, test_labels = synthetic_set()
     folder = write_set(tmp_path / "d", (train_images, train_labels[:-1], test_images, test_labels))
     with pytest.raises(ValueError, match="holds 6 labels but .*train-images-idx3-ubyte.gz holds 7 images"):
-        datasets.load_mnist(folder, download=False)
+        datasets.load_mnist(folder, download=False, verify=False)
 
 
 def test_labels_must_be_digits(tmp_path):
@@ -449,7 +549,7 @@ def test_labels_must_be_digits(tmp_path):
     test_labels[2] = 10
     folder = write_set(tmp_path / "d", (train_images, train_labels, test_images, test_labels))
     with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte.gz: label 10 at index 2 is outside 0..9"):
-        datasets.load_mnist(folder, download=False)
+        datasets.load_mnist(folder, download=False, verify=False)
 
 
 def test_images_must_be_28_by_28(tmp_path):
@@ -457,7 +557,7 @@ def test_images_must_be_28_by_28(tmp_path):
     folder = write_set(tmp_path / "d", (train_images, train_labels, test_images[:, :27], test_labels))
     with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte.gz: expected uint8 images of shape "
                                          r"\(N, 28, 28\), found uint8 of shape \(3, 27, 28\)"):
-        datasets.load_mnist(folder, download=False)
+        datasets.load_mnist(folder, download=False, verify=False)
 
 
 # ----------------------------------------------------------------------------
@@ -472,14 +572,14 @@ def test_download_lands_in_cache_and_loads(tmp_path, monkeypatch):
     # The first mirror is down; the second serves every file.
     opener = FakeOpener({second + name: data for name, data in payloads.items()})
     monkeypatch.setattr(datasets, "_urlopen", opener)
-    assert_loads_as(datasets.load_mnist(), arrays)
+    assert_loads_as(datasets.load_mnist(verify=False), arrays)
     assert [url for url, _ in opener.calls] == [m + s + ".gz" for s in FILES for m in (first, second)]
     cache_folder = tmp_path / "xdg-cache" / "fastconv" / "mnist"
     assert sorted(p.name for p in cache_folder.iterdir()) == sorted(payloads)
     for name, data in payloads.items():
         assert (cache_folder / name).read_bytes() == data
     # A second load reads the cache and does not download.
-    assert_loads_as(datasets.load_mnist(), arrays)
+    assert_loads_as(datasets.load_mnist(verify=False), arrays)
     assert len(opener.calls) == 8
 
 
@@ -493,7 +593,7 @@ def test_download_fetches_only_missing_files(tmp_path, monkeypatch):
     mirror = datasets._DATASETS["mnist"].mirrors[0]
     opener = FakeOpener({mirror + name: data for name, data in payloads.items()})
     monkeypatch.setattr(datasets, "_urlopen", opener)
-    assert_loads_as(datasets.load_mnist(cache_dir=cache), arrays)
+    assert_loads_as(datasets.load_mnist(cache_dir=cache, verify=False), arrays)
     assert [url for url, _ in opener.calls] == [mirror + FILES[1] + ".gz"]
 
 
@@ -508,7 +608,7 @@ def test_bad_checksum_raises_and_leaves_no_file(tmp_path, monkeypatch):
                          for name, data in corrupted.items()})
     monkeypatch.setattr(datasets, "_urlopen", opener)
     with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz does not match its checksum") as info:
-        datasets.load_mnist(cache_dir=tmp_path / "c")
+        datasets.load_mnist(cache_dir=tmp_path / "c", verify=False)
     assert "SHA-256" in str(info.value) and hashlib.sha256(corrupted[FILES[0] + ".gz"]).hexdigest() in str(info.value)
     assert list((tmp_path / "c" / "mnist").iterdir()) == []  # nothing kept, no .part file
 
@@ -521,7 +621,7 @@ def test_bad_first_mirror_good_second(tmp_path, monkeypatch):
     responses = {second + name: data for name, data in payloads.items()}
     responses[first + FILES[0] + ".gz"] = b"<html>not found</html>"
     monkeypatch.setattr(datasets, "_urlopen", FakeOpener(responses))
-    assert_loads_as(datasets.load_mnist(cache_dir=tmp_path / "c"), arrays)
+    assert_loads_as(datasets.load_mnist(cache_dir=tmp_path / "c", verify=False), arrays)
     assert sorted(p.name for p in (tmp_path / "c" / "mnist").iterdir()) == sorted(payloads)
 
 

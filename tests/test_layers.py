@@ -6,7 +6,7 @@ float64, against <dx, v> and <dparam, v>. The layers compute in float32, so step
 enough (1e-2 for smooth functions, 1e-3 for piecewise-linear ones on inputs kept away from
 their kinks) and tolerances are relative (1e-2); a test below shows the check catches a
 gradient that is off by 2%. Forward values are checked against float64 NumPy references and
-the worked examples in shared/spec/seed_vectors.json.
+the worked examples in tests/data/seed_vectors.json.
 """
 import json
 from pathlib import Path
@@ -19,11 +19,8 @@ from fastconv import initializers, layers as L
 
 # ----------------------------------------------------------------------------- helpers
 def _spec_dir():
-    repo = Path(__file__).resolve().parents[1]
-    for base in (repo.parent, repo.parent.parent):
-        if (base / "shared" / "spec").is_dir():
-            return base / "shared" / "spec"
-    return repo.parent / "shared" / "spec"
+    """tests/data: the tests' own copy of the worked examples (seed_vectors.json)."""
+    return Path(__file__).resolve().parent / "data"
 
 
 def _directional(f, array, direction, eps):

@@ -30,7 +30,7 @@ VERTICAL_EDGE = np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]], dtype=np.float32)
 HORIZONTAL_EDGE = VERTICAL_EDGE.T.copy()
 
 
-from conftest import SHARED_MNIST as MNIST_DIR  # noqa: E402
+from conftest import MNIST_DIR  # noqa: E402
 
 
 def check_png(path, fig, size=None):
@@ -203,7 +203,7 @@ def digits():
     images = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
     labels = MNIST_DIR / "t10k-labels-idx1-ubyte.gz"
     if not (images.is_file() and labels.is_file()):
-        pytest.skip(f"the shared MNIST copy is not at {MNIST_DIR}")
+        pytest.skip(f"the shipped MNIST copy is not at {MNIST_DIR}")
     x = datasets.load_idx(images)[:640].astype(np.float32)[:, None] / 255.0
     y = datasets.load_idx(labels)[:640].astype(np.int64)
     return x, y

@@ -315,9 +315,9 @@ def test_max_pool_indices_bad_input():
     x = np.zeros((1, 1, 4, 4), np.float32)
     y, idx = F.max_pool2d_with_indices(x, 2)
     dy = np.ones(y.shape, np.float32)
-    with pytest.raises(ValueError, match="idx must be the C-contiguous uint8"):
+    with pytest.raises(ValueError, match="indices must be the C-contiguous uint8"):
         F.max_pool2d_backward_indices(dy, idx.astype(np.int64), x.shape, 2)
-    with pytest.raises(ValueError, match="idx must have shape"):
+    with pytest.raises(ValueError, match="indices must have shape"):
         F.max_pool2d_backward_indices(dy, idx[:, :, :1], x.shape, 2)
     bad = idx.copy()
     bad[0, 0, 1, 1] = 4                                # outside a 2x2 window

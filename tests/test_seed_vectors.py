@@ -1,4 +1,4 @@
-"""The worked examples of /work/shared/spec/seed_vectors.json (../shared/spec beside the repo).
+"""The worked examples of tests/data/seed_vectors.json (the tests' copy of the design notes').
 
 They are written in TensorFlow layouts (NHWC images, HWIO kernels, "VALID"/"SAME"); each is
 converted to NCHW/OIHW and run through fastconv.functional, and must give the listed numbers.
@@ -16,15 +16,9 @@ import pytest
 import fastconv.functional as F
 import reference as ref
 
-# ../shared/spec beside the repository root; FASTCONV_SEED_VECTORS overrides it (a git
-# worktree elsewhere can point at the shared copy).
-SEED_FILE = Path(os.environ.get(
-    "FASTCONV_SEED_VECTORS",
-    Path(__file__).resolve().parents[1] / ".." / "shared" / "spec" / "seed_vectors.json"))
-
-if not SEED_FILE.is_file():
-    pytest.skip(f"seed vectors not found at {SEED_FILE.resolve()} (they live in ../shared/spec "
-                "beside the repository root; set FASTCONV_SEED_VECTORS to its path)", allow_module_level=True)
+# The tests' own copy; FASTCONV_SEED_VECTORS points at another file of the same format.
+SEED_FILE = Path(os.environ.get("FASTCONV_SEED_VECTORS",
+                                Path(__file__).resolve().parent / "data" / "seed_vectors.json"))
 
 SEEDS = json.loads(SEED_FILE.read_text())
 

@@ -1,6 +1,6 @@
 """Training for real: LeNet-5 on a slice of real MNIST, and memory that does not grow.
 
-The MNIST test uses the verified copy in shared/data/mnist beside the project and is skipped
+The MNIST test uses the copy that ships with fastconv (fastconv/data/mnist) and is skipped
 (with the path in the reason) where it is missing. It is marked slow but meant to run in CI.
 """
 import os
@@ -14,7 +14,7 @@ from fastconv import layers as L
 from fastconv import models, optimizers
 
 
-from conftest import SHARED_MNIST as MNIST  # noqa: E402
+from conftest import MNIST_DIR as MNIST  # noqa: E402
 
 
 def _rss_bytes():

@@ -7,7 +7,7 @@
 #     steps: build, tests (-m gpu), alltests, sanitize, bench (ops), trainbench (whole epochs)
 #     default: build alltests sanitize bench trainbench
 #
-# MNIST is looked for in ../shared/data/mnist; FASTCONV_MNIST_SRC=DIR copies it there first.
+# MNIST ships with fastconv; Fashion-MNIST is read from FASTCONV_FASHION_DIR (default Debian's folder).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-$PWD/gpu_check_out}; mkdir -p "$OUT"
@@ -16,9 +16,6 @@ PY=${PY:-python3}
 STEPS=${*:-build alltests sanitize bench trainbench}
 ARCH=${FASTCONV_CUDA_ARCHS:-90}
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
-if [ -n "${FASTCONV_MNIST_SRC:-}" ] && [ ! -d ../shared/data/mnist ]; then
-  mkdir -p ../shared/data && cp -r "$FASTCONV_MNIST_SRC" ../shared/data/mnist
-fi
 step() { echo; echo "=== $* ($(date +%T))"; }
 for s in $STEPS; do case $s in
 build)
@@ -49,7 +46,7 @@ sanitize)
   ;;
 trainbench)
   step bench_gpu_train
-  $PY benchmarks/bench_gpu_train.py --epochs ${TRAIN_EPOCHS:-3} --data-dir ../shared/data/mnist \
+  $PY benchmarks/bench_gpu_train.py --epochs ${TRAIN_EPOCHS:-3} \
       --out "$OUT/gpu_train.json" 2>&1 | tee "$OUT/gpu_train.txt" | tail -40
   ;;
 profile)
@@ -62,10 +59,10 @@ fullruns)
   mkdir -p /tmp/runs
   FASHION=${FASTCONV_FASHION_DIR:-/usr/share/datasets/fashion-mnist}
   while read -r model data epochs decay; do
-    dir=$REPO/../shared/data/mnist; [ "$data" = fashion-mnist ] && dir=$FASHION
+    where=(); [ "$data" = fashion-mnist ] && where=(--data-dir "$FASHION")   # MNIST: the shipped copy
     log=/tmp/runs/train_${model}_${data}_${epochs}ep_gpu.log
     (cd /tmp && $PY -m fastconv train "$model" --dataset "$data" --epochs "$epochs" \
-        --lr-decay "$decay" --device cuda --data-dir "$dir" --verbose 2) > "$log" 2>&1
+        --lr-decay "$decay" --device cuda "${where[@]}" --verbose 2) > "$log" 2>&1
     echo "$model $data $epochs epochs (lr decay $decay): $(grep -E 'test accuracy|time per epoch' "$log" | tr '\n' ' ')"
   done <<RUNS
 ${FULLRUNS:-lenet5_modern mnist 12 0.9

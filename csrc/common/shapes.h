@@ -62,16 +62,28 @@ inline int64_t checked_numel(const char* op, const char* name, const std::vector
   return n;
 }
 
+// Stride, dilation and padding: each at most kMaxElements, so every sum and product of them
+// with a dimension below fits int64 and every index the kernels form fits int32 on the GPU.
 inline void check_geometry(const char* op, const Pair& stride, const Pads& pad, const Pair& dil) {
   for (int i = 0; i < 2; ++i) {
-    if (stride[i] < 1) fail(op, ": stride must be >= 1, got (", stride[0], ", ", stride[1], ")");
-    if (dil[i] < 1) fail(op, ": dilation must be >= 1, got (", dil[0], ", ", dil[1], ")");
+    if (stride[i] < 1 || stride[i] > kMaxElements)
+      fail(op, ": stride must be between 1 and 2^31-1, got (", stride[0], ", ", stride[1], ")");
+    if (dil[i] < 1 || dil[i] > kMaxElements)
+      fail(op, ": dilation must be between 1 and 2^31-1, got (", dil[0], ", ", dil[1], ")");
   }
   for (int i = 0; i < 4; ++i)
-    if (pad[i] < 0) fail(op, ": padding must be >= 0, got (", pad[0], ", ", pad[1], ", ", pad[2], ", ", pad[3], ")");
+    if (pad[i] < 0 || pad[i] > kMaxElements)
+      fail(op, ": padding must be between 0 and 2^31-1, got (", pad[0], ", ", pad[1], ", ", pad[2],
+           ", ", pad[3], ")");
 }
 
 // x (N, C, H, W), w (K, C, R, S) -> the parameters of y (N, K, P, Q).
+//
+// Every size a CPU or CUDA kernel derives from them is checked here to fit: the tensors, the
+// dilated filter, the padded image that the direct kernels copy each input into (C, H + pads,
+// W + pads), the output and the im2col workspace, each at most 2^31-1 elements. The checks
+// run in an order that keeps every intermediate sum and product below 2^63 (check_geometry
+// bounds stride, dilation and padding; checked_numel multiplies one factor at a time).
 inline Conv2dParams make_conv_params(const char* op, const std::vector<int64_t>& x,
                                      const std::vector<int64_t>& w, const Pair& stride,
                                      const Pads& pad, const Pair& dil) {
@@ -91,15 +103,22 @@ inline Conv2dParams make_conv_params(const char* op, const std::vector<int64_t>&
   p.stride_h = stride[0]; p.stride_w = stride[1];
   p.pad_top = pad[0]; p.pad_left = pad[1]; p.pad_bottom = pad[2]; p.pad_right = pad[3];
   p.dil_h = dil[0]; p.dil_w = dil[1];
+  // Below 2^62 + 1 and 2^31 + 2^32: R, S and H, W are under 2^31, the rest bounded above.
   const int64_t eh = p.dil_h * (p.R - 1) + 1, ew = p.dil_w * (p.S - 1) + 1;
-  if (eh > p.H + p.pad_top + p.pad_bottom || ew > p.W + p.pad_left + p.pad_right)
+  const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
+  if (eh > Hp || ew > Wp)
     fail(op, ": the kernel (", p.R, "x", p.S, ", dilated to ", eh, "x", ew,
-         ") is larger than the padded input (", p.H + p.pad_top + p.pad_bottom, "x",
-         p.W + p.pad_left + p.pad_right, "); x.shape=", shape_str(x), ", w.shape=", shape_str(w));
+         ") is larger than the padded input (", Hp, "x", Wp, "); x.shape=", shape_str(x),
+         ", w.shape=", shape_str(w), ", dilation=(", p.dil_h, ", ", p.dil_w, ")");
+  if (Hp > kMaxElements || Wp > kMaxElements ||
+      (p.C * Hp > kMaxElements / Wp) /* C, Hp < 2^31: no overflow */)
+    fail(op, ": padding (", p.pad_top, ", ", p.pad_left, ", ", p.pad_bottom, ", ", p.pad_right,
+         ") makes a padded image (", p.C, ", ", Hp, ", ", Wp, ") of more than 2^31-1 elements; "
+         "x.shape=", shape_str(x));
   p.P = conv_out_size(p.H, p.R, p.stride_h, p.pad_top, p.pad_bottom, p.dil_h);
   p.Q = conv_out_size(p.W, p.S, p.stride_w, p.pad_left, p.pad_right, p.dil_w);
   checked_numel(op, "y", {p.N, p.K, p.P, p.Q});
-  checked_numel(op, "the im2col workspace", {p.C * p.R * p.S, p.P * p.Q});
+  checked_numel(op, "the im2col workspace", {p.C, p.R, p.S, p.P, p.Q});
   return p;
 }
 
@@ -109,14 +128,17 @@ inline void check_shape(const char* op, const char* name, const std::vector<int6
     fail(op, ": ", name, " must have shape ", shape_str(want), ", got ", shape_str(got));
 }
 
-// x (N, C, H, W) pooled by a kh x kw window -> the parameters of y (N, C, P, Q).
+// x (N, C, H, W) pooled by a kh x kw window -> the parameters of y (N, C, P, Q). As for the
+// convolution, every derived size is checked to fit before a kernel sees it.
 inline Pool2dParams make_pool_params(const char* op, const std::vector<int64_t>& x,
                                      const Pair& kernel, const Pair& stride, const Pads& pad,
                                      bool count_include_pad) {
   if (x.size() != 4) fail(op, ": x must be 4-D (N, C, H, W), got shape ", shape_str(x));
   checked_numel(op, "x", x);
   if (x[0] < 1 || x[1] < 1 || x[2] < 1 || x[3] < 1) fail(op, ": x must have no empty dimension, got ", shape_str(x));
-  if (kernel[0] < 1 || kernel[1] < 1) fail(op, ": kernel_size must be >= 1, got (", kernel[0], ", ", kernel[1], ")");
+  if (kernel[0] < 1 || kernel[1] < 1 || kernel[0] > kMaxElements || kernel[1] > kMaxElements)
+    fail(op, ": kernel_size must be between 1 and 2^31-1, got (", kernel[0], ", ", kernel[1], ")");
+  checked_numel(op, "the window (kernel_size)", {kernel[0], kernel[1]});
   check_geometry(op, stride, pad, {1, 1});
   if (pad[0] > kernel[0] / 2 || pad[2] > kernel[0] / 2 || pad[1] > kernel[1] / 2 || pad[3] > kernel[1] / 2)
     fail(op, ": padding (", pad[0], ", ", pad[1], ", ", pad[2], ", ", pad[3],
@@ -127,11 +149,13 @@ inline Pool2dParams make_pool_params(const char* op, const std::vector<int64_t>&
   p.stride_h = stride[0]; p.stride_w = stride[1];
   p.pad_top = pad[0]; p.pad_left = pad[1]; p.pad_bottom = pad[2]; p.pad_right = pad[3];
   p.count_include_pad = count_include_pad;
-  if (p.kh > p.H + p.pad_top + p.pad_bottom || p.kw > p.W + p.pad_left + p.pad_right)
+  const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;  // < 2^33
+  if (p.kh > Hp || p.kw > Wp)
     fail(op, ": kernel_size (", p.kh, ", ", p.kw, ") is larger than the padded input (",
-         p.H + p.pad_top + p.pad_bottom, ", ", p.W + p.pad_left + p.pad_right, "); x.shape=", shape_str(x));
+         Hp, ", ", Wp, "); x.shape=", shape_str(x));
   p.P = conv_out_size(p.H, p.kh, p.stride_h, p.pad_top, p.pad_bottom, 1);
   p.Q = conv_out_size(p.W, p.kw, p.stride_w, p.pad_left, p.pad_right, 1);
+  checked_numel(op, "y", {p.N, p.C, p.P, p.Q});
   return p;
 }
 

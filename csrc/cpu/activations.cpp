@@ -6,6 +6,8 @@
 // vector loop, no per-element call. Large arrays are cut into fixed chunks spread over the
 // OpenMP threads (the chunking does not depend on the thread count, so neither do the bits).
 // Backward takes the forward OUTPUT y: relu' = (y > 0), tanh' = 1 - y^2, sigmoid' = y (1 - y);
+// NaN propagates: relu's backward is dy where y > 0 or y is NaN and 0 where y <= 0, as PyTorch's
+// threshold_backward (a NaN in dy reaches dx through every unit that was not switched off);
 // those are one multiply-add a element, plain loops the compiler vectorises. Leaky ReLU and
 // ELU also go from y (y > 0 exactly where x > 0, for alpha >= 0): dy where y > 0, else
 // dy * alpha and dy * (y + alpha) (alpha e^x = y + alpha), with a NaN in y giving NaN. GELU's
@@ -27,6 +29,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "common/parallel.h"
 #include "cpu/stream_store.h"
 #include "cpu/vmath.h"
 #include "ops.h"
@@ -45,7 +48,7 @@ void activation_forward(Activation act, const float* x, float* y, int64_t n, flo
   // identity and ReLU stream; the extra pass through the L1 buffer cost tanh 5-10%.
   const bool stream = x != y && (act == Activation::None || act == Activation::ReLU) &&
                       streams_output(n * int64_t(sizeof(float)));
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (n > kParallelMin)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
     if (!stream) {
@@ -68,7 +71,7 @@ namespace {
 // vector select (a mispredicted branch per element on random data, 7x slower).
 template <Activation A>
 inline float act_grad(float g, float v) {
-  if (A == Activation::ReLU) return v > 0.f ? g : 0.f;
+  if (A == Activation::ReLU) return v <= 0.f ? 0.f : g;   // y NaN: g (PyTorch's threshold_backward)
   if (A == Activation::Tanh) return g * (1.f - v * v);
   if (A == Activation::Sigmoid) return g * v * (1.f - v);
   return g;
@@ -77,12 +80,12 @@ inline float act_grad(float g, float v) {
 template <Activation A>
 void backward_all(const float* dy, const float* y, float* dx, int64_t n) {
   if (dx == dy || dx == y || !streams_output(n * int64_t(sizeof(float)))) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) dx[i] = act_grad<A>(dy[i], y[i]);
     return;
   }
   const int64_t blocks = (n + kStreamBlock - 1) / kStreamBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(omp_threads())
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i0 = b * kStreamBlock, m = std::min(kStreamBlock, n - i0);
     alignas(64) float buf[kStreamBlock];                    // stays in L1
@@ -100,7 +103,7 @@ void backward_param_all(Activation act, const float* dy, const float* y, float* 
                         float alpha) {
   const auto grad = act == Activation::LeakyReLU ? leaky_relu_backward_from_output : elu_backward_from_output;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (n > kParallelMin)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
     grad(dy + i0, y + i0, dx + i0, len, alpha);
@@ -110,7 +113,7 @@ void backward_param_all(Activation act, const float* dy, const float* y, float* 
 // GELU from its input x: the vmath kernel over fixed chunks (thread-count independent bits).
 void backward_gelu_all(VecGradFn grad, const float* dy, const float* x, float* dx, int64_t n) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (n > kParallelMin)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
     grad(x + i0, dy + i0, dx + i0, len);
@@ -186,7 +189,7 @@ void activation_backward_bias(Activation act, const float* dy, const float* y, f
   // Leaky ReLU, ELU and GELU: each plane's dx first, then its sum in the same 8-lane order.
   const bool two_step = act >= Activation::LeakyReLU;
   const VecGradFn gelu_grad = activation_backward_needs_input(act) ? gelu_grad_kernel(act) : nullptr;
-#pragma omp parallel for schedule(static) if (N * K * PQ > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * K * PQ > kParallelMin)
   for (int64_t i = 0; i < N * K; ++i) {
     const int64_t o = i * PQ;
     if (!two_step) {
@@ -213,7 +216,7 @@ void bias_activation_forward(float* y, const float* b, int64_t N, int64_t C, int
   if (!b && act == Activation::None) return;
   const ActivationKernel f = activation_kernel(vec_math(), act, alpha);
   if (inner == 1) {                                // (N, C) rows: the bias is a row, not a shift
-#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C > kParallelMin)
     for (int64_t n = 0; n < N; ++n) {
       float* yn = y + n * C;                       // (C)
       if (b) for (int64_t c = 0; c < C; ++c) yn[c] += b[c];
@@ -221,7 +224,7 @@ void bias_activation_forward(float* y, const float* b, int64_t N, int64_t C, int
     }
     return;
   }
-#pragma omp parallel for schedule(static) if (N * C * inner > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C * inner > kParallelMin)
   for (int64_t i = 0; i < N * C; ++i) f(y + i * inner, b ? b[i % C] : 0.f, y + i * inner, inner);
 }
 

@@ -72,7 +72,7 @@ void channel_stats(const float* x, int64_t N, int64_t C, int64_t inner, std::vec
                    std::vector<double>& var) {
   const double M = double(N * inner);
   if (inner > 1) {
-#pragma omp parallel for schedule(static) if (N * C * inner > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C * inner > kParallelMin)
     for (int64_t c = 0; c < C; ++c) {
       double s = 0.0;
       for (int64_t n = 0; n < N; ++n) s += plane_sum(x + (n * C + c) * inner, inner);
@@ -87,7 +87,7 @@ void channel_stats(const float* x, int64_t N, int64_t C, int64_t inner, std::vec
   // (N, C): column sums row by row in float (vectorised across the block's columns; N rows
   // of error, small next to the float64 of the planes above), divided in float64.
   const int64_t blocks = (C + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C > kParallelMin)
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t c0 = blk * kColumnBlock, cn = std::min(kColumnBlock, C - c0);
     float s[kColumnBlock], q[kColumnBlock], m[kColumnBlock];
@@ -112,7 +112,7 @@ void channel_stats(const float* x, int64_t N, int64_t C, int64_t inner, std::vec
 void apply_affine(const float* x, float* y, const float* scale, const float* shift, int64_t N,
                   int64_t C, int64_t inner) {
   if (inner > 1) {
-#pragma omp parallel for schedule(static) if (N * C * inner > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C * inner > kParallelMin)
     for (int64_t i = 0; i < N * C; ++i) {
       const float a = scale[i % C], b = shift[i % C];
       const float* xi = x + i * inner;
@@ -121,7 +121,7 @@ void apply_affine(const float* x, float* y, const float* scale, const float* shi
     }
     return;
   }
-#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C > kParallelMin)
   for (int64_t n = 0; n < N; ++n) {
     const float* xr = x + n * C;
     float* yr = y + n * C;
@@ -176,7 +176,7 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
   // Per channel: sum dy and sum dy (x - mean), in float64.
   std::vector<double> s_dy(static_cast<size_t>(C), 0.0), s_dyx(static_cast<size_t>(C), 0.0);
   if (inner > 1) {
-#pragma omp parallel for schedule(static) if (N * C * inner > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C * inner > kParallelMin)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t n = 0; n < N; ++n) {
         const int64_t o = (n * C + c) * inner;
@@ -184,7 +184,7 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
       }
   } else {
     const int64_t blocks = (C + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C > kParallelMin)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t c0 = blk * kColumnBlock, cn = std::min(kColumnBlock, C - c0);
       float a[kColumnBlock], b[kColumnBlock];
@@ -218,7 +218,7 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
   }
   if (!dx) return;
   if (inner > 1) {
-#pragma omp parallel for schedule(static) if (N * C * inner > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C * inner > kParallelMin)
     for (int64_t i = 0; i < N * C; ++i) {
       const int64_t c = i % C;
       const float ac = a[size_t(c)], bc = bx[size_t(c)], kc = k[size_t(c)];
@@ -229,7 +229,7 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
     }
     return;
   }
-#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C > kParallelMin)
   for (int64_t n = 0; n < N; ++n) {
     const float* g = dy + n * C;
     const float* xr = x + n * C;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <string>
 #include <vector>
 
 namespace fastconv {
@@ -22,20 +23,38 @@ struct Idle {
   size_t capacity;  // usable bytes after the header
 };
 
-size_t limit_from_env() {
+constexpr size_t kDefaultLimit = size_t(256) << 20;
+
+// The limit FASTCONV_BUFFER_CACHE_MB asks for: a whole number of MiB, nothing else (no sign,
+// exponent, fraction or unit), at most what a size_t holds in bytes. Anything else leaves the
+// default and a message in *problem (fastconv/__init__.py warns with it at import), instead of
+// strtoll's silent readings ("1e3" as 1, "abc" as the default, 2^54 wrapping to 0).
+size_t limit_from_env(std::string* problem) {
   const char* s = std::getenv("FASTCONV_BUFFER_CACHE_MB");
-  if (!s || !*s) return size_t(256) << 20;
-  char* end = nullptr;
-  const long long mb = std::strtoll(s, &end, 10);
-  if (end == s || mb < 0) return size_t(256) << 20;  // unreadable: the default
-  return size_t(mb) << 20;
+  if (!s || !*s) return kDefaultLimit;
+  const std::string text(s);
+  size_t mb = 0;
+  bool ok = true;
+  for (char ch : text) {
+    if (ch < '0' || ch > '9' || mb > ((SIZE_MAX >> 20) - size_t(ch - '0')) / 10) {
+      ok = false;
+      break;
+    }
+    mb = mb * 10 + size_t(ch - '0');
+  }
+  if (ok) return mb << 20;
+  *problem = "FASTCONV_BUFFER_CACHE_MB='" + text + "' is not a whole number of MiB between 0 and " +
+             std::to_string(SIZE_MAX >> 20) + "; the output-buffer cache keeps its default " +
+             "limit of 256 MiB (set FASTCONV_BUFFER_CACHE_MB=0 to turn it off)";
+  return kDefaultLimit;
 }
 
 struct Cache {
   std::mutex mutex;
   std::vector<Idle> idle;  // oldest first
   size_t idle_bytes = 0;
-  size_t limit = limit_from_env();
+  std::string env_problem;  // why FASTCONV_BUFFER_CACHE_MB was not taken, or empty
+  size_t limit = limit_from_env(&env_problem);
   uint64_t hits = 0, misses = 0;
 
   // Free the oldest idle blocks until idle_bytes + extra fits the limit. Holds the mutex.
@@ -125,6 +144,12 @@ size_t clear() {
   c.idle.clear();
   c.idle_bytes = 0;
   return freed;
+}
+
+std::string env_problem() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return c.env_problem;
 }
 
 void set_limit(size_t bytes) {

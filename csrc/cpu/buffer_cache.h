@@ -11,13 +11,15 @@
 //  - only blocks of at least kMinBytes go through the cache; smaller ones are cheap for malloc;
 //  - a request takes the smallest idle block whose capacity is in [bytes, bytes + bytes / 4]
 //    (so a batch-32 array never pins a batch-64 block), else a fresh 64-byte aligned block;
-//  - idle blocks total at most the limit (FASTCONV_BUFFER_CACHE_MB, default 256; 0 turns the
-//    cache off); releasing past it frees the oldest idle blocks first.
+//  - idle blocks total at most the limit (FASTCONV_BUFFER_CACHE_MB, a whole number of MiB,
+//    default 256; 0 turns the cache off; anything else keeps the default and is reported by
+//    env_problem()); releasing past it frees the oldest idle blocks first.
 // Blocks are only reused after NumPy has dropped the array that held them, so two live arrays
 // never share memory, and every kernel writes its whole output, so stale contents never show.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace fastconv {
 namespace buffer_cache {
@@ -41,6 +43,8 @@ Stats stats();
 size_t clear();
 // Set the cap on idle bytes (0 turns caching off and frees the idle blocks).
 void set_limit(size_t bytes);
+// Why FASTCONV_BUFFER_CACHE_MB could not be read (then the default limit holds), or "".
+std::string env_problem();
 
 }  // namespace buffer_cache
 }  // namespace fastconv

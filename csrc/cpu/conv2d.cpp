@@ -35,6 +35,9 @@
 //
 // Backward weight keeps one partial sum per thread, each over a contiguous range of
 // groups, added in thread order at the end: a given thread count always gives the same bits.
+// The ranges follow the threads the region actually got (parallel_team in common/parallel.h),
+// which OMP_THREAD_LIMIT, OMP_DYNAMIC or an enclosing parallel region can make fewer than
+// asked for.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -228,7 +231,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
     case Algo::WholeImage: {                       // y (N, K) = x (N, CRS) . w^T (CRS, K)
       sgemm(false, true, p.N, K, CRS, 1.f, x, CRS, w, CRS, 0.f, y, K);
       if (!b && act == Activation::None) return;
-#pragma omp parallel for schedule(static) if (p.N * K > (1 << 14))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (p.N * K > (1 << 14))
       for (int64_t n = 0; n < p.N; ++n) {
         float* yn = y + n * K;                     // (K)
         if (b) for (int64_t k = 0; k < K; ++k) yn[k] += b[k];
@@ -245,8 +248,9 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
   }
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
-#pragma omp parallel for schedule(static) if (groups > 1)
-  for (int64_t grp = 0; grp < groups; ++grp) {
+  ParallelErrors errors;                            // a workspace may fail to allocate
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (groups > 1)
+  for (int64_t grp = 0; grp < groups; ++grp) errors.run([&] {
     const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0);     // this group: images n0 ... n0+Gn-1
     const float* col = group_col(x, n0, Gn, p, thread_workspace(0, CRS * Gn * PQ));  // (CRS, Gn*PQ)
     if (Gn == 1) {                                  // y_n (K, PQ) straight from the GEMM
@@ -254,14 +258,15 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
       sgemm(false, false, K, PQ, CRS, 1.f, w, CRS, col, PQ, 0.f, yn, PQ);
       if (b || act != Activation::None)
         for (int64_t k = 0; k < K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
-      continue;
+      return;
     }
     float* out = thread_workspace(1, K * Gn * PQ);  // (K, Gn*PQ)
     sgemm(false, false, K, Gn * PQ, CRS, 1.f, w, CRS, col, Gn * PQ, 0.f, out, Gn * PQ);
     for (int64_t g = 0; g < Gn; ++g)
       for (int64_t k = 0; k < K; ++k)
         out_pass(out + k * Gn * PQ + g * PQ, b ? b[k] : 0.f, y + ((n0 + g) * K + k) * PQ, PQ);
-  }
+  });
+  errors.rethrow();
 }
 
 void conv2d_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
@@ -285,18 +290,20 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
   const bool pointwise = is_pointwise(p);
-#pragma omp parallel for schedule(static) if (groups > 1)
-  for (int64_t grp = 0; grp < groups; ++grp) {
+  ParallelErrors errors;
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (groups > 1)
+  for (int64_t grp = 0; grp < groups; ++grp) errors.run([&] {
     const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0);
     const float* dyg = group_dy(dy, n0, Gn, p, thread_workspace(2, K * Gn * PQ));  // (K, Gn*PQ)
     if (Gn == 1 && pointwise) {                     // dx_n (C, HW) = w^T (C, K) . dy_n (K, HW)
       sgemm(true, false, CRS, PQ, K, 1.f, w, CRS, dyg, PQ, 0.f, dx + n0 * CHW, PQ);
-      continue;
+      return;
     }
     float* col = thread_workspace(0, CRS * Gn * PQ);  // (CRS, Gn*PQ)
     sgemm(true, false, CRS, Gn * PQ, K, 1.f, w, CRS, dyg, Gn * PQ, 0.f, col, Gn * PQ);
     for (int64_t g = 0; g < Gn; ++g) col2im(col + g * PQ, dx + (n0 + g) * CHW, p, Gn * PQ);
-  }
+  });
+  errors.rethrow();
 }
 
 void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Conv2dParams& p) {
@@ -315,9 +322,9 @@ void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Co
   }
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
-  const int nt = static_cast<int>(std::min<int64_t>(omp_threads(), groups));
-  // Thread t sums groups [groups*t/nt, groups*(t+1)/nt) into its own partial, in one of two
-  // orientations:
+  const int max_nt = static_cast<int>(std::min<int64_t>(omp_threads(), groups));
+  // Thread t of the nt that run (nt <= max_nt: parallel_team) sums groups
+  // [groups*t/nt, groups*(t+1)/nt) into its own partial, in one of two orientations:
   //   K >= 32:  dw^T (CRS, K) += col_g (CRS, G*PQ) . dy_g^T (G*PQ, K)
   //             the GEMM's M is the long side (CRS), its A the im2col matrix, packed as stored;
   //             dy_g, the small operand, is the one read transposed.
@@ -325,10 +332,8 @@ void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Co
   //             a narrow N = K would leave the micro-kernel's 16 or 32 columns mostly empty
   //             (LeNet's C1, K = 6: 1.7x slower the other way).
   const bool transposed = K >= 32;
-  std::vector<float> partial(size_t(nt) * KCRS);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int t = omp_thread_id();
+  std::vector<float> partial(size_t(max_nt) * KCRS);
+  const int team = parallel_team(max_nt, [&](int t, int nt) {
     float* acc = partial.data() + size_t(t) * KCRS;   // (CRS, K) or (K, CRS)
     std::memset(acc, 0, sizeof(float) * KCRS);
     for (int64_t grp = groups * t / nt; grp < groups * (t + 1) / nt; ++grp) {
@@ -338,19 +343,19 @@ void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Co
       if (transposed) sgemm(false, true, CRS, K, Gn * PQ, 1.f, col, Gn * PQ, dyg, Gn * PQ, 1.f, acc, K);
       else sgemm(false, true, K, CRS, Gn * PQ, 1.f, dyg, Gn * PQ, col, Gn * PQ, 1.f, acc, CRS);
     }
-  }
+  });
   // dw (K, CRS) = the partials summed in thread order (transposed back where they are dw^T).
   for (int64_t k = 0; k < K; ++k)
     for (int64_t i = 0; i < CRS; ++i) {
       const size_t at = transposed ? size_t(i * K + k) : size_t(k * CRS + i);
       float sum = partial[at];
-      for (int t = 1; t < nt; ++t) sum += partial[size_t(t) * KCRS + at];
+      for (int t = 1; t < team; ++t) sum += partial[size_t(t) * KCRS + at];
       dw[k * CRS + i] = sum;
     }
 }
 
 void conv2d_backward_bias(const float* dy, float* db, int64_t N, int64_t K, int64_t PQ) {
-#pragma omp parallel for schedule(static) if (K * N * PQ > (1 << 15))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (K * N * PQ > (1 << 15))
   for (int64_t k = 0; k < K; ++k) {
     double s = 0.0;  // a double accumulator: PQ*N terms can be many
     for (int64_t n = 0; n < N; ++n) {

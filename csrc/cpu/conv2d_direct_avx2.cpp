@@ -165,12 +165,11 @@ void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* 
   const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
   const int64_t Kpad = (p.K + 7) / 8 * 8;
   // Per thread, a partial dw^T in chunks like wt in the forward: chunk k0 (kc channels, ld =
-  // ceil(kc/8)*8) is (CRS, ld) at k0*CRS. Thread t takes images [N*t/nt, N*(t+1)/nt).
-  const int nt = static_cast<int>(std::min<int64_t>(omp_threads(), p.N));
-  std::vector<float> partial(size_t(nt) * CRS * Kpad, 0.f);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int t = omp_thread_id();
+  // ceil(kc/8)*8) is (CRS, ld) at k0*CRS. Thread t of the nt that run takes images
+  // [N*t/nt, N*(t+1)/nt) (nt <= max_nt: parallel_team).
+  const int max_nt = static_cast<int>(std::min<int64_t>(omp_threads(), p.N));
+  std::vector<float> partial(size_t(max_nt) * CRS * Kpad, 0.f);
+  const int team = parallel_team(max_nt, [&](int t, int nt) {
     float* dwt = partial.data() + size_t(t) * CRS * Kpad;
     float* dyt = thread_workspace(2, PQ * Kpad);              // dy_n transposed, chunk by chunk
     float* buf = thread_workspace(0, p.C * Hp * Wp);
@@ -191,7 +190,7 @@ void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* 
         }
       }
     }
-  }
+  });
   // dw (K, CRS) = the partials summed in thread order, read back from the chunked dw^T.
   for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
     const int64_t kc = std::min(kChunk, p.K - k0), ld = (kc + 7) / 8 * 8;
@@ -199,7 +198,7 @@ void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* 
       for (int64_t crs = 0; crs < CRS; ++crs) {
         const size_t at = size_t(k0 * CRS + crs * ld + k);
         float sum = partial[at];
-        for (int th = 1; th < nt; ++th) sum += partial[size_t(th) * CRS * Kpad + at];
+        for (int th = 1; th < team; ++th) sum += partial[size_t(th) * CRS * Kpad + at];
         dw[(k0 + k) * CRS + crs] = sum;
       }
   }
@@ -221,8 +220,9 @@ void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, 
       for (int64_t k = 0; k < ld; ++k) wt[k0 * CRS + crs * ld + k] = k < kc ? w[(k0 + k) * CRS + crs] : 0.f;
   }
 
-#pragma omp parallel for schedule(static) if (p.N > 1)
-  for (int64_t n = 0; n < p.N; ++n) {
+  ParallelErrors errors;                                     // the padded image's workspace
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (p.N > 1)
+  for (int64_t n = 0; n < p.N; ++n) errors.run([&] {
     const float* xn = x + n * CHW;                           // (C, H, W)
     float* yn = y + n * p.K * PQ;                            // (K, P*Q)
     const float* xp = padded_image(xn, p, Hp, Wp, thread_workspace(0, p.C * Hp * Wp));  // (C, Hp, Wp)
@@ -239,7 +239,8 @@ void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, 
     }
     if (b || act != Activation::None)
       for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
-  }
+  });
+  errors.rethrow();
 }
 
 }  // namespace cpu

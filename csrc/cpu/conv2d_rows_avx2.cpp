@@ -215,8 +215,9 @@ void conv2d_forward_rows_avx2(const float* x, const float* w, const float* b, fl
       for (int64_t k = 0; k < kc; ++k) wt[size_t(k0 * CRS + tap * kc + k)] = w[(k0 + k) * CRS + tap];
   }
 
-#pragma omp parallel for schedule(static) if (p.N > 1)
-  for (int64_t n = 0; n < p.N; ++n) {
+  ParallelErrors errors;                                             // the padded image's workspace
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (p.N > 1)
+  for (int64_t n = 0; n < p.N; ++n) errors.run([&] {
     const float* xp = x + n * CHW;                                   // (C, Hp, Wp)
     if (padded) {
       float* buf = thread_workspace(0, p.C * Hp * Wp);
@@ -239,7 +240,8 @@ void conv2d_forward_rows_avx2(const float* x, const float* w, const float* b, fl
     }
     if (b || act != Activation::None)
       for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
-  }
+  });
+  errors.rethrow();
 }
 
 void conv2d_backward_weight_rows_avx2(const float* dy, const float* x, float* dw,
@@ -250,11 +252,9 @@ void conv2d_backward_weight_rows_avx2(const float* dy, const float* x, float* dw
   // xp rows: the loads of the last vector reach column Qp - 1 + (S-1)*dw, past Wp - 1 by up to 7.
   const int64_t ld = std::max(Wp, Qp + (p.S - 1) * p.dil_w);
   const int64_t n_chunks = (p.K + kMaxChunk - 1) / kMaxChunk;
-  const int nt = static_cast<int>(std::min<int64_t>(omp_threads(), p.N));
-  std::vector<float> partial(size_t(nt) * p.K * CRS, 0.f);           // per thread: dw (K, CRS)
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int t = omp_thread_id();
+  const int max_nt = static_cast<int>(std::min<int64_t>(omp_threads(), p.N));
+  std::vector<float> partial(size_t(max_nt) * p.K * CRS, 0.f);       // per thread: dw (K, CRS)
+  const int team = parallel_team(max_nt, [&](int t, int nt) {          // nt <= max_nt may run
     float* dwt = partial.data() + size_t(t) * p.K * CRS;
     float* xp = thread_workspace(0, p.C * Hp * ld);                  // (C, Hp, ld)
     float* dyp = thread_workspace(2, p.K * p.P * Qp);                // (K, P, Qp)
@@ -279,10 +279,10 @@ void conv2d_backward_weight_rows_avx2(const float* dy, const float* x, float* dw
         }
       }
     }
-  }
+  });
   for (int64_t i = 0; i < p.K * CRS; ++i) {
     float sum = partial[size_t(i)];
-    for (int th = 1; th < nt; ++th) sum += partial[size_t(th) * p.K * CRS + i];
+    for (int th = 1; th < team; ++th) sum += partial[size_t(th) * p.K * CRS + i];
     dw[i] = sum;
   }
 }

@@ -254,8 +254,9 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* b, flo
   transform_filters(w, K, C, U.data());
   const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);
 
-#pragma omp parallel for schedule(static) if (groups > 1)
-  for (int64_t grp = 0; grp < groups; ++grp) {
+  ParallelErrors errors;                              // the workspaces may fail to allocate
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (groups > 1)
+  for (int64_t grp = 0; grp < groups; ++grp) errors.run([&] {
     const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0), T = Gn * tiles;
     float* V = thread_workspace(0, 16 * C * T);       // (16, C, T)
     float* M = thread_workspace(1, 16 * K * T);       // (16, K, T)
@@ -274,7 +275,8 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* b, flo
         output_transform(M, k, K, T, g * tiles, th, tw, b ? b[k] : 0.f, yk, P, Q);
         if (act != Activation::None) out_pass(yk, 0.f, yk, P * Q);
       }
-  }
+  });
+  errors.rethrow();
 }
 
 // dw (K, C, 3, 3) from dy (N, K, P, Q) and x (N, C, H, W): per group, V from x as in the
@@ -292,13 +294,12 @@ void conv2d_backward_weight_winograd(const float* dy, const float* x, float* dw,
   int64_t G = std::max<int64_t>(1, kTileFloatsTarget / per_image);
   G = std::min(G, std::max<int64_t>(1, (p.N + threads - 1) / threads));
   const int64_t groups = (p.N + G - 1) / G;
-  const int nt = static_cast<int>(std::min<int64_t>(threads, groups));
+  const int max_nt = static_cast<int>(std::min<int64_t>(threads, groups));
   const int64_t UKC = 16 * K * C;
-  std::vector<float> partial(size_t(nt) * UKC, 0.f);
+  std::vector<float> partial(size_t(max_nt) * UKC, 0.f);
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int t = omp_thread_id();
+  // Thread t of the nt that run (nt <= max_nt: parallel_team) takes a contiguous range of groups.
+  const int team = parallel_team(max_nt, [&](int t, int nt) {
     float* dU = partial.data() + size_t(t) * UKC;
     for (int64_t grp = groups * t / nt; grp < groups * (t + 1) / nt; ++grp) {
       const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0), T = Gn * tiles;
@@ -320,8 +321,8 @@ void conv2d_backward_weight_winograd(const float* dy, const float* x, float* dw,
         sgemm(false, true, K, C, T, 1.f, Wt + xi * K * T, T, V + xi * C * T, T, 1.f,
               dU + xi * K * C, C);
     }
-  }
-  for (int t = 1; t < nt; ++t)
+  });
+  for (int t = 1; t < team; ++t)
     for (int64_t i = 0; i < UKC; ++i) partial[size_t(i)] += partial[size_t(t) * UKC + i];
   untransform_filters(partial.data(), K, C, dw);
 }

@@ -14,6 +14,7 @@
 // so the thread count changes nothing.
 #include <cmath>
 
+#include "common/parallel.h"
 #include "ops.h"
 
 namespace fastconv {
@@ -24,7 +25,7 @@ namespace cpu {
 //       momentum:    v = momentum * v - step;  p += v   (Nesterov: p = (p - step) + momentum * v)
 void sgd_update(float* p, const float* g, float* velocity, int64_t n, float lr, float momentum,
                 float weight_decay, bool nesterov) {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i) {
     float gi = g[i];
     if (weight_decay != 0.f) gi = p[i] * weight_decay + gi;
@@ -48,7 +49,7 @@ void adam_update(float* p, const float* g, float* m, float* v, int64_t n, float 
                  float c1, float b2, float c2, float eps, float decay) {
   // A lower threshold than SGD's: the square root and division make Adam compute-bound, and
   // splitting LeNet-5's 61,706 parameters over 2 threads took 0.10 -> 0.05 ms a step.
-#pragma omp parallel for schedule(static) if (n > (1 << 14))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (n > (1 << 14))
   for (int64_t i = 0; i < n; ++i) {
     float pi = p[i];
     if (decay != 1.f) pi = pi * decay;
@@ -73,7 +74,7 @@ void adam_update(float* p, const float* g, float* m, float* v, int64_t n, float 
 void rmsprop_update(float* p, const float* g, float* ms, float* mg, float* buf, int64_t n,
                     float lr, float rho, float c, float momentum, float eps, float decay) {
   // Compute-bound like Adam's step (a root and a division per element): Adam's threshold.
-#pragma omp parallel for schedule(static) if (n > (1 << 14))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (n > (1 << 14))
   for (int64_t i = 0; i < n; ++i) {
     float pi = p[i];
     if (decay != 1.f) pi = pi * decay;

@@ -22,7 +22,9 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <vector>
 
+#include "common/parallel.h"
 #include "cpu/vmath.h"
 #include "ops.h"
 
@@ -71,7 +73,7 @@ template <int KH, int KW>
 void max_forward_tiled(const float* x, float* y, const Pool2dParams& p) {
   const int64_t kh = KH ? KH : p.kh, kw = KW ? KW : p.kw, W = p.W, Q = p.Q;
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
-#pragma omp parallel for schedule(static) if (parallel_planes(p))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (parallel_planes(p))
   for (int64_t i = 0; i < planes; ++i)
     for (int64_t op = 0; op < p.P; ++op) {
       const float* xr = x + i * HW + op * kh * W;   // (kh, W): the window rows of output row op
@@ -92,7 +94,7 @@ inline bool is_max(float v, float m) { return (v == m) | (v != v); }
 void max_backward_tiled(const float* dy, const float* x, float* dx, const Pool2dParams& p) {
   const int64_t kh = p.kh, kw = p.kw, W = p.W, Q = p.Q;
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
-#pragma omp parallel for schedule(static) if (parallel_planes(p))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (parallel_planes(p))
   for (int64_t i = 0; i < planes; ++i) {
     for (int64_t op = 0; op < p.P; ++op) {
       const float* xr = x + i * HW + op * kh * W;   // (kh, W)
@@ -140,7 +142,7 @@ void avg_forward_tiled(const float* x, float* y, const Pool2dParams& p) {
   const int64_t kh = KH ? KH : p.kh, kw = KW ? KW : p.kw, W = p.W, Q = p.Q;
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
   const float d = float(kh * kw);
-#pragma omp parallel for schedule(static) if (parallel_planes(p))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (parallel_planes(p))
   for (int64_t i = 0; i < planes; ++i)
     for (int64_t op = 0; op < p.P; ++op) {
       const float* xr = x + i * HW + op * kh * W;
@@ -160,7 +162,7 @@ void avg_backward_tiled(const float* dy, float* dx, const Pool2dParams& p) {
   const int64_t kh = KH ? KH : p.kh, kw = KW ? KW : p.kw, W = p.W, Q = p.Q;
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
   const float d = float(kh * kw);
-#pragma omp parallel for schedule(static) if (parallel_planes(p))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (parallel_planes(p))
   for (int64_t i = 0; i < planes; ++i) {
     for (int64_t op = 0; op < p.P; ++op) {
       float* dxr = dx + i * HW + op * kh * W;
@@ -186,7 +188,7 @@ void max_pool2d_forward(const float* x, float* y, const Pool2dParams& p) {
     return;
   }
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
-#pragma omp parallel for schedule(static) if (planes * PQ > 4096)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * PQ > 4096)
   for (int64_t i = 0; i < planes; ++i) {
     const float* xp = x + i * HW;   // (H, W)
     float* yp = y + i * PQ;         // (P, Q)
@@ -205,7 +207,7 @@ void max_pool2d_backward(const float* dy, const float* x, float* dx, const Pool2
     return;
   }
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
-#pragma omp parallel for schedule(static) if (planes * PQ > 4096)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * PQ > 4096)
   for (int64_t i = 0; i < planes; ++i) {
     const float* xp = x + i * HW;
     const float* dyp = dy + i * PQ;
@@ -231,7 +233,7 @@ template <int KH, int KW>
 void max_forward_indices_tiled(const float* x, float* y, uint8_t* idx, const Pool2dParams& p) {
   const int64_t kh = KH ? KH : p.kh, kw = KW ? KW : p.kw, W = p.W, Q = p.Q;
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
-#pragma omp parallel for schedule(static) if (parallel_planes(p))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (parallel_planes(p))
   for (int64_t i = 0; i < planes; ++i)
     for (int64_t op = 0; op < p.P; ++op) {
       const float* xr = x + i * HW + op * kh * W;   // (kh, W): the window rows of output row op
@@ -267,7 +269,7 @@ template <int KH, int KW>
 void max_backward_indices_tiled(const float* dy, const uint8_t* idx, float* dx, const Pool2dParams& p) {
   const int64_t kh = KH ? KH : p.kh, kw = KW ? KW : p.kw, W = p.W, Q = p.Q;
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
-#pragma omp parallel for schedule(static) if (parallel_planes(p))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (parallel_planes(p))
   for (int64_t i = 0; i < planes; ++i) {
     for (int64_t op = 0; op < p.P; ++op) {
       float* dxr = dx + i * HW + op * kh * W;       // (kh, W)
@@ -322,7 +324,7 @@ void max_pool2d_forward_indices(const float* x, float* y, uint8_t* idx, const Po
     return;
   }
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
-#pragma omp parallel for schedule(static) if (planes * PQ > 4096)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * PQ > 4096)
   for (int64_t i = 0; i < planes; ++i) {
     const float* xp = x + i * HW;
     for (int64_t op = 0; op < p.P; ++op)
@@ -335,6 +337,45 @@ void max_pool2d_forward_indices(const float* x, float* y, uint8_t* idx, const Po
                                  (a % p.W - (oq * p.stride_w - p.pad_left)));
       }
   }
+}
+
+int64_t max_pool2d_find_bad_index(const uint8_t* idx, const Pool2dParams& p) {
+  const int64_t cells = p.kh * p.kw, n = p.N * p.C * p.P * p.Q;
+  // 1. Every index names a cell of the kh x kw window, or is kNoCell: one branch-free maximum
+  // of idx + 1 in bytes, where kNoCell (255) wraps to 0 (the compiler vectorises it); the
+  // position is looked for only when one is out of range.
+  static_assert(kNoCell == 255, "the wrap-around below relies on it");
+  uint8_t largest_plus_one = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t v = uint8_t(idx[i] + 1);
+    largest_plus_one = v > largest_plus_one ? v : largest_plus_one;
+  }
+  if (largest_plus_one > cells)
+    for (int64_t i = 0; i < n; ++i)
+      if (idx[i] >= cells && idx[i] != kNoCell) return i;
+  // 2. Without padding every window lies inside the image: nothing more to check (the fast
+  // path of training: 2x2 stride 2). With padding, only the windows that reach into it, the
+  // output rows and columns at the border, can name a cell outside the image.
+  if (p.pad_top == 0 && p.pad_left == 0 && p.pad_bottom == 0 && p.pad_right == 0) return -1;
+  const auto clipped = [](int64_t start, int64_t k, int64_t size) { return start < 0 || start + k > size; };
+  std::vector<int64_t> edge_columns;                             // oq whose window is clipped
+  for (int64_t oq = 0; oq < p.Q; ++oq)
+    if (clipped(oq * p.stride_w - p.pad_left, p.kw, p.W)) edge_columns.push_back(oq);
+  const int64_t PQ = p.P * p.Q;
+  for (int64_t i = 0; i < p.N * p.C; ++i)
+    for (int64_t op = 0; op < p.P; ++op) {
+      const int64_t hs = op * p.stride_h - p.pad_top;
+      const bool edge_row = clipped(hs, p.kh, p.H);
+      const int64_t count = edge_row ? p.Q : int64_t(edge_columns.size());
+      for (int64_t c = 0; c < count; ++c) {
+        const int64_t oq = edge_row ? c : edge_columns[size_t(c)];
+        const int64_t o = i * PQ + op * p.Q + oq;
+        if (idx[o] == kNoCell) continue;
+        const int64_t h = hs + idx[o] / p.kw, w = oq * p.stride_w - p.pad_left + idx[o] % p.kw;
+        if (h < 0 || h >= p.H || w < 0 || w >= p.W) return o;
+      }
+    }
+  return -1;
 }
 
 void max_pool2d_backward_indices(const float* dy, const uint8_t* idx, float* dx, const Pool2dParams& p) {
@@ -350,7 +391,7 @@ void max_pool2d_backward_indices(const float* dy, const uint8_t* idx, float* dx,
     return;
   }
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
-#pragma omp parallel for schedule(static) if (planes * PQ > 4096)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * PQ > 4096)
   for (int64_t i = 0; i < planes; ++i) {
     float* dxp = dx + i * HW;
     std::memset(dxp, 0, sizeof(float) * HW);
@@ -360,6 +401,9 @@ void max_pool2d_backward_indices(const float* dy, const uint8_t* idx, float* dx,
         if (idx[o] == kNoCell) continue;
         const int64_t h = op * p.stride_h - p.pad_top + idx[o] / p.kw;
         const int64_t w = oq * p.stride_w - p.pad_left + idx[o] % p.kw;
+        // The binding refuses such an index (max_pool2d_find_bad_index); a caller from C++ that
+        // skipped that check still gets no write outside dx.
+        if (h < 0 || h >= p.H || w < 0 || w >= p.W || idx[o] >= p.kh * p.kw) continue;
         dxp[h * p.W + w] += dy[o];
       }
   }
@@ -371,7 +415,7 @@ void avg_pool2d_forward(const float* x, float* y, const Pool2dParams& p) {
     return;
   }
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
-#pragma omp parallel for schedule(static) if (planes * PQ > 4096)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * PQ > 4096)
   for (int64_t i = 0; i < planes; ++i) {
     const float* xp = x + i * HW;
     float* yp = y + i * PQ;
@@ -393,7 +437,7 @@ void avg_pool2d_backward(const float* dy, float* dx, const Pool2dParams& p) {
     return;
   }
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q;
-#pragma omp parallel for schedule(static) if (planes * PQ > 4096)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * PQ > 4096)
   for (int64_t i = 0; i < planes; ++i) {
     const float* dyp = dy + i * PQ;
     float* dxp = dx + i * HW;

@@ -89,7 +89,7 @@ inline int64_t to_bytes(__m256i j) {
 
 void max_pool2d_2x2_forward_indices_avx2(const float* x, float* y, uint8_t* idx, const Pool2dParams& p) {
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q, W = p.W, Q = p.Q;
-#pragma omp parallel for schedule(static) if (planes * HW > (1 << 15))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * HW > (1 << 15))
   for (int64_t i = 0; i < planes; ++i)
     for (int64_t op = 0; op < p.P; ++op) {
       const float* x0 = x + i * HW + 2 * op * W;     // (W): the window's top row
@@ -130,7 +130,7 @@ void max_pool2d_2x2_forward_indices_avx2(const float* x, float* y, uint8_t* idx,
 
 void max_pool2d_2x2_backward_indices_avx2(const float* dy, const uint8_t* idx, float* dx, const Pool2dParams& p) {
   const int64_t planes = p.N * p.C, HW = p.H * p.W, PQ = p.P * p.Q, W = p.W, Q = p.Q;
-#pragma omp parallel for schedule(static) if (planes * HW > (1 << 15))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * HW > (1 << 15))
   for (int64_t i = 0; i < planes; ++i) {
     for (int64_t op = 0; op < p.P; ++op) {
       float* d0 = dx + i * HW + 2 * op * W;          // (W)

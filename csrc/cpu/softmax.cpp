@@ -7,6 +7,7 @@
 // The exponentials run through the vectorised exp of vmath.h as exp(x + shift), shift = -max.
 #include <cmath>
 
+#include "common/parallel.h"
 #include "cpu/vmath.h"
 #include "ops.h"
 
@@ -15,7 +16,7 @@ namespace cpu {
 
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
   const VecFn vexp = vec_math().exp;
-#pragma omp parallel for schedule(static) if (rows * cols > (1 << 15))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (rows * cols > (1 << 15))
   for (int64_t i = 0; i < rows; ++i) {
     const float* xr = x + i * cols;
     float* yr = y + i * cols;
@@ -34,7 +35,7 @@ float softmax_cross_entropy(const float* logits, const int64_t* labels, float* d
   const VecFn vexp = vec_math().exp;
   double total = 0.0;
   const float invN = 1.f / float(N);
-#pragma omp parallel for schedule(static) reduction(+ : total) if (N * C > (1 << 15))
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) reduction(+ : total) if (N * C > (1 << 15))
   for (int64_t i = 0; i < N; ++i) {
     const float* xr = logits + i * C;
     float* dr = dlogits + i * C;

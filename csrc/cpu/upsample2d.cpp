@@ -56,7 +56,7 @@ AxisTaps axis_taps(int64_t in, int64_t out, bool align_corners) {
 void upsample2d_nearest_forward(const float* x, float* y, int64_t planes, int64_t H, int64_t W,
                                 int64_t sh, int64_t sw) {
   const int64_t Wo = W * sw, HWo = H * sh * Wo, HW = H * W;
-#pragma omp parallel for schedule(static) if (planes * HWo > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * HWo > kParallelMin)
   for (int64_t pl = 0; pl < planes; ++pl) {
     const float* xp = x + pl * HW;                 // (H, W)
     float* yp = y + pl * HWo;                      // (Ho, Wo)
@@ -77,7 +77,7 @@ void upsample2d_nearest_forward(const float* x, float* y, int64_t planes, int64_
 void upsample2d_nearest_backward(const float* dy, float* dx, int64_t planes, int64_t H, int64_t W,
                                  int64_t sh, int64_t sw) {
   const int64_t Wo = W * sw, HWo = H * sh * Wo, HW = H * W;
-#pragma omp parallel for schedule(static) if (planes * HWo > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * HWo > kParallelMin)
   for (int64_t pl = 0; pl < planes; ++pl) {
     const float* dyp = dy + pl * HWo;              // (Ho, Wo)
     float* dxp = dx + pl * HW;                     // (H, W)
@@ -105,7 +105,7 @@ void upsample2d_bilinear_forward(const float* x, float* y, int64_t planes, int64
                                  int64_t Ho, int64_t Wo, bool align_corners) {
   const AxisTaps rows = axis_taps(H, Ho, align_corners), cols = axis_taps(W, Wo, align_corners);
   const int64_t HW = H * W, HWo = Ho * Wo;
-#pragma omp parallel for schedule(static) if (planes * HWo > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * HWo > kParallelMin)
   for (int64_t pl = 0; pl < planes; ++pl) {
     const float* xp = x + pl * HW;                 // (H, W)
     float* yp = y + pl * HWo;                      // (Ho, Wo)
@@ -130,7 +130,7 @@ void upsample2d_bilinear_backward(const float* dy, float* dx, int64_t planes, in
                                   int64_t Ho, int64_t Wo, bool align_corners) {
   const AxisTaps rows = axis_taps(H, Ho, align_corners), cols = axis_taps(W, Wo, align_corners);
   const int64_t HW = H * W, HWo = Ho * Wo;
-#pragma omp parallel for schedule(static) if (planes * HWo > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * HWo > kParallelMin)
   for (int64_t pl = 0; pl < planes; ++pl) {
     const float* dyp = dy + pl * HWo;              // (Ho, Wo)
     float* dxp = dx + pl * HW;                     // (H, W)

@@ -140,7 +140,7 @@ void identity_generic(const float* x, float shift, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] + shift;
 }
 void relu_generic(const float* x, float shift, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) { const float v = x[i] + shift; y[i] = v > 0.f ? v : 0.f; }
+  for (int64_t i = 0; i < n; ++i) { const float v = x[i] + shift; y[i] = v < 0.f ? 0.f : v; }  // NaN stays NaN
 }
 void exp_generic(const float* x, float shift, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = exp_f32(x[i] + shift);

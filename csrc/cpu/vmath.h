@@ -17,7 +17,8 @@
 //               EPYC), worst relative error 2.8e-7 (benchmarks/check_vmath.cpp).
 //   sigmoid(x)  e = e^-|x| (never overflows), s = 1 / (1 + e): s for x >= 0, e s for x < 0,
 //               so sigmoid(-100) = 3.7e-44 exactly rounded, sigmoid(100) = 1, no inf/inf.
-//   relu(x)     max(x, 0), with relu(NaN) = 0 like the reference's (x > 0 ? x : 0).
+//   relu(x)     x < 0 ? 0 : x, so relu(NaN) = NaN as in NumPy's maximum(x, 0) and PyTorch: a NaN
+//               input or weight shows in the output instead of turning into a confident 0.
 //   leaky_relu  x > 0 ? x : alpha x (a compare and a select; NaN stays NaN).
 //   elu         x > 0 ? x : alpha expm1(x). expm1 comes out of exp's own steps: with
 //               e^x = 2^n (1 + q), q = r + p r^2, expm1(x) = 2^n q + (2^n - 1), so it keeps

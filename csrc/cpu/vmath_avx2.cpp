@@ -155,7 +155,7 @@ inline __m256 gelu_tanh_grad8(__m256 x) {
   return _mm256_fmadd_ps(_mm256_mul_ps(xc, ss), du, s);
 }
 
-inline __m256 relu8(__m256 x) { return _mm256_max_ps(x, _mm256_setzero_ps()); }  // NaN -> 0
+inline __m256 relu8(__m256 x) { return _mm256_max_ps(_mm256_setzero_ps(), x); }  // NaN -> NaN
 inline __m256 identity8(__m256 x) { return x; }
 
 // y[i] = f(x[i] + shift) over n elements, 8 at a time, the tail through a buffer.

@@ -157,7 +157,7 @@ inline __m512 gelu_tanh_grad16(__m512 x) {
   return _mm512_fmadd_ps(_mm512_mul_ps(xc, ss), du, s);
 }
 
-inline __m512 relu16(__m512 x) { return _mm512_max_ps(x, _mm512_setzero_ps()); }  // NaN -> 0
+inline __m512 relu16(__m512 x) { return _mm512_max_ps(_mm512_setzero_ps(), x); }  // NaN -> NaN
 inline __m512 identity16(__m512 x) { return x; }
 
 template <__m512 (*f)(__m512)>

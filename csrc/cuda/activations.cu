@@ -7,6 +7,8 @@
 //   relu    dx = dy * (y > 0)      tanh    dx = dy * (1 - y^2)      sigmoid dx = dy * y(1 - y)
 //   leaky   dx = dy * (y > 0 ? 1 : alpha)          elu  dx = dy * (y > 0 ? 1 : y + alpha)
 //   gelu    dx = dy * (Phi(x) + x phi(x))          (common.cuh: activation_grad)
+// NaN propagates (common.cuh: apply_activation, activation_grad): relu(NaN) = NaN, and relu's
+// backward passes dy where y is NaN, as PyTorch does.
 // Memory-bound: 8 bytes per element forward, 12 backward; at ~3 TB/s a 10^7-element relu
 // takes ~27 us, so the kernel is a plain coalesced stream and nothing more.
 #include "cuda/common.cuh"

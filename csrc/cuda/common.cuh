@@ -130,7 +130,7 @@ FC_HD float sigmoid_of(float v) {               // never overflows: e = e^-|v|
 // NaN propagates through 4 to 7 (the compares are false for NaN, and the other side keeps it).
 FC_HD float apply_activation(int act, float v, float alpha = 0.f) {
   switch (act) {
-    case 1: return v > 0.f ? v : 0.f;
+    case 1: return v < 0.f ? 0.f : v;   // NaN stays NaN (fmaxf(v, 0) would return 0)
     case 2: return tanhf(v);
     case 3: return 1.f / (1.f + expf(-v));
     case 4: return v > 0.f ? v : alpha * v;
@@ -142,9 +142,10 @@ FC_HD float apply_activation(int act, float v, float alpha = 0.f) {
 }
 
 // dx for one element: from the forward output y (codes 1-5) or the forward input x (6, 7).
+// relu passes g where y > 0 or y is NaN and gives 0 where y <= 0, as PyTorch's threshold_backward.
 FC_HD float activation_grad(int act, float g, float y, float x, float alpha) {
   switch (act) {
-    case 1: return y > 0.f ? g : 0.f;
+    case 1: return y <= 0.f ? 0.f : g;
     case 2: return g * (1.f - y * y);
     case 3: return g * y * (1.f - y);
     case 4: return y != y ? y : (y > 0.f ? g : g * alpha);

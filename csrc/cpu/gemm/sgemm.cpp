@@ -40,6 +40,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "common/parallel.h"
 #include "cpu/gemm/sgemm_kernels.h"
 
 #ifdef _OPENMP
@@ -133,7 +134,7 @@ struct Problem {
 
 inline float activate(Activation act, float v, float alpha) {
   switch (act) {
-    case Activation::ReLU: return v > 0.0f ? v : 0.0f;
+    case Activation::ReLU: return v < 0.0f ? 0.0f : v;   // NaN stays NaN
     case Activation::Tanh: return std::tanh(v);
     case Activation::Sigmoid: return 1.0f / (1.0f + std::exp(-v));
     case Activation::LeakyReLU: return v > 0.0f ? v : alpha * v;
@@ -160,7 +161,7 @@ void apply_epilogue(const SgemmEpilogue& ep, float* C, int64_t ldc, int64_t m, i
     switch (ep.act) {
       case Activation::None: break;
       case Activation::ReLU:
-        for (int64_t j = 0; j < n; ++j) c[j] = c[j] > 0.0f ? c[j] : 0.0f;
+        for (int64_t j = 0; j < n; ++j) c[j] = c[j] < 0.0f ? 0.0f : c[j];   // NaN stays NaN
         break;
       default:
         for (int64_t j = 0; j < n; ++j) c[j] = activate(ep.act, c[j], ep.alpha);
@@ -269,6 +270,15 @@ void macro_kernel(const SgemmKernel& kr, const Problem& p, int64_t ic, int64_t m
   }
 }
 
+// Column slices of C for gemm_thread_columns: at most nc columns each, at least 4 per thread
+// to share out, none under 4 panels.
+int64_t column_slices(const Problem& p, const Blocking& bl, int NR, int nthreads) {
+  const int64_t n_panels = ceil_div(p.N, NR);
+  int64_t n_slices = ceil_div(p.N, bl.nc);
+  while (nthreads > 1 && n_slices < 4 * nthreads && n_panels >= 8 * n_slices) n_slices *= 2;
+  return max64(min64(n_slices, n_panels), nthreads > 1 ? min64(nthreads, n_panels) : 1);
+}
+
 // Few rows (M <= MC, one A block) and op(A) small enough to pack whole: the threads split
 // the columns of C into slices and never wait for each other. Each thread packs all of
 // op(A) (every KC slice) once, then for each column slice it claims, for each KC slice,
@@ -284,11 +294,8 @@ void gemm_thread_columns(const SgemmKernel& kr, const Problem& p, const Blocking
     gemm::pack_a(p.trans_a, p.A, p.lda, 0, mc, pc, min64(bl.kc, p.K - pc), MR,
                  a_all + pc * mc_padded);
 
-  // Slices of at most nc columns, at least 4 per thread to share out, none under 4 panels.
   const int64_t n_panels = ceil_div(p.N, NR);
-  int64_t n_slices = ceil_div(p.N, bl.nc);
-  while (nthreads > 1 && n_slices < 4 * nthreads && n_panels >= 8 * n_slices) n_slices *= 2;
-  n_slices = max64(min64(n_slices, n_panels), nthreads > 1 ? min64(nthreads, n_panels) : 1);
+  const int64_t n_slices = column_slices(p, bl, NR, nthreads);
   const int64_t max_slice_panels = ceil_div(n_panels, n_slices);
   float* b_slice = b_in_place ? nullptr : tls_b_blocks[0].get(bl.kc * max_slice_panels * NR);
   float* b_edge = b_in_place ? tls_b_edge.get(bl.kc * NR) : nullptr;
@@ -382,13 +389,29 @@ void gemm_thread(const SgemmKernel& kr, const Problem& p, const Blocking& bl,
   }
 }
 
+// Gets the calling thread's packing buffers at the sizes gemm_thread_columns (by_columns) or
+// gemm_thread will ask for with nthreads threads, so that they find them there and cannot
+// fail between the barriers of a parallel GEMM. Throws std::bad_alloc.
+void reserve_thread_buffers(const SgemmKernel& kr, const Problem& p, const Blocking& bl,
+                            bool by_columns, bool b_in_place, int nthreads) {
+  const int MR = kr.MR, NR = kr.NR;
+  if (b_in_place) tls_b_edge.get(bl.kc * NR);
+  if (!by_columns) {
+    tls_a_block.get(bl.mc * bl.kc);
+    return;
+  }
+  tls_a_block.get(round_up(p.M, MR) * p.K);
+  if (!b_in_place)
+    tls_b_blocks[0].get(bl.kc * ceil_div(ceil_div(p.N, NR), column_slices(p, bl, NR, nthreads)) * NR);
+}
+
 // Threads worth using: all of them outside a parallel region, unless the problem is too
 // small to pay for waking them (about 0.5 MFLOP per thread: LeNet-5's F6 layer, 64 x 84 x 120,
 // 1.3 MFLOP, took 0.036 ms on 2 threads against 0.053 on one) or has too few tiles.
 int threads_for(const SgemmKernel& kr, const Problem& p) {
 #ifdef _OPENMP
   if (omp_in_parallel()) return 1;
-  int64_t nthreads = omp_get_max_threads();
+  int64_t nthreads = omp_threads();   // the process-wide setting (common/parallel.h)
   const double flops = 2.0 * static_cast<double>(p.M) * static_cast<double>(p.N) * p.K;
   nthreads = min64(nthreads, static_cast<int64_t>(flops / 0.5e6));
   nthreads = min64(nthreads, ceil_div(p.M, kr.MR) * ceil_div(p.N, kr.NR));
@@ -431,15 +454,24 @@ void run(const Problem& p) {
   WorkQueue queue;
   for (auto& set : queue.claimed)
     for (auto& count : set) count.store(0, std::memory_order_relaxed);
+  ParallelErrors errors;
 #pragma omp parallel num_threads(nthreads)
   {
-    if (by_columns)
-      gemm_thread_columns(kr, p, bl, b_in_place, &queue, omp_get_thread_num(),
-                          omp_get_num_threads());
-    else
-      gemm_thread(kr, p, bl, b_blocks, b_in_place, &queue, omp_get_thread_num(),
-                  omp_get_num_threads());
+    // The region may have fewer threads than nthreads (OMP_THREAD_LIMIT, OMP_DYNAMIC): the
+    // work is split by the count it got. Each thread gets its packing buffers first; after one
+    // barrier either all threads run the GEMM or, if any could not allocate, none does (a
+    // thread leaving early would leave the others waiting at gemm_thread's barriers).
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    errors.run([&] { reserve_thread_buffers(kr, p, bl, by_columns, b_in_place, team); });
+#pragma omp barrier
+    errors.run([&] {
+      if (by_columns)
+        gemm_thread_columns(kr, p, bl, b_in_place, &queue, tid, team);
+      else
+        gemm_thread(kr, p, bl, b_blocks, b_in_place, &queue, tid, team);
+    });
   }
+  errors.rethrow();
 #endif
 }
 
