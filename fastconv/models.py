@@ -437,18 +437,23 @@ class Sequential:
         return x, y
 
     # --- training -----------------------------------------------------------------------------
-    def _train_step(self, xb, yb):
-        out = self._loss_input(xb, True)
-        loss, grad = self.loss.forward_backward(out, yb)
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"Sequential.fit: the loss became {loss}; lower the learning rate")
-        correct = _metrics.count_correct(out, yb) if self._track_accuracy else 0
-        self._backward(grad)
+    def _train_step(self, xb, yb, dp=None, global_count=0):
+        if len(xb):
+            out = self._loss_input(xb, True)
+            loss, grad = self.loss.forward_backward(out, yb)
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"Sequential.fit: the loss became {loss}; lower the learning rate")
+            correct = _metrics.count_correct(out, yb) if self._track_accuracy else 0
+            self._backward(grad)
+        else:  # distributed: no sample of this global batch on this rank (weight 0 below)
+            loss, correct = 0.0, 0
+        if dp is not None:  # [distributed] the global batch's mean-loss gradient on every rank
+            dp.allreduce_gradients(self._opt_grads, len(xb) / global_count)
         self.optimizer.step(self._opt_params, self._opt_grads)
         return loss, correct
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, callbacks=None,
-            verbose=1, device="cpu"):
+            verbose=1, device="cpu", distributed=False):
         """Train for ``epochs`` passes over (x, y) in mini-batches of ``batch_size``.
 
         x: (N, C, H, W) (or NHWC if channels_last) or (N, features); y: int labels (N,) for
@@ -456,8 +461,11 @@ class Sequential:
         evaluated after each epoch. verbose: 0 silent, 1 progress bar and a line per epoch,
         2 a line per epoch. device: "cpu", or "cuda" to train on the GPU (data, weights and
         optimiser state stay there for the whole run; the weights come back to the model at
-        the end; see fastconv.cuda_training). Returns a History (history.history["loss"],
-        ["accuracy"], ...; history.epoch_times).
+        the end; see fastconv.cuda_training). distributed=True: data-parallel over the MPI ranks
+        of an ``mpiexec`` launch (fastconv.distributed; needs fastconv[mpi]): every rank passes
+        the same data and batch_size, the global batch, and trains on its shard of each batch;
+        the logs are averaged over the ranks and only rank 0 prints. Returns a History
+        (history.history["loss"], ["accuracy"], ...; history.epoch_times).
         """
         self._check_compiled("fit")
         device = _cuda_training.check_device(device, "Sequential.fit")
@@ -475,6 +483,11 @@ class Sequential:
             x_val, y_val = self._prepare_xy(validation_data[0], validation_data[1], "fit")
         self._plan()
         self._opt_params, self._opt_grads = [self._flat_params], [self._flat_grads]
+        # [distributed] (issue 18): check the launch, equal weights and shuffling on every rank.
+        dp = None
+        if distributed:
+            dp = self._distributed_setup(device, n, batch_size, epochs, shuffle)
+            verbose = verbose if dp.is_chief else 0
 
         history = History()
         callbacks = [history] + list(callbacks or [])
@@ -502,21 +515,22 @@ class Sequential:
             loss_sum, correct_sum, done = 0.0, 0, 0
             for step in range(steps):
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                m = hi - lo
-                if shuffle:
+                idx = order[lo:hi] if dp is None else dp.shard(order[lo:hi])  # [distributed]
+                m = len(idx)
+                if shuffle or dp is not None:
                     xb, yb = batch_x[:m], batch_y[:m]
-                    idx = order[lo:hi]
                     # mode="clip": numpy buffers `out` for mode="raise"; the indices are valid.
                     x.take(idx, axis=0, out=xb, mode="clip")
                     y.take(idx, axis=0, out=yb, mode="clip")
                 else:
                     xb, yb = x[lo:hi], y[lo:hi]
-                loss, correct = self._train_step(xb, yb)
+                loss, correct = self._train_step(xb, yb, dp, hi - lo)
                 loss_sum += loss * m
                 correct_sum += correct
                 done += m
-                if bar is not None:
-                    self._bar_update(bar, done, loss_sum, correct_sum)
+                if bar is not None and done:  # distributed: rank 0's running means, all ranks' count
+                    bar.update(hi, loss_sum / done, correct_sum / (done * self._acc_units)
+                               if self._track_accuracy else None)
                 for cb in batch_callbacks:
                     cb.on_batch_end(step, {"loss": loss, "size": m})
             elapsed = time.perf_counter() - start_time
@@ -524,16 +538,54 @@ class Sequential:
                 bar.close()
             validate = (None if validation_data is None else
                         lambda: self._evaluate_prepared(x_val, y_val, max(batch_size, 256)))
+            if dp is not None:  # [distributed] sums over the ranks; each validates its shard
+                loss_sum, correct_sum = map(float, dp.reduce_sums([loss_sum, correct_sum]))
+                if validation_data is not None:
+                    validate = lambda: self._evaluate_shard(dp, x_val, y_val, max(batch_size, 256))
             logs = self._epoch_logs(epoch, epochs, n, elapsed, loss_sum, correct_sum, validate,
                                     verbose)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, dict(logs) if cb is not history else logs)
+            if dp is not None:  # [distributed] stop together
+                self.stop_training = dp.any(self.stop_training)
             if self.stop_training:
                 break
         for cb in callbacks:
             cb.on_train_end()
         self.history = history
         return history
+
+    def _distributed_setup(self, device, n, batch_size, epochs, shuffle):
+        """[distributed] fit's start on every rank: a DataParallel whose setup has checked that
+        the ranks run the same model, seed and data, given them rank 0's weights and shuffling
+        state, and a per-rank stream for the layers that draw per sample (dropout, shifts)."""
+        from . import distributed as _dist
+
+        if device != "cpu":
+            raise NotImplementedError("Sequential.fit: distributed=True trains on the CPU only "
+                                      "for now; the GPU path (fastconv.distributed.NcclAllReduce) "
+                                      "is not wired into the CUDA trainer yet")
+        dp = _dist.DataParallel()
+        config = self.get_config()
+        signature = {"model": self.name, "layers": config["layers"],
+                     "input_shape": config["input_shape"], "compile": config.get("compile"),
+                     "samples": n, "batch_size": batch_size, "epochs": epochs,
+                     "shuffle": bool(shuffle)}
+        dp.setup([self._flat_params], signature, seed=self.seed, rngs=[self._shuffle_rng])
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, L._SeededLayer) and dp.rank > 0 and layer._rng is not None:
+                layer._rng = np.random.default_rng(
+                    [int(layer._rng.integers(1 << 62)), dp.rank, i])
+        return dp
+
+    def _evaluate_shard(self, dp, x, y, batch_size):
+        """[distributed] _evaluate_prepared over this rank's shard, averaged over the ranks."""
+        from .distributed import shard_bounds
+
+        lo, hi = shard_bounds(len(x), dp.rank, dp.size)
+        results = self._evaluate_prepared(x[lo:hi], y[lo:hi], batch_size) if hi > lo else \
+            [0.0] * (2 if self._track_accuracy else 1)
+        return [float(v) for v in dp.average(results, hi - lo)]
 
     def _epoch_begin(self, callbacks, epoch, epochs, order, shuffle, verbose):
         """Start an epoch of fit (CPU or GPU): the callbacks, the sample order (shuffled in place
