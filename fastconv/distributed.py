@@ -656,9 +656,13 @@ class NcclAllReduce:
         uid = _NcclUniqueId()
         if dp.rank == 0:
             self._check(lib.ncclGetUniqueId(ctypes.byref(uid)), "ncclGetUniqueId")
-        raw = dp.broadcast_object(uid.internal.hex() if dp.rank == 0 else None,
-                                  "NcclAllReduce: the NCCL unique id")
-        ctypes.memmove(ctypes.byref(uid), bytes.fromhex(raw), 128)
+        # bytes(uid): all 128 bytes (uid.internal would stop at the first zero byte)
+        raw = bytes.fromhex(dp.broadcast_object(bytes(uid).hex() if dp.rank == 0 else None,
+                                                "NcclAllReduce: the NCCL unique id"))
+        if len(raw) != ctypes.sizeof(uid):
+            raise DistributedError(f"NcclAllReduce: got a {len(raw)}-byte NCCL unique id from "
+                                   f"rank 0, expected {ctypes.sizeof(uid)}")
+        ctypes.memmove(ctypes.byref(uid), raw, len(raw))
         self.comm = ctypes.c_void_p()
         with dp.watchdog.collective("ncclCommInitRank"):
             self._check(lib.ncclCommInitRank(ctypes.byref(self.comm), dp.size, uid, dp.rank),
@@ -703,8 +707,9 @@ class NcclAllReduce:
 
     def close(self):
         """Free the NCCL communicator (and the weighted-sum operators)."""
-        if self.comm:
+        if self.comm.value:
             for op in self._ops.values():
                 self.lib.ncclRedOpDestroy(op, self.comm)
+            self._ops = {}
             self.lib.ncclCommDestroy(self.comm)
             self.comm = ctypes.c_void_p()

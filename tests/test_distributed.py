@@ -6,6 +6,7 @@ or mpiexec is missing (pip install "fastconv[mpi]" brings both).
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -284,3 +285,91 @@ def test_cli_distributed_trains_and_only_rank0_prints_and_saves(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.count("error: the ranks were launched differently") == 1
     assert "seed: rank 0 has 1, rank 1 has 2" in bad.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# The NCCL path's plumbing (no GPU here: a stand-in library records the calls)
+# --------------------------------------------------------------------------------------------
+def test_nccl_without_its_library_says_how_to_install(monkeypatch):
+    import ctypes.util
+
+    if ctypes.util.find_library("nccl"):
+        pytest.skip("a libnccl is installed here")
+    monkeypatch.delenv("FASTCONV_NCCL_LIBRARY", raising=False)
+    with pytest.raises(dist.DistributedError, match="nvidia-nccl-cu13"):
+        dist._load_nccl("/nonexistent/libnccl.so.2")
+
+
+class _FakeNccl:
+    """Records NCCL calls; ncclRedOpCreatePreMulSum hands out ops 100, 101, ..."""
+
+    def __init__(self):
+        self.calls, self.next_op = [], 100
+        self.unique_id = bytes([7, 0, 9] + [0] * 60 + [5] * 65)
+        self.ncclGetErrorString = lambda code: b"fake error"
+
+    def __getattr__(self, name):
+        def call(*args):
+            self.calls.append((name, args))
+            if name == "ncclGetUniqueId":  # an id with zero bytes inside, as real ones have
+                ctypes.memmove(args[0], self.unique_id, 128)
+            if name == "ncclCommInitRank":
+                args[0]._obj.value = 0x5EED
+            if name == "ncclRedOpCreatePreMulSum":
+                args[0]._obj.value = self.next_op
+                self.next_op += 1
+            return 0
+        return call
+
+
+class _FakeTensor:
+    device, dtype, data_ptr, size = "cuda", np.dtype(np.float32), 0xABC000, 870_634
+
+
+class _FakeDP:
+    rank, size = 0, 2
+
+    def __init__(self):
+        from contextlib import nullcontext
+        self.watchdog = type("W", (), {"collective": staticmethod(lambda what: nullcontext())})()
+
+    def broadcast_object(self, obj, what="", root=0):
+        return obj
+
+
+def test_nccl_allreduce_plumbing(monkeypatch):
+    fake = _FakeNccl()
+    monkeypatch.setattr(dist, "_load_nccl", lambda library=None: fake)
+    nccl = dist.NcclAllReduce(_FakeDP())
+    names = [name for name, _ in fake.calls]
+    assert names == ["ncclGetUniqueId", "ncclCommInitRank"]
+    _, nranks, unique_id, rank = fake.calls[1][1]
+    assert (nranks, rank) == (2, 0) and bytes(unique_id) == fake.unique_id  # all 128 bytes
+    nccl.allreduce(_FakeTensor())                 # weight 1: a plain ncclSum (0)
+    nccl.allreduce(_FakeTensor(), 13 / 25)        # a pre-multiplied sum, made once
+    nccl.allreduce(_FakeTensor(), 13 / 25)
+    reduces = [args for name, args in fake.calls if name == "ncclAllReduce"]
+    assert [a[4] for a in reduces] == [0, 100, 100]
+    assert all(a[0].value == 0xABC000 and a[1].value == 0xABC000 and a[2].value == 870_634
+               and a[3] == 7 for a in reduces)  # in place, the count, ncclFloat32
+    assert [name for name, _ in fake.calls].count("ncclRedOpCreatePreMulSum") == 1
+    nccl.broadcast(_FakeTensor())
+    assert fake.calls[-1][0] == "ncclBroadcast" and fake.calls[-1][1][4] == 0
+    with pytest.raises(TypeError, match="float32 fastconv.cuda.Tensor"):
+        nccl.allreduce(np.zeros(4, np.float32))
+    nccl.close()
+    assert [(name, args[-1].value) for name, args in fake.calls[-2:]] == \
+        [("ncclRedOpDestroy", 0x5EED), ("ncclCommDestroy", 0x5EED)]
+    nccl.close()  # a second close does nothing
+    assert len([name for name, _ in fake.calls if name == "ncclCommDestroy"]) == 1
+
+
+def test_every_public_name_has_a_docstring():
+    for name in dist.__all__:
+        obj = getattr(dist, name)
+        if callable(obj):
+            assert (obj.__doc__ or "").strip(), name
+        if isinstance(obj, type):
+            for attr, value in vars(obj).items():
+                if not attr.startswith("_") and callable(value):
+                    assert (value.__doc__ or "").strip(), f"{name}.{attr}"
