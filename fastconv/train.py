@@ -154,7 +154,7 @@ def train(args, out=None):
         if device != "cpu":
             raise CLIError("--distributed trains on the CPU only for now; drop --device cuda")
         try:
-            dist.init()
+            dist.init(set_threads=args.threads is None)  # --threads wins over the share
         except dist.MPIUnavailableError as err:
             raise CLIError(f"--distributed: {err}") from None
         if not dist.is_chief():  # only rank 0 prints, saves and plots
