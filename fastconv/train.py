@@ -4,6 +4,7 @@
     fastconv train lenet5 --dataset mnist --epochs 10
     fastconv train vgg_small --dataset fashion-mnist --epochs 5 --save vgg.npz
     fastconv info
+    mpiexec -n 4 fastconv train vgg_small --distributed     (data-parallel; needs fastconv[mpi])
 
 ``train`` loads the data set (fastconv.datasets: MNIST ships with the package, so it needs no
 data argument), builds the model (fastconv.models.lenet5 or vgg_small), trains it with a
@@ -13,10 +14,16 @@ batch 64; the small VGG with Adam 1e-3 and batch 128. ``--limit N`` trains on th
 training images only. Every argument is checked before training starts (numbers in range, the
 --save and --plots folders present and writable), so a bad one never costs a training run.
 Errors print one line ``error: ...`` on stderr and exit with status 2.
+
+``--distributed`` trains data-parallel over the ranks of an MPI launch (fastconv.distributed):
+``--batch-size`` is the global batch, each rank trains on its share of it, and only rank 0
+prints, saves and plots. A launch whose ranks were given different arguments fails at start
+with one ``error: ...`` line naming what differs; an error on one rank alone aborts the job.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import sys
@@ -96,6 +103,9 @@ def build_parser():
                    help="train on the first N images only (default: all)")
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                    help="0 quiet, 1 progress bar + a line per epoch, 2 a line per epoch")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the MPI ranks: mpiexec -n 4 fastconv train ... "
+                        "--distributed (needs fastconv[mpi]); --batch-size is the global batch")
 
     sub.add_parser("info", help="version, CPU kernel (ISA), threads, CUDA availability")
     return parser
@@ -253,6 +263,18 @@ def train(args, out=None):
         if not fc_cuda.is_available():
             raise CLIError(f"--device cuda: no usable GPU: {fc_cuda.why_unavailable()}")
 
+    distributed = getattr(args, "distributed", False)
+    if distributed:
+        from . import distributed as dist
+        if device != "cpu":
+            raise CLIError("--distributed trains on the CPU only for now; drop --device cuda")
+        try:
+            dist.init(set_threads=args.threads is None)  # --threads wins over the share
+        except dist.MPIUnavailableError as err:
+            raise CLIError(f"--distributed: {err}") from None
+        if not dist.is_chief():  # only rank 0 prints, saves and plots
+            out = io.StringIO()
+
     if args.plots:  # fail before training, not after it, when matplotlib is missing
         try:
             from .plot import save_training_pictures
@@ -278,6 +300,8 @@ def train(args, out=None):
         model.summary(print_fn=lambda s: print(s, file=out))
         where = (f"GPU {fastconv.cuda.device_name()}" if device == "cuda" else
                  f"threads {fastconv.get_num_threads()}, CPU kernel {fastconv.cpu_isa()}")
+        if distributed:
+            where += f", {dist.size()} MPI ranks (each batch split over them)"
         print(f"optimizer: {optimizer}, batch size {batch_size}, {where}", file=out, flush=True)
 
     callbacks = []
@@ -291,7 +315,7 @@ def train(args, out=None):
         callbacks.append(_Decay())
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=batch_size,
                         validation_data=(x_test, y_test), callbacks=callbacks,
-                        verbose=args.verbose, device=device)
+                        verbose=args.verbose, device=device, distributed=distributed)
     times = history.epoch_times
     if times:
         print(f"time per epoch: mean {sum(times) / len(times):.2f}s, min {min(times):.2f}s "
@@ -301,6 +325,8 @@ def train(args, out=None):
     else:
         loss, accuracy = model.evaluate(x_test, y_test, batch_size=500, device=device)
     print(f"test accuracy: {accuracy:.4f} (loss {loss:.4f}, {len(x_test)} images)", file=out, flush=True)
+    if distributed and not dist.is_chief():
+        return accuracy
     if args.save:
         try:
             model.save(args.save)
@@ -339,6 +365,16 @@ def main(argv=None):
             train(args)
     except CLIError as err:
         print(f"error: {err}", file=sys.stderr)
+        dist = sys.modules.get("fastconv.distributed")
+        if dist is not None and dist.is_initialized() and dist.size() > 1:
+            dist.abort("this rank failed alone; aborting the job", 2)  # the others would wait
+        return 2
+    except Exception as err:
+        dist = sys.modules.get("fastconv.distributed")
+        if dist is None or not isinstance(err, dist.DistributedError):
+            raise
+        if dist.is_chief():  # every rank raised it alike: say it once
+            print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -385,6 +385,8 @@ class CudaRunner:
             logs[name] = correct / done
         return logs
 
+    epoch_logs = logs
+
     def end_epoch(self, need_weights):
         if need_weights:
             self.dev.download()  # callbacks (checkpoints, early stopping) see the weights

@@ -494,6 +494,19 @@ class _Scores:
             logs[metric.name] = float(metric.result())
         return logs
 
+    def reduced_logs(self, dp):
+        """The logs over the samples of every rank (each metric's running total and count
+        summed over the ranks)."""
+        sums = [self.loss_sum, float(self.count)]
+        for metric in self.metrics:
+            sums += [float(metric.total), float(metric.count)]
+        sums = [float(v) for v in dp.reduce_sums(sums)]
+        logs = {"loss": sums[0] / max(sums[1], 1.0)}
+        for i, metric in enumerate(self.metrics):
+            total, count = sums[2 + 2 * i:4 + 2 * i]
+            logs[metric.name] = total / count if count else 0.0
+        return logs
+
 
 class _HostStep:
     """One CPU training step of a compiled model: forward, loss, backward, optimiser."""
@@ -504,15 +517,24 @@ class _HostStep:
         self.losses = _output_losses(model)
         self.plan = _loss_plan(model, "train", self.losses, self.trainer.ids)
 
-    def __call__(self, xs, ys, sw, owner, scores):
+    def __call__(self, xs, ys, sw, owner, scores, dp=None, global_count=0):
         model = self.model
-        ctx = B.Context(True, CPU)
-        outs, tape = G.forward(self.plan, ctx, xs, True)
-        loss, douts = _loss_and_grads(model, self.losses, outs, ys, sw, self.plan.logits)
-        if not np.isfinite(loss):
-            raise FloatingPointError(_nonfinite_message(model, loss, xs, owner))
-        scores.add(loss, len(xs[0]), outs[0], ys[0], sw)
-        G.backward(self.plan, ctx, tape, douts, self.trainer.grad_views)
+        loss = 0.0
+        if len(xs[0]):
+            ctx = B.Context(True, CPU)
+            outs, tape = G.forward(self.plan, ctx, xs, True)
+            loss, douts = _loss_and_grads(model, self.losses, outs, ys, sw, self.plan.logits)
+            if not np.isfinite(loss):
+                raise FloatingPointError(_nonfinite_message(model, loss, xs, owner))
+            scores.add(loss, len(xs[0]), outs[0], ys[0], sw)
+            G.backward(self.plan, ctx, tape, douts, self.trainer.grad_views)
+        elif dp is None:
+            raise ValueError(f"{owner}: an empty batch")
+        if dp is not None:
+            # This rank's share of the global batch: the all-reduced sum of shares weighted
+            # n_r / B is the gradient of the mean loss over the whole global batch (a rank with
+            # no sample of it adds zeros).
+            dp.allreduce_gradients(self.trainer.grads, len(xs[0]) / global_count)
         model.optimizer.step(self.trainer.params, self.trainer.grads)
         return loss
 
@@ -527,8 +549,10 @@ class _CpuRunner:
         self.step_fn = _HostStep(model)
         self.scores = _Scores(model, self.step_fn.plan)
 
+    dp = None   # a fastconv.distributed.DataParallel when fit is distributed
+
     def begin(self, xs, ys, sw, batch_size, shuffle):
-        self.xs, self.ys, self.sw, self.shuffle = xs, ys, sw, shuffle
+        self.xs, self.ys, self.sw, self.shuffle = xs, ys, sw, shuffle or self.dp is not None
         m = min(batch_size, len(xs[0]))
         self.bx = [np.empty((m,) + a.shape[1:], dtype=np.float32) for a in xs]
         self.by = [None if y is None else np.empty((m,) + y.shape[1:], dtype=y.dtype) for y in ys]
@@ -539,9 +563,11 @@ class _CpuRunner:
         self.scores.reset()
 
     def step(self, lo, hi, owner, need_loss=False):
-        m = hi - lo
+        idx = self.order[lo:hi]
+        if self.dp is not None:
+            idx = self.dp.shard(idx)      # this rank's part of the global batch
+        m = len(idx)
         if self.shuffle:
-            idx = self.order[lo:hi]
             # mode="clip": numpy buffers `out` for mode="raise"; the indices are valid.
             xb = [a.take(idx, axis=0, out=b[:m], mode="clip") for a, b in zip(self.xs, self.bx)]
             yb = [None if y is None else y.take(idx, axis=0, out=b[:m], mode="clip")
@@ -551,7 +577,7 @@ class _CpuRunner:
             xb = [a[lo:hi] for a in self.xs]
             yb = [None if y is None else y[lo:hi] for y in self.ys]
             wb = None if self.sw is None else self.sw[lo:hi]
-        return self.step_fn(xb, yb, wb, owner, self.scores)
+        return self.step_fn(xb, yb, wb, owner, self.scores, self.dp, hi - lo)
 
     def step_batch(self, xs, ys, sw, owner):
         """A step on a batch given as arrays (fit on an iterable of batches)."""
@@ -560,6 +586,12 @@ class _CpuRunner:
     def logs(self):
         return self.scores.logs()
 
+    def epoch_logs(self):
+        """The epoch's logs: over every rank's samples when distributed."""
+        if self.dp is None:
+            return self.scores.logs()
+        return self.scores.reduced_logs(self.dp)
+
     def end_epoch(self, need_weights):
         pass
 
@@ -567,7 +599,17 @@ class _CpuRunner:
         pass
 
     def evaluate(self, xs, ys, sw, batch_size):
-        return _evaluate_host(self.model, xs, ys, sw, batch_size)
+        if self.dp is None:
+            return _evaluate_host(self.model, xs, ys, sw, batch_size)
+        from ..distributed import shard_bounds
+
+        # Each rank evaluates its slice; the means are averaged weighted by the slice sizes.
+        lo, hi = shard_bounds(len(xs[0]), self.dp.rank, self.dp.size)
+        part = _evaluate_host(self.model, [a[lo:hi] for a in xs], [None if t is None else t[lo:hi]
+                                                                   for t in ys],
+                              None if sw is None else sw[lo:hi], batch_size) if hi > lo else \
+            [0.0] * (1 + len(self.model.metrics))
+        return [float(v) for v in self.dp.average(part, hi - lo)]
 
 
 def _runner(model, device):
@@ -666,8 +708,6 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
     else:
         freq = _int_arg(validation_freq, "validation_freq", owner, 1)
         validate_now = lambda epoch: (epoch + 1) % freq == 0  # noqa: E731
-    if distributed:
-        raise NotImplementedError(f"{owner}: distributed=True needs fastconv.distributed")
 
     source = None
     if _is_batch_source(x):
@@ -723,6 +763,13 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
                       owner)
 
     runner = _runner(model, device)
+    if distributed:
+        if device != "cpu" or source is not None:
+            raise NotImplementedError(f"{owner}: distributed=True trains on arrays on the CPU for now "
+                                      "(the GPU's NCCL all-reduce is not wired into the CUDA runner)")
+        runner.dp = _distributed_setup(model, n, batch_size, epochs, shuffle, owner)
+        if not runner.dp.is_chief:
+            verbose = 0             # only rank 0 prints
     if source is None:
         steps = (n + batch_size - 1) // batch_size
         if steps_per_epoch is not None:
@@ -790,7 +837,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
                 step += 1
             if source is not None and steps is None and step == 0:
                 raise ValueError(f"{owner}: the batch source gave no batch in epoch {epoch + 1}")
-            logs = runner.logs()
+            logs = runner.epoch_logs()
             elapsed = time.perf_counter() - start_time
             if val is not None and validate_now(epoch):
                 results = runner.evaluate(val[0], val[1], val[2], max(batch_size, 256))
@@ -801,6 +848,8 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
                                 and not isinstance(cb, (History, ProgbarLogger)) for cb in cbs)
             runner.end_epoch(needs_weights)
             cbs.on_epoch_end(epoch, logs)
+            if getattr(runner, "dp", None) is not None:
+                model.stop_training = runner.dp.any(model.stop_training)   # stop together
             if model.stop_training or (source is not None and source.exhausted):
                 break
     finally:
@@ -809,6 +858,38 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
     cbs.on_train_end()
     model.history = history
     return history
+
+
+def _distributed_setup(model, n, batch_size, epochs, shuffle, owner):
+    """fit's start on every rank of an MPI job: a DataParallel whose setup has checked that the
+    ranks run the same model, seed and data, given them rank 0's weights and shuffling state;
+    and a stream of its own per rank for the layers that draw per sample (dropout, shifts)."""
+    from .. import distributed as dist
+    from ..layers.core import _SeededLayer
+    from .saving import model_config
+
+    odd = [m.name for m in model.metrics if not (hasattr(m, "total") and hasattr(m, "count"))]
+    if odd:
+        raise NotImplementedError(f"{owner}: distributed=True averages metrics kept as a running "
+                                  f"total and count; {odd} are not")
+    dp = dist.DataParallel()
+    config = model_config(model)
+    signature = {"model": model.name, "architecture": config["model"],
+                 "compile": config.get("compile"), "samples": n, "batch_size": batch_size,
+                 "epochs": epochs, "shuffle": bool(shuffle)}
+    layers = model._graph.primitive_layers()
+    buffers, seen = [], set()
+    for layer in layers:
+        packed = getattr(layer, "_packed", None)
+        if packed is not None and id(packed[0]) not in seen:
+            seen.add(id(packed[0]))
+            buffers.append(packed[0])
+    dp.setup(buffers, signature, seed=model.seed, rngs=[model._shuffle_rng])
+    if dp.rank > 0:
+        for i, layer in enumerate(layers):
+            if isinstance(layer, _SeededLayer) and layer._rng is not None:
+                layer._rng = np.random.default_rng([int(layer._rng.integers(1 << 62)), dp.rank, i])
+    return dp
 
 
 def train_on_batch(model, x, y, sample_weight=None, class_weight=None, return_dict=False):
