@@ -35,9 +35,12 @@ class CpuBackend:
 
     # --- convolution --------------------------------------------------------------------------
     @staticmethod
-    def conv2d(x, w, b, stride, pad, dilation, act=0):
-        """y (N, K, P, Q) = act(conv(x (N, C, H, W), w (K, C, R, S)) + b (K))."""
-        return _core.conv2d_forward(x, w, b, stride, pad, dilation, act)
+    def conv2d(x, w, b, stride, pad, dilation, act=0, alpha=None):
+        """y (N, K, P, Q) = act(conv(x (N, C, H, W), w (K, C, R, S)) + b (K)); alpha is the
+        activation's parameter (leaky_relu's slope, elu's alpha; None: Keras's default)."""
+        if alpha is None:
+            return _core.conv2d_forward(x, w, b, stride, pad, dilation, act)
+        return _core.conv2d_forward(x, w, b, stride, pad, dilation, act, alpha)
 
     @staticmethod
     def conv2d_backward_input(dy, w, x_shape, stride, pad, dilation):
@@ -55,16 +58,32 @@ class CpuBackend:
         np.copyto(out, _core.conv2d_backward_bias(dy))
 
     @staticmethod
-    def activation_backward_bias(dy, y, act):
+    def conv2d_transpose_backward_weight_into(out, dy, x, stride, pad, dilation):
+        """out (Cin, Cout, R, S) = the weight gradient of y = conv2d_transpose(x, w) from dy
+        (N, Cout, Ho, Wo) and x (N, Cin, H, W): the convolution it transposes maps dy's shape to
+        x's, so this is that convolution's weight gradient with x in dy's place."""
+        np.copyto(out, _core.conv2d_backward_weight(x, dy, list(out.shape), stride, pad, dilation))
+
+    @staticmethod
+    def activation_backward_bias(dy, y, act, alpha=None, x=None):
         """(dz, db): a conv layer's activation backward and its bias gradient in one pass over dy
         (N, K, P, Q); planes summed in a fixed order, so the result does not depend on threads."""
-        return _core.activation_backward_bias(dy, y, act)
+        if alpha is None and x is None:
+            return _core.activation_backward_bias(dy, y, act)
+        return _core.activation_backward_bias(dy, y, act, alpha, x)
+
+    @staticmethod
+    def bias_activation_(y, b, act=0, alpha=None):
+        """y (N, C, ...) = act(y + b[c]), in place (b may be None)."""
+        _core.bias_activation_(y, b, act, alpha)
 
     # --- dense --------------------------------------------------------------------------------
     @staticmethod
-    def linear(x, w, b, act=0):
+    def linear(x, w, b, act=0, alpha=None):
         """y (N, O) = act(x (N, I) w^T + b), w (O, I)."""
-        return _core.linear_forward(x, w, b, act)
+        if alpha is None:
+            return _core.linear_forward(x, w, b, act)
+        return _core.linear_forward(x, w, b, act, alpha)
 
     @staticmethod
     def linear_backward_into(dy, x, w, dw_out, db_out):
@@ -117,14 +136,45 @@ class CpuBackend:
 
     # --- activations --------------------------------------------------------------------------
     @staticmethod
-    def activation(x, act):
+    def activation(x, act, alpha=None):
         """act(x), elementwise (codes as fastconv.functional.ACTIVATIONS)."""
-        return _core.activation_forward(x, act)
+        if alpha is None:
+            return _core.activation_forward(x, act)
+        return _core.activation_forward(x, act, alpha)
 
     @staticmethod
-    def activation_backward(dy, y, act):
-        """dy * act'(x), written with the forward output y."""
-        return _core.activation_backward(dy, y, act)
+    def activation_backward(dy, y, act, alpha=None, x=None):
+        """dy * act'(x), written with the forward output y (and the input x for GELU)."""
+        if alpha is None and x is None:
+            return _core.activation_backward(dy, y, act)
+        return _core.activation_backward(dy, y, act, alpha, x)
+
+    # --- upsampling and batch normalisation ---------------------------------------------------
+    @staticmethod
+    def upsample2d(x, scale, mode, align_corners):
+        """y (N, C, H*sh, W*sw); mode 0 nearest, 1 bilinear."""
+        return _core.upsample2d_forward(x, scale, mode, align_corners)
+
+    @staticmethod
+    def upsample2d_backward(dy, x_shape, scale, mode, align_corners):
+        """dx (x_shape) of upsample2d."""
+        return _core.upsample2d_backward(dy, list(x_shape), scale, mode, align_corners)
+
+    @staticmethod
+    def batch_norm_training(x, gamma, beta, running_mean, running_var, eps, momentum, unbiased):
+        """(y, mean, inv_std) with the batch's statistics; the running ones updated in place."""
+        return _core.batch_norm_forward_training(x, gamma, beta, running_mean, running_var, eps,
+                                                 momentum, unbiased)
+
+    @staticmethod
+    def batch_norm_inference(x, gamma, beta, running_mean, running_var, eps):
+        """y with the running statistics."""
+        return _core.batch_norm_forward_inference(x, gamma, beta, running_mean, running_var, eps)
+
+    @staticmethod
+    def batch_norm_backward(dy, x, gamma, mean, inv_std, batch_stats):
+        """(dx, dgamma, dbeta); batch_stats=False treats mean and inv_std as constants."""
+        return _core.batch_norm_backward(dy, x, gamma, mean, inv_std, batch_stats)
 
     @staticmethod
     def softmax(x):
@@ -237,8 +287,8 @@ class CudaBackend:
     def __init__(self, ext):
         self.ext = ext
 
-    def conv2d(self, x, w, b, stride, pad, dilation, act=0):
-        return self.ext.conv2d_forward(x, w, b, stride, pad, dilation, act)
+    def conv2d(self, x, w, b, stride, pad, dilation, act=0, alpha=None):
+        return self.ext.conv2d_forward(x, w, b, stride, pad, dilation, act, alpha)
 
     def conv2d_backward_input(self, dy, w, x_shape, stride, pad, dilation):
         return self.ext.conv2d_backward_input(dy, w, list(x_shape), stride, pad, dilation)
@@ -249,10 +299,16 @@ class CudaBackend:
     def conv2d_backward_bias_into(self, out, dy):
         self.ext.conv2d_backward_bias(dy, out=out)
 
+    def conv2d_transpose_backward_weight_into(self, out, dy, x, stride, pad, dilation):
+        self.ext.conv2d_backward_weight(x, dy, list(out.shape), stride, pad, dilation, out=out)
+
     activation_backward_bias = None  # no fused pass on the GPU: activation, then bias
 
-    def linear(self, x, w, b, act=0):
-        return self.ext.linear_forward(x, w, b, act)
+    def bias_activation_(self, y, b, act=0, alpha=None):
+        self.ext.bias_activation_(y, b, act, alpha)
+
+    def linear(self, x, w, b, act=0, alpha=None):
+        return self.ext.linear_forward(x, w, b, act, alpha)
 
     def linear_backward_into(self, dy, x, w, dw_out, db_out):
         dx, _, _ = self.ext.linear_backward(dy, x, w, dw_out=dw_out, db_out=db_out)
@@ -276,11 +332,27 @@ class CudaBackend:
         return self.ext.avg_pool2d_backward(dy, list(x_shape), kernel, stride, pad,
                                             count_include_pad)
 
-    def activation(self, x, act):
-        return self.ext.activation_forward(x, act)
+    def activation(self, x, act, alpha=None):
+        return self.ext.activation_forward(x, act, alpha)
 
-    def activation_backward(self, dy, y, act):
-        return self.ext.activation_backward(dy, y, act)
+    def activation_backward(self, dy, y, act, alpha=None, x=None):
+        return self.ext.activation_backward(dy, y, act, alpha, x)
+
+    def upsample2d(self, x, scale, mode, align_corners):
+        return self.ext.upsample2d_forward(x, scale, mode, align_corners)
+
+    def upsample2d_backward(self, dy, x_shape, scale, mode, align_corners):
+        return self.ext.upsample2d_backward(dy, list(x_shape), scale, mode, align_corners)
+
+    def batch_norm_training(self, x, gamma, beta, running_mean, running_var, eps, momentum, unbiased):
+        return self.ext.batch_norm_forward_training(x, gamma, beta, running_mean, running_var, eps,
+                                                    momentum, unbiased)
+
+    def batch_norm_inference(self, x, gamma, beta, running_mean, running_var, eps):
+        return self.ext.batch_norm_forward_inference(x, gamma, beta, running_mean, running_var, eps)
+
+    def batch_norm_backward(self, dy, x, gamma, mean, inv_std, batch_stats):
+        return self.ext.batch_norm_backward(dy, x, gamma, mean, inv_std, batch_stats)
 
     def softmax(self, x):
         return self.ext.softmax(x, -1)
@@ -320,7 +392,7 @@ class CudaBackend:
         return self._require("concat_channels")(list(xs))
 
     def channel_slice(self, x, start, stop):
-        return self._require("channel_slice")(x, start, stop)
+        return self._require("slice_channels")(x, start, stop)
 
     def to_channels_last(self, x):
         return self._require("nchw_to_nhwc")(x)

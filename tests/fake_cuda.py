@@ -183,13 +183,13 @@ def get_allow_tf32():
 
 
 # ------------------------------------------------------------------------------ ops
-def conv2d_forward(x, w, b=None, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), act=0):
+def conv2d_forward(x, w, b=None, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), act=0, alpha=None):
     n, _, h, wd = x.shape
     k, _, r, s = w.shape
     p = conv_output_size(h, r, stride[0], pad[0], pad[2], dilation[0])
     q = conv_output_size(wd, s, stride[1], pad[1], pad[3], dilation[1])
     return _set(_out((n, k, p, q)), lambda: _core.conv2d_forward(
-        x.a, w.a, None if b is None else b.a, stride, pad, dilation, act))
+        x.a, w.a, None if b is None else b.a, stride, pad, dilation, act, alpha))
 
 
 def conv2d_backward_input(dy, w, x_shape, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1)):
@@ -233,12 +233,65 @@ def avg_pool2d_backward(dy, x_shape, kernel, stride, pad=(0, 0, 0, 0), count_inc
                                                                   pad, count_include_pad))
 
 
-def activation_forward(x, act):
-    return _set(_out(x.shape), lambda: _core.activation_forward(x.a, act))
+def activation_forward(x, act, alpha=None):
+    return _set(_out(x.shape), lambda: _core.activation_forward(x.a, act, alpha))
 
 
-def activation_backward(dy, y, act):
-    return _set(_out(y.shape), lambda: _core.activation_backward(dy.a, y.a, act))
+def activation_backward(dy, y, act, alpha=None, x=None):
+    return _set(_out(dy.shape), lambda: _core.activation_backward(
+        dy.a, None if y is None else y.a, act, alpha, None if x is None else x.a))
+
+
+def bias_activation_(y, b, act=0, alpha=None):
+    _launch(lambda: _core.bias_activation_(y.a, None if b is None else b.a, act, alpha))
+
+
+def upsample2d_forward(x, scale, mode, align_corners=False):
+    n, c, h, w = x.shape
+    return _set(_out((n, c, h * scale[0], w * scale[1])),
+                lambda: _core.upsample2d_forward(x.a, scale, mode, align_corners))
+
+
+def upsample2d_backward(dy, x_shape, scale, mode, align_corners=False):
+    return _set(_out(x_shape), lambda: _core.upsample2d_backward(dy.a, list(x_shape), scale, mode,
+                                                                  align_corners))
+
+
+def batch_norm_forward_training(x, gamma, beta, running_mean, running_var, eps, momentum, unbiased):
+    c = x.shape[1]
+    y, mean, inv_std = _out(x.shape), _out((c,)), _out((c,))
+
+    def run():
+        a, m, s = _core.batch_norm_forward_training(
+            x.a, None if gamma is None else gamma.a, None if beta is None else beta.a,
+            None if running_mean is None else running_mean.a,
+            None if running_var is None else running_var.a, eps, momentum, unbiased)
+        np.copyto(y.a, a)
+        np.copyto(mean.a, m)
+        np.copyto(inv_std.a, s)
+    _launch(run)
+    return y, mean, inv_std
+
+
+def batch_norm_forward_inference(x, gamma, beta, running_mean, running_var, eps):
+    return _set(_out(x.shape), lambda: _core.batch_norm_forward_inference(
+        x.a, None if gamma is None else gamma.a, None if beta is None else beta.a,
+        running_mean.a, running_var.a, eps))
+
+
+def batch_norm_backward(dy, x, gamma, mean, inv_std, batch_stats=True):
+    c = x.shape[1]
+    dx, dgamma, dbeta = _out(x.shape), _out((c,)), _out((c,))
+
+    def run():
+        a, g, b = _core.batch_norm_backward(dy.a, x.a, None if gamma is None else gamma.a, mean.a,
+                                            inv_std.a, batch_stats)
+        np.copyto(dx.a, a)
+        if g is not None:
+            np.copyto(dgamma.a, g)
+        np.copyto(dbeta.a, b)
+    _launch(run)
+    return dx, (dgamma if gamma is not None else None), dbeta
 
 
 def softmax(x, axis=-1):
@@ -261,9 +314,9 @@ def softmax_cross_entropy(logits, labels):
     return float(loss), Tensor._wrap(d)
 
 
-def linear_forward(x, w, b=None, act=0):
+def linear_forward(x, w, b=None, act=0, alpha=None):
     return _set(_out((x.shape[0], w.shape[0])),
-                lambda: _core.linear_forward(x.a, w.a, None if b is None else b.a, act))
+                lambda: _core.linear_forward(x.a, w.a, None if b is None else b.a, act, alpha))
 
 
 def linear_backward(dy, x, w, dw_out=None, db_out=None):
@@ -303,10 +356,20 @@ def concat_channels(xs):
     return _set(_out(shape), lambda: np.concatenate([x.a for x in xs], axis=1))
 
 
-def channel_slice(x, start, stop):
+def slice_channels(x, start, stop):
     shape = list(x.shape)
     shape[1] = stop - start
     return _set(_out(shape), lambda: x.a[:, start:stop])
+
+
+def nchw_to_nhwc(x):
+    n, c, h, w = x.shape
+    return _set(_out((n, h, w, c)), lambda: x.a.transpose(0, 2, 3, 1))
+
+
+def nhwc_to_nchw(x):
+    n, h, w, c = x.shape
+    return _set(_out((n, c, h, w)), lambda: x.a.transpose(0, 3, 1, 2))
 
 
 def zero_pad2d(x, top, bottom, left, right):

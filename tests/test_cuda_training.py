@@ -299,6 +299,34 @@ def test_gpu_trains_graphs_with_merges_and_frozen_layers(gpu, frozen):
     _curves_agree(runs, 10, 150)
 
 
+def _generative_layers_model(seed):
+    """A classifier made of the generative models' layers: Conv2D with ELU, BatchNormalization,
+    LeakyReLU, a GELU Conv2DTranspose, bilinear UpSampling2D, a Keras-order Reshape and Flatten."""
+    inputs = fastconv.Input((1, 8, 8))
+    x = L.Conv2D(4, 3, strides=2, padding="same", activation="elu")(inputs)
+    x = L.LeakyReLU(0.2)(L.BatchNormalization(momentum=0.9)(x))
+    x = L.Conv2DTranspose(3, 3, strides=2, padding="same", activation="gelu")(x)
+    x = L.UpSampling2D(2, interpolation="bilinear")(L.MaxPool2D(2)(x))
+    x = L.Reshape((8, 8, 3), data_format="channels_last")(L.Flatten(data_format="channels_last")(x))
+    out = L.Dense(10)(L.Flatten()(L.BatchNormalization()(x)))
+    return models.Model(inputs, out, seed=seed)
+
+
+def test_gpu_trains_the_generative_layers(gpu):
+    rng = np.random.default_rng(8)
+    x = rng.random((96, 1, 8, 8), dtype=np.float32)
+    y = rng.integers(0, 10, 96)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        model = _generative_layers_model(4)
+        model.compile(optimizers.Adam(2e-3), metrics=["accuracy"])
+        losses, history = _fit_losses(model, x, y, device, epochs=2, batch_size=32)
+        # the running statistics came back from the device with the weights
+        assert not np.array_equal(model.layers[2].moving_mean, 0)
+        runs[device] = (losses, history, model.get_weights())
+    _curves_agree(runs, 6, 96)
+
+
 def test_graphs_and_eager_agree_and_graphs_are_used(gpu):
     x, y = small_data(640)
     results = {}

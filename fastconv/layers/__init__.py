@@ -9,11 +9,12 @@ fastconv.layers.base).
 
 The families, one module each:
 
-    convolution   Conv2D
+    convolution   Conv2D, Conv2DTranspose
     pooling       MaxPool2D, AvgPool2D, GlobalAvgPool2D
     core          Dense, Activation, Dropout, RandomTranslation
-    activation    ReLU, Tanh, Sigmoid, Softmax
-    reshaping     Flatten, ZeroPadding2D
+    activation    ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, GELU
+    normalization BatchNormalization
+    reshaping     Flatten, Reshape, ZeroPadding2D, UpSampling2D
     merge         Add, Concatenate
 
 Layouts (DESIGN.md): images NCHW, Conv2D kernels OIHW (filters, in_channels, kh, kw), Dense
@@ -33,22 +34,25 @@ A layer can be used by itself::
 or in a graph (fastconv.Input, fastconv.Model), where calling it on symbolic tensors records a
 node.
 """
-from .activation import ReLU, Sigmoid, Softmax, Tanh
+from .activation import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import ACTIVATIONS, Context, Input, InputLayer, Layer, LayerGradients, SymbolicTensor, TracingError
-from .convolution import Conv2D, Convolution2D
+from .convolution import Conv2D, Conv2DTranspose, Convolution2D, Convolution2DTranspose
 from .core import Activation, Dense, Dropout, RandomTranslation
 from .merge import Add, Concatenate
+from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, MaxPool2D,
                       MaxPooling2D)
-from .reshaping import Flatten, ZeroPadding2D
+from .reshaping import Flatten, Reshape, UpSampling2D, ZeroPadding2D
 
 __all__ = [
     "Layer", "Context", "LayerGradients", "SymbolicTensor", "TracingError", "Input", "InputLayer",
     "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "ZeroPadding2D", "Flatten", "Dense",
     "Dropout", "RandomTranslation", "Activation", "ReLU", "Tanh", "Sigmoid", "Softmax", "Add",
-    "Concatenate", "ACTIVATIONS", "register", "class_name", "get_layer_class", "layer_from_config",
+    "Concatenate", "Conv2DTranspose", "BatchNormalization", "Reshape", "UpSampling2D", "LeakyReLU",
+    "ELU", "GELU", "ACTIVATIONS", "register", "class_name", "get_layer_class", "layer_from_config",
     # Keras-style aliases
-    "Convolution2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+    "Convolution2D", "Convolution2DTranspose", "MaxPooling2D", "AveragePooling2D",
+    "GlobalAveragePooling2D",
 ]
 
 _LAYER_CLASSES = {}
@@ -69,8 +73,9 @@ def class_name(cls):
     return cls.__dict__.get("_registered_name", cls.__name__)
 
 
-for _cls in (InputLayer, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, ZeroPadding2D, Flatten, Dense,
-             Dropout, RandomTranslation, Activation, ReLU, Tanh, Sigmoid, Softmax, Add, Concatenate):
+for _cls in (InputLayer, Conv2D, Conv2DTranspose, MaxPool2D, AvgPool2D, GlobalAvgPool2D, ZeroPadding2D,
+             Flatten, Reshape, UpSampling2D, Dense, Dropout, RandomTranslation, Activation, ReLU, Tanh,
+             Sigmoid, Softmax, LeakyReLU, ELU, GELU, BatchNormalization, Add, Concatenate):
     register(_cls)
 
 

@@ -38,11 +38,14 @@ import numpy as np
 from ..backend import CPU, backend_for, is_device_tensor
 
 __all__ = ["Layer", "Context", "SymbolicTensor", "Node", "InputLayer", "Input", "TracingError",
-           "LayerGradients", "ACTIVATIONS", "check_image_layout", "shape_only", "set_random_seed"]
+           "LayerGradients", "ACTIVATIONS", "ActivationSpec", "check_image_layout", "shape_only", "set_random_seed"]
 
 # Activation names -> the code the compiled kernels fuse into their output pass.
 # "softmax" has no code: it is a row-wise op applied after the fused pass.
-ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "softmax": None}
+ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "leaky_relu": 4, "elu": 5,
+               "gelu": 6, "gelu_tanh": 7, "softmax": None}
+# The parameter of the activation strings, as Keras's activation functions default it.
+_DEFAULT_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
 
 
 class TracingError(TypeError):
@@ -114,6 +117,13 @@ class Context:
         if self._weights is None:
             return layer.params
         return self._weights[id(layer)]
+
+    def state(self, layer):
+        """The layer's non-trainable state arrays for this call (running statistics), in
+        ``layer.state`` order: its own arrays, or their device copies in a GPU run."""
+        if self._weights is None:
+            return layer.state
+        return self._weights[("state", id(layer))]
 
     def with_training(self, training):
         """The same context with another training flag (a frozen BatchNormalization, say)."""
@@ -239,12 +249,37 @@ class Node:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _activation_code(name, owner):
+class ActivationSpec(NamedTuple):
+    """An activation as the kernels take it: its name, code (None for softmax), parameter
+    (leaky_relu's slope, elu's alpha) and whether its backward needs the forward input (GELU's
+    derivative is not a function of its output)."""
+
+    name: object
+    code: object
+    alpha: object
+    needs_input: bool
+
+    @property
+    def softmax(self):
+        return self.code is None
+
+
+def _activation(name, owner, alpha=None):
+    """The ActivationSpec for an activation name (ValueError naming the known ones)."""
     key = name.lower() if isinstance(name, str) else name
     if key not in ACTIVATIONS:
         known = ", ".join(repr(k) for k in ACTIVATIONS if k is not None)
         raise ValueError(f"{owner}: unknown activation {name!r}; known: None, {known}")
-    return key, ACTIVATIONS[key]
+    code = ACTIVATIONS[key]
+    if alpha is None:
+        alpha = _DEFAULT_ALPHA.get(key)
+    elif key not in _DEFAULT_ALPHA:
+        raise ValueError(f"{owner}: activation {key!r} takes no parameter, got {alpha!r}")
+    else:
+        alpha = float(alpha)
+        if not alpha >= 0.0 or alpha == float("inf"):
+            raise ValueError(f"{owner}: the {key} parameter must be a finite number >= 0, got {alpha!r}")
+    return ActivationSpec(key, code, alpha, code in (6, 7))
 
 
 def _pair(value, what, owner):

@@ -1,4 +1,4 @@
-"""Convolution layers: Conv2D.
+"""Convolution layers: Conv2D and Conv2DTranspose.
 
 Conv2D's forward is one kernel call (convolution, bias and activation fused into the output
 pass); its backward is the activation's backward (fused with the bias gradient on the CPU),
@@ -11,10 +11,10 @@ import numpy as np
 
 from .. import initializers
 from ..functional import resolve_padding
-from .base import (Layer, _activation_code, _check_padding, _init_config, _out_size, _pair,
+from .base import (Layer, _activation, _check_padding, _init_config, _out_size, _pair,
                    shapes_only_active)
 
-__all__ = ["Conv2D", "Convolution2D"]
+__all__ = ["Conv2D", "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose"]
 
 
 class Conv2D(Layer):
@@ -50,7 +50,8 @@ class Conv2D(Layer):
         self.strides = _pair(strides, "strides", owner)
         self.dilation_rate = _pair(dilation_rate, "dilation_rate", owner)
         self.padding = _check_padding(padding, owner)
-        self.activation, self._act = _activation_code(activation, owner)
+        spec = _activation(activation, owner)
+        self.activation, self._act, self._alpha = spec.name, spec.code, spec.alpha
         if self._act is None:
             raise ValueError(f"{owner}: activation 'softmax' is for Dense layers; put a Softmax layer "
                              "after a Flatten instead")
@@ -126,25 +127,32 @@ class Conv2D(Layer):
 
     def forward_padded(self, ctx, x, pad, act):
         """The convolution with explicit padding (top, left, bottom, right) and activation code:
-        what forward runs, and what a ZeroPadding2D fused into this layer runs."""
-        w = ctx.weights(self)
-        y = ctx.backend.conv2d(x, w[0], w[1] if self.use_bias else None, self._stride, pad,
-                               self._dilation, act)
-        return y, (x, y, pad, act)
-
-    def backward_padded(self, ctx, saved, dy, need_dx, grads):
-        x, y, pad, act = saved
+        what forward runs, and what a ZeroPadding2D fused into this layer runs. GELU, whose
+        backward needs its input, runs after the convolution instead of inside it."""
         be = ctx.backend
         w = ctx.weights(self)
+        b = w[1] if self.use_bias else None
+        if act in (6, 7):
+            z = be.conv2d(x, w[0], b, self._stride, pad, self._dilation, 0)
+            return be.activation(z, act, self._alpha), (x, None, pad, act, z)
+        y = be.conv2d(x, w[0], b, self._stride, pad, self._dilation, act,
+                      self._alpha if act in (4, 5) else None)
+        return y, (x, y, pad, act, None)
+
+    def backward_padded(self, ctx, saved, dy, need_dx, grads):
+        x, y, pad, act, z = saved
+        be = ctx.backend
+        w = ctx.weights(self)
+        alpha = self._alpha if act in (4, 5, 6, 7) else None
         db_done = False
         if act:
             fused = be.activation_backward_bias  # the CPU has it: one pass over dy
             if fused is not None and self.use_bias and grads is not None:
-                dy, db = fused(dy, y, act)
+                dy, db = fused(dy, y, act, alpha, z)
                 be.copy_into(grads[1], db)
                 db_done = True
             else:
-                dy = be.activation_backward(dy, y, act)
+                dy = be.activation_backward(dy, y, act, alpha, z)
         if grads is not None:
             be.conv2d_backward_weight_into(grads[0], dy, x, self._stride, pad, self._dilation)
             if self._mask is not None:
@@ -198,3 +206,147 @@ class Conv2D(Layer):
 
 # Keras's longer name.
 Convolution2D = Conv2D
+
+
+class Conv2DTranspose(Layer):
+    """Transposed 2-D convolution ("deconvolution"): y = act(conv_transpose(x, kernel) + bias),
+    x (N, C, H, W) -> (N, filters, Ho, Wo), the layer an autoencoder's decoder or a GAN's
+    generator grows images with.
+
+    padding "valid"/"same" and output_padding=None give Keras's output sizes ("same": H * s;
+    "valid": H * s + max(k - s, 0)); an int or pair padding gives PyTorch's ((H - 1) s - 2 p +
+    d (k - 1) + output_padding + 1). kernel is (in_channels, filters, kh, kw), PyTorch's
+    ConvTranspose2d layout (Keras stores (kh, kw, filters, in_channels): get/set_weights_keras).
+
+    It runs on conv2d's own kernels: the forward is the input gradient of the convolution it
+    transposes, its input gradient that convolution, its weight gradient that convolution's
+    weight gradient with the roles of x and dy swapped.
+    """
+
+    _param_names = ("kernel", "bias")
+    _base_name = "conv2d_transpose"
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
+                 dilation_rate=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", data_format=None, name=None, input_shape=None,
+                 trainable=True):
+        super().__init__(name, input_shape, data_format, trainable)
+        owner = self._owner
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"{owner}: filters must be a positive int, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size", owner)
+        self.strides = _pair(strides, "strides", owner)
+        self.dilation_rate = _pair(dilation_rate, "dilation_rate", owner)
+        self.padding = _check_padding(padding, owner)
+        if output_padding is not None:
+            pair = (output_padding,) * 2 if isinstance(output_padding, (int, np.integer)) else \
+                tuple(output_padding)
+            if len(pair) != 2 or any(int(v) < 0 for v in pair):
+                raise ValueError(f"{owner}: output_padding must be None, an int or an (h, w) pair of "
+                                 f"ints >= 0, got {output_padding!r}")
+            output_padding = (int(pair[0]), int(pair[1]))
+        self.output_padding = output_padding
+        spec = _activation(activation, owner)
+        if spec.softmax:
+            raise ValueError(f"{owner}: activation 'softmax' is for Dense layers")
+        self.activation, self._act, self._alpha = spec.name, spec.code, spec.alpha
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel = None
+        self.bias = None
+
+    def _build(self, input_shape):
+        from ..functional import _transpose_geometry
+
+        self._require_image(input_shape)
+        c, h, w = input_shape
+        kh, kw = self.kernel_size
+        try:
+            out, self._stride, self._pad, self._dilation = _transpose_geometry(
+                self._owner, (1, c, h, w), (c, self.filters, kh, kw), self.strides, self.padding,
+                self.output_padding, self.dilation_rate)
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+        # Keras and PyTorch both count fans of a transposed kernel with the output channels as
+        # its "input" side.
+        fan_in, fan_out = self.filters * kh * kw, c * kh * kw
+        self.kernel = self._new_weight(self.kernel_initializer, (c, self.filters, kh, kw), fan_in,
+                                       fan_out)
+        self.bias = (self._new_weight(self.bias_initializer, (self.filters,), fan_in, fan_out)
+                     if self.use_bias else None)
+        return out[1:]
+
+    @property
+    def final_activation(self):
+        return "sigmoid" if self.activation == "sigmoid" else None
+
+    def forward(self, ctx, x):
+        return self._forward(ctx, x, self._act)
+
+    def forward_logits(self, ctx, x):
+        return self._forward(ctx, x, 0)
+
+    def _forward(self, ctx, x, act):
+        be = ctx.backend
+        w = ctx.weights(self)
+        n = x.shape[0]
+        y = be.conv2d_backward_input(x, w[0], (n,) + tuple(self.output_shape), self._stride,
+                                     self._pad, self._dilation)
+        b = w[1] if self.use_bias else None
+        if act in (6, 7):   # GELU: keep its input for the backward
+            if b is not None:
+                be.bias_activation_(y, b, 0)
+            return be.activation(y, act, self._alpha), (x, None, act, y)
+        if b is not None or act:
+            be.bias_activation_(y, b, act, self._alpha if act in (4, 5) else None)
+        return y, (x, y, act, None)
+
+    def backward(self, ctx, saved, dy, need_dx=True, grads=None):
+        x, y, act, z = saved
+        be = ctx.backend
+        if act:
+            dy = be.activation_backward(dy, y, act, self._alpha if act >= 4 else None, z)
+        if grads is not None:
+            be.conv2d_transpose_backward_weight_into(grads[0], dy, x, self._stride, self._pad,
+                                                     self._dilation)
+            if self.use_bias:
+                be.conv2d_backward_bias_into(grads[1], dy)
+        if not need_dx:
+            return None
+        return be.conv2d(dy, ctx.weights(self)[0], None, self._stride, self._pad, self._dilation, 0)
+
+    backward_logits = backward
+
+    def get_weights_keras(self):
+        """[kernel (kh, kw, filters, in_channels), bias] as Keras stores them."""
+        self._check_built("get_weights_keras")
+        out = [np.ascontiguousarray(self.kernel.transpose(2, 3, 1, 0))]
+        return out + ([self.bias.copy()] if self.use_bias else [])
+
+    def set_weights_keras(self, weights):
+        """Set [kernel (kh, kw, filters, in_channels), bias] from Keras's layout."""
+        weights = list(weights)
+        if weights:
+            kernel = np.asarray(weights[0], dtype=np.float32)
+            if kernel.ndim != 4:
+                raise ValueError(f"{self._owner}: a Keras Conv2DTranspose kernel is 4-D (kh, kw, "
+                                 f"filters, in), got shape {kernel.shape}")
+            weights[0] = kernel.transpose(3, 2, 0, 1)
+        self.set_weights(weights)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=list(self.kernel_size),
+                      strides=list(self.strides),
+                      padding=list(self.padding) if isinstance(self.padding, tuple) else self.padding,
+                      output_padding=None if self.output_padding is None else list(self.output_padding),
+                      dilation_rate=list(self.dilation_rate), activation=self.activation,
+                      use_bias=self.use_bias,
+                      kernel_initializer=_init_config(self.kernel_initializer),
+                      bias_initializer=_init_config(self.bias_initializer))
+        return config
+
+
+Convolution2DTranspose = Conv2DTranspose

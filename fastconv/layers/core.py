@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import initializers
-from .base import Layer, _activation_code, _init_config
+from .base import Layer, _activation, _init_config
 
 __all__ = ["Dense", "Activation", "Dropout", "RandomTranslation"]
 
@@ -26,9 +26,10 @@ class Dense(Layer):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"{self._owner}: units must be a positive int, got {units!r}")
         self.units = int(units)
-        self.activation, code = _activation_code(activation, self._owner)
-        self._softmax = code is None
-        self._act = 0 if code is None else code
+        spec = _activation(activation, self._owner)
+        self.activation, self._alpha = spec.name, spec.alpha
+        self._softmax = spec.softmax
+        self._act = 0 if spec.softmax else spec.code
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
@@ -70,15 +71,20 @@ class Dense(Layer):
         return self._linear_backward(ctx, saved, dlogits, need_dx, grads)
 
     def _linear(self, ctx, x, act):
+        be = ctx.backend
         w = ctx.weights(self)
-        z = ctx.backend.linear(x, w[0], w[1] if self.use_bias else None, act)
-        return z, (x, z, act)
+        b = w[1] if self.use_bias else None
+        if act in (6, 7):  # GELU's backward needs its input: kept, the activation run apart
+            z = be.linear(x, w[0], b, 0)
+            return be.activation(z, act, self._alpha), (x, None, act, z)
+        y = be.linear(x, w[0], b, act, self._alpha if act in (4, 5) else None)
+        return y, (x, y, act, None)
 
     def _linear_backward(self, ctx, saved, dz, need_dx, grads):
-        x, y, act = saved
+        x, y, act, z = saved
         be = ctx.backend
         if act:
-            dz = be.activation_backward(dz, y, act)
+            dz = be.activation_backward(dz, y, act, self._alpha if act >= 4 else None, z)
         if grads is None:  # frozen: only dx = dz w
             return be.linear_backward_input(dz, ctx.weights(self)[0]) if need_dx else None
         dx = be.linear_backward_into(dz, x, ctx.weights(self)[0], grads[0],
@@ -112,11 +118,12 @@ class Activation(Layer):
 
     _base_name = "activation"
 
-    def __init__(self, activation, name=None, input_shape=None, trainable=True):
+    def __init__(self, activation, name=None, input_shape=None, trainable=True, alpha=None):
         super().__init__(name, input_shape, None, trainable)
-        self.activation, code = _activation_code(activation, self._owner)
-        self._softmax = code is None
-        self._act = code
+        spec = _activation(activation, self._owner, alpha)
+        self.activation, self._alpha = spec.name, spec.alpha
+        self._softmax = spec.softmax
+        self._act = spec.code
 
     @property
     def final_activation(self):
@@ -128,21 +135,23 @@ class Activation(Layer):
             shape = tuple(x.shape)
             y = be.reshape(be.softmax(be.reshape(x, (-1, shape[-1]))), shape)
         elif self._act:
-            y = be.activation(x, self._act)
+            y = be.activation(x, self._act, self._alpha)
+            return y, (y, x if self._act in (6, 7) else None)
         else:
             y = x
-        return y, y
+        return y, (y, None)
 
     def backward(self, ctx, saved, dy, need_dx=True, grads=None):
         if not need_dx:
             return None
         be = ctx.backend
+        y, x = saved
         if self._softmax:
             shape = tuple(dy.shape)
-            flat = lambda a: be.reshape(a, (-1, shape[-1]))
-            return be.reshape(be.softmax_backward(flat(dy), flat(saved)), shape)
+            flat = lambda a: be.reshape(a, (-1, shape[-1]))  # noqa: E731
+            return be.reshape(be.softmax_backward(flat(dy), flat(y)), shape)
         if self._act:
-            return be.activation_backward(dy, saved, self._act)
+            return be.activation_backward(dy, y, self._act, self._alpha, x)
         return dy
 
     def forward_logits(self, ctx, x):
@@ -156,6 +165,8 @@ class Activation(Layer):
         config.pop("data_format", None)
         if type(self) is Activation:
             config["activation"] = self.activation
+            if self._alpha is not None and self._alpha != _activation(self.activation, "").alpha:
+                config["alpha"] = self._alpha
         return config
 
 

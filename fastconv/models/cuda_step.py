@@ -24,7 +24,8 @@ formulas in the same float32 operation order, so CPU and GPU training from one s
 same loss curve to float tolerance. Dropout is the exception: its masks come from a
 counter-based generator on the GPU, not from NumPy's.
 
-Supported here: every layer whose ops the CUDA backend has (fastconv.backend.CudaBackend),
+Supported here: every layer whose ops the CUDA backend has (fastconv.backend.CudaBackend;
+batch normalisation's running statistics live on the device too and come back with the weights),
 the loss sparse_categorical_crossentropy on a model of one (N, classes) output, and the SGD and
 Adam optimisers. Anything else raises NotImplementedError naming it.
 """
@@ -50,8 +51,13 @@ class _DeviceWeights:
     def __init__(self, ext, layers):
         self.ext = ext
         self.buffers = {}   # id(host flat) -> (host flat, device tensor)
-        self.views = {}     # id(layer) -> [device views]
+        self.views = {}     # id(layer) -> [device views]; ("state", id(layer)) -> [device copies]
+        self.states = []    # (host array, device tensor) of the non-trainable state
         for layer in layers:
+            if layer.state:
+                copies = [ext.Tensor.from_numpy(a) for a in layer.state]
+                self.views[("state", id(layer))] = copies
+                self.states += list(zip(layer.state, copies))
             if not layer.params:
                 self.views[id(layer)] = []
                 continue
@@ -65,10 +71,14 @@ class _DeviceWeights:
     def upload(self):
         for flat, dev in self.buffers.values():
             dev.copy_(flat)
+        for host, dev in self.states:
+            dev.copy_(host)
 
     def download(self):
         for flat, dev in self.buffers.values():
             np.copyto(flat, dev.numpy())
+        for host, dev in self.states:
+            np.copyto(host, dev.numpy())
 
 
 class _DeviceState:
@@ -415,7 +425,7 @@ def predict_on_device(model, xs, batch_size):
     be = backend_for(ext.Tensor.zeros((1,), "float32"))
     weights = _DeviceWeights(ext, model._graph.primitive_layers())
     ctx = B.Context(False, be, weights.views)
-    plan = model._plan("call")
+    plan = model._plan("predict")
     n = len(xs[0])
     shapes = [t.per_sample_shape for t in model._graph.outputs]
     outs = [np.empty((n,) + tuple(s), dtype=np.float32) for s in shapes]

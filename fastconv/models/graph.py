@@ -102,7 +102,7 @@ class Graph:
 class Step:
     """One primitive layer call of a plan: read ``inputs`` slots, write the ``output`` slot."""
 
-    __slots__ = ("layer", "inputs", "output", "kind", "pad", "need_dx", "run_backward")
+    __slots__ = ("layer", "inputs", "output", "kind", "pad", "need_dx", "run_backward", "bn")
 
     def __init__(self, layer, inputs, output):
         self.layer = layer
@@ -110,12 +110,15 @@ class Step:
         self.output = output
         self.kind = "layer"        # or "logits", "padded_conv"
         self.pad = None            # the fused padding of a "padded_conv" step
+        self.bn = None             # an inference BatchNormalization folded into this step
         self.need_dx = [True] * len(inputs)
         self.run_backward = True
 
     def forward(self, ctx, values):
         layer = self.layer
         x = [values[s] for s in self.inputs] if layer._multi_input else values[self.inputs[0]]
+        if self.bn is not None:
+            return _folded_forward(self, ctx, x), None
         if self.kind == "layer":
             return layer.forward(ctx, x)
         if self.kind == "logits":
@@ -150,6 +153,32 @@ def _flatten(graph, input_slots, new_slot, steps, depth=0):
     return [slot_of[id(t)] for t in graph.outputs]
 
 
+def _folded_forward(step, ctx, x):
+    """A convolution, transposed convolution or dense layer with the inference batch
+    normalisation after it folded into its kernel and bias (fastconv.functional.fold_batch_norm):
+    one op, the same numbers up to rounding."""
+    from ..functional import fold_batch_norm
+    from ..layers.convolution import Conv2DTranspose
+    from ..layers.core import Dense
+
+    layer, bn, be = step.layer, step.bn, ctx.backend
+    w = ctx.weights(layer)
+    gamma, beta = bn._gamma_beta(ctx)
+    mean, var = ctx.state(bn)
+    transposed = isinstance(layer, Conv2DTranspose)
+    kernel, bias = fold_batch_norm(w[0], w[1] if layer.use_bias else None, gamma, beta, mean, var,
+                                   bn.epsilon, axis=1 if transposed else 0)
+    if isinstance(layer, Dense):
+        return be.linear(x, kernel, bias, 0)
+    if transposed:
+        y = be.conv2d_backward_input(x, kernel, (x.shape[0],) + tuple(layer.output_shape),
+                                     layer._stride, layer._pad, layer._dilation)
+        be.bias_activation_(y, bias, 0)
+        return y
+    pad = step.pad if step.kind == "padded_conv" else layer._pad
+    return be.conv2d(x, kernel, bias, layer._stride, pad, layer._dilation, 0)
+
+
 class Plan:
     """How a graph runs for one purpose: its primitive steps, slots and rewrites.
 
@@ -163,7 +192,8 @@ class Plan:
     because the loss reads the output as logits), ``fused[i]`` the activation fused away.
     """
 
-    def __init__(self, graph, feeds=None, trainable=None, input_grads=False, fuse=True):
+    def __init__(self, graph, feeds=None, trainable=None, input_grads=False, fuse=True,
+                 fold_batch_norm=False):
         counter = [0]
 
         def new_slot():
@@ -197,6 +227,10 @@ class Plan:
                 kept.append(st)
             steps = kept
 
+        if fold_batch_norm:  # inference only: BatchNormalization into the layer before it
+            steps = _fold_batch_norms(steps, readers, outputs)
+            producer = {st.output: st for st in steps}
+
         self.logits = [False] * len(self.output_slots)
         self.fused = [None] * len(self.output_slots)
         for i, (slot, feed) in enumerate(zip(self.output_slots, feeds or [])):
@@ -226,6 +260,29 @@ class Plan:
         self.input_grads = bool(input_grads)
         self.readers = readers
         self.keep = [s in outputs for s in range(self.n_slots)]
+
+
+def _fold_batch_norms(steps, readers, outputs):
+    """Steps with each BatchNormalization that directly follows a linear Conv2D,
+    Conv2DTranspose or Dense (no activation, no other reader) folded into that step."""
+    from ..layers.convolution import Conv2DTranspose
+    from ..layers.core import Dense
+    from ..layers.normalization import BatchNormalization
+
+    producer = {st.output: st for st in steps}
+    kept = []
+    for st in steps:
+        src = producer.get(st.inputs[0]) if type(st.layer) is BatchNormalization else None
+        if (src is not None and src.bn is None and src.kind in ("layer", "padded_conv")
+                and type(src.layer) in (Conv2D, Conv2DTranspose, Dense)
+                and src.layer._act == 0 and not getattr(src.layer, "_softmax", False)
+                and readers[src.output] == 1 and src.output not in outputs):
+            src.bn = st.layer
+            src.output = st.output
+            producer[st.output] = src
+            continue
+        kept.append(st)
+    return kept
 
 
 def _fusable(pad_layer, conv):

@@ -381,18 +381,23 @@ class Model(B.Layer):
 
         xs = T.prepare_inputs(self, x, "__call__")
         self._check_not_training_elsewhere("__call__")
-        plan = self._plan("call")
+        plan = self._plan("call" if training else "predict")
         ctx = B.Context(training, backend_for(xs[0]))
         outs, _ = G.forward(plan, ctx, xs, False)
         return T.user_outputs(self, outs)
 
+    _INFERENCE = ("predict", "evaluate")   # plans that fold batch normalisation
+
     def _plan(self, purpose, feeds=None, trainable=None, input_grads=False, key=()):
-        """The cached Plan for a purpose ("call", "train", ...); ``key`` names the feeds (the
-        losses they come from)."""
+        """The cached Plan for a purpose ("call", "train", "predict", ...); ``key`` names the
+        feeds (the losses they come from). Inference plans fold batch normalisation into the
+        layer before it."""
         cache_key = (purpose, key, None if trainable is None else frozenset(trainable), input_grads)
         plan = self._plans.get(cache_key)
         if plan is None:
-            plan = self._plans[cache_key] = G.Plan(self._graph, feeds, trainable, input_grads)
+            plan = self._plans[cache_key] = G.Plan(
+                self._graph, feeds, trainable, input_grads,
+                fold_batch_norm=purpose in self._INFERENCE and not input_grads)
         return plan
 
     def forward(self, ctx, x):

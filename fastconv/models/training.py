@@ -975,7 +975,7 @@ def predict(model, x, batch_size=None, verbose=0, device="cpu"):
         from .cuda_step import predict_on_device
 
         return user_outputs(model, predict_on_device(model, xs, batch_size))
-    plan = model._plan("call")
+    plan = model._plan("predict")
     n = len(xs[0])
     shapes = [t.per_sample_shape for t in model._graph.outputs]
     outs = [np.empty((n,) + tuple(s), dtype=np.float32) for s in shapes]
