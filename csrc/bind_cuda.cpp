@@ -1222,6 +1222,26 @@ cupy.from_dlpack(t)); Tensor.from_dlpack(obj) wraps a producer's CUDA memory wit
     crop2d(x.cf(), y.f(), x.dim(0) * x.dim(1), H, W, t, b, l, r);
     return y;
   }, py::arg("x"), py::arg("top"), py::arg("bottom"), py::arg("left"), py::arg("right"));
+  m.def("nchw_to_nhwc", [](const Tensor& x) {
+    const char* op = "nchw_to_nhwc";
+    require_device();
+    want_f32(op, "x", x);
+    want_ndim(op, "x", x, 4, "(N, C, H, W)");
+    Tensor y = empty_f32({x.dim(0), x.dim(2), x.dim(3), x.dim(1)}, op);
+    py::gil_scoped_release nogil;
+    batched_transpose(x.cf(), y.f(), x.dim(0), x.dim(1), x.dim(2) * x.dim(3));
+    return y;
+  }, py::arg("x"), "y (N, H, W, C) from x (N, C, H, W).");
+  m.def("nhwc_to_nchw", [](const Tensor& x) {
+    const char* op = "nhwc_to_nchw";
+    require_device();
+    want_f32(op, "x", x);
+    want_ndim(op, "x", x, 4, "(N, H, W, C)");
+    Tensor y = empty_f32({x.dim(0), x.dim(3), x.dim(1), x.dim(2)}, op);
+    py::gil_scoped_release nogil;
+    batched_transpose(x.cf(), y.f(), x.dim(0), x.dim(1) * x.dim(2), x.dim(3));
+    return y;
+  }, py::arg("x"), "y (N, C, H, W) from x (N, H, W, C).");
   m.def("softmax_backward", [same](const Tensor& dy, const Tensor& y) {
     const char* op = "softmax_backward";
     require_device();

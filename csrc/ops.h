@@ -290,6 +290,9 @@ void zero_pad2d(const float* x, float* y, int64_t planes, int64_t H, int64_t W, 
 // Its backward: y (planes, H, W) = x (planes, H + top + bottom, W + left + right) cropped.
 void crop2d(const float* x, float* y, int64_t planes, int64_t H, int64_t W, int64_t top,
             int64_t bottom, int64_t left, int64_t right);
+// y (N, B, A) = x (N, A, B) transposed per batch item: NCHW -> NHWC with A = C, B = H*W, and
+// NHWC -> NCHW with A = H*W, B = C.
+void batched_transpose(const float* x, float* y, int64_t N, int64_t A, int64_t B);
 // dx (rows, cols) = y (dy - sum(dy y)) along each row: softmax's backward from its output.
 void softmax_backward(const float* dy, const float* y, float* dx, int64_t rows, int64_t cols);
 // ms = rho ms + (1 - rho) g^2; p -= lr g / (sqrt(ms) + eps)  (fastconv/optimizers.py's RMSprop)

@@ -476,6 +476,20 @@ void test_pad_crop_concat() {
     sl[size_t(di)] = cat[size_t(si)];
   }
   check("slice of channels [3, 5) (concat's backward)", sl, sl_want, 0);
+  // NCHW -> NHWC and back through batched_transpose's index decode
+  const int64_t TN = 2, TC = 3, TH = 4, TW = 5;
+  const std::vector<float> t4 = random_vec(size_t(TN * TC * TH * TW), rng);
+  std::vector<float> nhwc(t4.size()), back4(t4.size());
+  std::vector<double> nhwc_want(t4.size()), back4_want(t4.begin(), t4.end());
+  for (int64_t n = 0; n < TN; ++n)
+    for (int64_t c = 0; c < TC; ++c)
+      for (int64_t h = 0; h < TH; ++h)
+        for (int64_t w = 0; w < TW; ++w)
+          nhwc_want[size_t(((n * TH + h) * TW + w) * TC + c)] = t4[size_t(((n * TC + c) * TH + h) * TW + w)];
+  for (size_t e = 0; e < nhwc.size(); ++e) nhwc[e] = t4[size_t(batched_transpose_source(int64_t(e), TC, TH * TW))];
+  check("nchw_to_nhwc (batched transpose)", nhwc, nhwc_want, 0);
+  for (size_t e = 0; e < back4.size(); ++e) back4[e] = nhwc[size_t(batched_transpose_source(int64_t(e), TH * TW, TC))];
+  check("nhwc_to_nchw, its inverse", back4, back4_want, 0);
 }
 
 // apply_activation and activation_grad (common.cuh), the bodies of the activation kernels and

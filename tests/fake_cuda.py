@@ -423,6 +423,28 @@ def softmax_xent_sums(logits, labels, dlogits, sums):
     _launch(run)
 
 
+def mse_sums(y, targets, dy, sums):
+    def run():
+        n = y.shape[0]
+        diff = y.a.astype(np.float64) - targets.a.reshape(y.a.shape)
+        np.copyto(dy.a, (2.0 * diff / diff.size).astype(np.float32))
+        sums.a.view(np.float64)[0] += float((diff ** 2).reshape(n, -1).mean(axis=1).sum())
+    _launch(run)
+
+
+def bce_with_logits_sums(logits, targets, dlogits, sums, weights=None):
+    def run():
+        z = logits.a.astype(np.float64)
+        t = targets.a.reshape(z.shape).astype(np.float64)
+        n = z.shape[0]
+        per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        np.copyto(dlogits.a, ((1.0 / (1.0 + np.exp(-z)) - t) / z.size).astype(np.float32))
+        acc = sums.a.view(np.float64)
+        acc[0] += float(per.reshape(n, -1).mean(axis=1).sum())
+        acc[1] += float(np.sum((z > 0) == (t > 0.5)))
+    _launch(run)
+
+
 def dropout_forward(x, y, mask, rate, seed, counters):
     def run():
         u = np.random.default_rng([int(seed) & (2**63 - 1), int(counters.a[1])]).random(

@@ -8,6 +8,8 @@
 //   copy_channels  src (N, Cs, inner) channels [s0, s0 + count) -> dst (N, Cd, inner) [d0, ...)
 //   zero_pad2d     x (planes, H, W) -> y (planes, H + t + b, W + l + r), zeros outside
 //   crop2d         x (planes, H + t + b, W + l + r) -> y (planes, H, W)
+//   batched_transpose  x (N, A, B) -> y (N, B, A): NCHW <-> NHWC (A = C, B = H*W, or back), for
+//                  the Keras layers that order an image's values channels-last (Flatten, Reshape)
 //   softmax_backward  one warp per row of (rows, cols): dx = y (dy - sum(dy y))
 #include "cuda/common.cuh"
 
@@ -39,6 +41,12 @@ FC_HD int64_t crop_source(int64_t e, int64_t H, int64_t W, int64_t top, int64_t 
   const int64_t Hp = H + top + bottom, Wp = W + left + right;
   const int64_t plane = e / (H * W), hw = e - plane * H * W, i = hw / W, j = hw - i * W;
   return (plane * Hp + i + top) * Wp + j + left;
+}
+
+// Output element e of batched_transpose, y (N, B, A): the element of x (N, A, B) it copies.
+FC_HD int64_t batched_transpose_source(int64_t e, int64_t A, int64_t B) {
+  const int64_t n = e / (A * B), r = e - n * A * B, b = r / A, a = r - b * A;
+  return (n * A + a) * B + b;
 }
 
 namespace {
@@ -79,6 +87,11 @@ __global__ void crop_kernel(const float* x, float* y, int64_t total, int64_t H, 
   FC_OPS_FOR(e, total) y[e] = ldg(x + crop_source(e, H, W, t, b, l, r));
 }
 // One warp per row.
+__global__ void batched_transpose_kernel(const float* x, float* y, int64_t total, int64_t A,
+                                         int64_t B) {
+  FC_OPS_FOR(e, total) y[e] = x[batched_transpose_source(e, A, B)];
+}
+
 __global__ void softmax_backward_kernel(const float* dy, const float* y, float* dx, int64_t rows,
                                         int64_t cols) {
   const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
@@ -147,6 +160,14 @@ void crop2d(const float* x, float* y, int64_t planes, int64_t H, int64_t W, int6
   if (total <= 0) return;
   crop_kernel<<<grid_for(total, kOpThreads), kOpThreads, 0, stream()>>>(x, y, total, H, W, top,
                                                                         bottom, left, right);
+  CUDA_CHECK_LAUNCH();
+}
+
+void batched_transpose(const float* x, float* y, int64_t N, int64_t A, int64_t B) {
+  const int64_t total = N * A * B;
+  if (total <= 0) return;
+  batched_transpose_kernel<<<grid_for(total, kOpThreads), kOpThreads, 0, stream()>>>(x, y, total, A,
+                                                                                    B);
   CUDA_CHECK_LAUNCH();
 }
 

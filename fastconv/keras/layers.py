@@ -21,7 +21,8 @@ from . import backend as _backend
 __all__ = ["Input", "InputLayer", "Layer", "Conv2D", "Dense", "MaxPooling2D", "MaxPool2D",
            "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D",
            "ZeroPadding2D", "Flatten", "Dropout", "Activation", "ReLU", "Softmax", "Add",
-           "Concatenate", "add", "concatenate"]
+           "Concatenate", "add", "concatenate", "Conv2DTranspose", "UpSampling2D",
+           "BatchNormalization", "LeakyReLU", "ELU", "Reshape"]
 
 Layer = _L.Layer
 InputLayer = _L.InputLayer
@@ -248,6 +249,107 @@ class Concatenate(_L.Concatenate):
         return config
 
 
+class Conv2DTranspose(_KerasLayouts, _L.Conv2DTranspose):
+    """keras.layers.Conv2DTranspose: NHWC by default, kernel (kh, kw, filters, in) in
+    get_weights, Keras's output sizes."""
+
+    _registered_name = "keras.Conv2DTranspose"
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", output_padding=None,
+                 data_format=None, dilation_rate=(1, 1), activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        name, input_shape, trainable = _keras_kwargs("Conv2DTranspose", kwargs)
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         output_padding=output_padding, dilation_rate=dilation_rate,
+                         activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                         data_format=_fmt(data_format), name=name, input_shape=input_shape,
+                         trainable=trainable)
+        self._explicit_format = data_format is not None
+
+
+class UpSampling2D(_L.UpSampling2D):
+    """keras.layers.UpSampling2D(size=(2, 2), interpolation="nearest" or "bilinear"); Keras's
+    bilinear is the half-pixel rule (align_corners=False)."""
+
+    _registered_name = "keras.UpSampling2D"
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        kwargs.pop("align_corners", None)
+        name, input_shape, trainable = _keras_kwargs("UpSampling2D", kwargs)
+        super().__init__(size, interpolation, False, _fmt(data_format), name, input_shape, trainable)
+        self._explicit_format = data_format is not None
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("align_corners")
+        return config
+
+
+class BatchNormalization(_L.BatchNormalization):
+    """keras.layers.BatchNormalization(axis=-1, momentum=0.99, epsilon=0.001, center=True,
+    scale=True): axis -1 is the channels of NHWC images (or the features of (N, F))."""
+
+    _registered_name = "keras.BatchNormalization"
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):
+        for key in ("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"):
+            if kwargs.pop(key, None) is not None:
+                raise NotImplementedError(f"BatchNormalization: {key} is not supported by fastconv")
+        if kwargs.pop("synchronized", False) or kwargs.pop("renorm", False):
+            raise NotImplementedError("BatchNormalization: synchronized and renorm are not supported")
+        data_format = kwargs.pop("data_format", None)
+        name, input_shape, trainable = _keras_kwargs("BatchNormalization", kwargs)
+        fmt = _fmt(data_format)
+        if axis not in (-1, 1, 3) or (axis != -1 and (axis == 3) != (fmt == "channels_last")):
+            raise NotImplementedError(f"BatchNormalization: fastconv normalises over the channel "
+                                      f"axis (-1 for channels-last data), got axis={axis!r}")
+        super().__init__(1 if fmt == "channels_first" else -1, momentum, epsilon, center, scale,
+                         beta_initializer, gamma_initializer, moving_mean_initializer,
+                         moving_variance_initializer, name, input_shape, trainable, data_format=fmt)
+        self.keras_axis = axis
+
+    def get_config(self):
+        config = super().get_config()
+        config["axis"] = self.keras_axis
+        return config
+
+
+class LeakyReLU(_L.LeakyReLU):
+    """keras.layers.LeakyReLU(negative_slope=0.3) (Keras 2's ``alpha`` is taken too)."""
+
+    _registered_name = "keras.LeakyReLU"
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        alpha = kwargs.pop("alpha", None)
+        name, input_shape, trainable = _keras_kwargs("LeakyReLU", kwargs)
+        super().__init__(negative_slope if alpha is None else alpha, name, input_shape, trainable)
+
+
+class ELU(_L.ELU):
+    """keras.layers.ELU(alpha=1.0)."""
+
+    _registered_name = "keras.ELU"
+
+    def __init__(self, alpha=1.0, **kwargs):
+        name, input_shape, trainable = _keras_kwargs("ELU", kwargs)
+        super().__init__(alpha, name, input_shape, trainable)
+
+
+class Reshape(_L.Reshape):
+    """keras.layers.Reshape(target_shape): in Keras's order (an image's values H, W, C; a 3-D
+    target is (H, W, C))."""
+
+    _registered_name = "keras.Reshape"
+
+    def __init__(self, target_shape, data_format=None, **kwargs):
+        name, input_shape, trainable = _keras_kwargs("Reshape", kwargs)
+        super().__init__(target_shape, _fmt(data_format), name, input_shape, trainable)
+        self._explicit_format = data_format is not None
+
+
 def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):  # noqa: N802
     """keras.Input: a symbolic input of per-sample ``shape`` in the default image layout
     (channels-last: (H, W, C))."""
@@ -277,6 +379,7 @@ MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 GlobalAvgPool2D = GlobalAveragePooling2D
 
-for _cls in (Conv2D, Dense, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, ZeroPadding2D,
-             Flatten, Dropout, Activation, ReLU, Softmax, Add, Concatenate):
+for _cls in (Conv2D, Conv2DTranspose, Dense, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+             ZeroPadding2D, UpSampling2D, Flatten, Reshape, Dropout, Activation, ReLU, LeakyReLU, ELU,
+             Softmax, BatchNormalization, Add, Concatenate):
     _L.register(_cls)

@@ -188,7 +188,7 @@ class Conv2D(Layer):
                 raise ValueError(f"{self._owner}: a Keras Conv2D kernel is 4-D (kh, kw, in, out), got "
                                  f"shape {kernel.shape}")
             weights[0] = kernel.transpose(3, 2, 0, 1)
-        self.set_weights(weights)
+        Layer.set_weights(self, weights)  # native layout: a Keras subclass overrides set_weights
 
     def get_config(self):
         config = super().get_config()
@@ -334,7 +334,7 @@ class Conv2DTranspose(Layer):
                 raise ValueError(f"{self._owner}: a Keras Conv2DTranspose kernel is 4-D (kh, kw, "
                                  f"filters, in), got shape {kernel.shape}")
             weights[0] = kernel.transpose(3, 2, 0, 1)
-        self.set_weights(weights)
+        Layer.set_weights(self, weights)  # native layout: a Keras subclass overrides set_weights
 
     def get_config(self):
         config = super().get_config()

@@ -102,7 +102,7 @@ class Dense(Layer):
         weights = list(weights)
         if weights:
             weights[0] = np.asarray(weights[0], dtype=np.float32).T
-        self.set_weights(weights)
+        Layer.set_weights(self, weights)  # native layout: a Keras subclass overrides set_weights
 
     def get_config(self):
         config = super().get_config()

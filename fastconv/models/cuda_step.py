@@ -94,16 +94,26 @@ class _DeviceState:
         from .training import _loss_plan
 
         losses = model.losses
-        if len(model._graph.outputs) != 1 or len(losses) != 1 or losses[0] is None or \
-                losses[0].name != "sparse_categorical_crossentropy":
-            name = [None if loss is None else loss.name for loss in losses]
-            raise NotImplementedError(f"{model._owner}: training on cuda supports one output with the "
-                                      f"loss 'sparse_categorical_crossentropy', not {name}")
+        from .. import losses as _losses
+
+        kinds = {_losses.SparseCategoricalCrossentropy: "sparse_ce", _losses.MeanSquaredError: "mse",
+                 _losses.BinaryCrossentropy: "bce"}
+        loss = losses[0] if len(model._graph.outputs) == 1 and len(losses) == 1 else None
+        self.loss_kind = kinds.get(type(loss)) if loss is not None else None
+        if self.loss_kind is None or _unweighted_options(loss):
+            name = [None if item is None else item.name for item in losses]
+            raise NotImplementedError(
+                f"{model._owner}: training on cuda supports one output with the loss "
+                f"'sparse_categorical_crossentropy', 'mse' or 'binary_crossentropy' (from logits, "
+                f"Keras's default reduction, no label smoothing), not {name}")
         out = model._graph.outputs[0].per_sample_shape
-        if len(out) != 1:
+        if self.loss_kind == "sparse_ce" and len(out) != 1:
             raise NotImplementedError(f"{model._owner}: training on cuda needs a model whose output is "
                                       f"(N, classes), got per-sample output {out}")
-        self.classes = int(out[0])
+        self.units = 1 if self.loss_kind == "sparse_ce" else int(np.prod(out))
+        if self.loss_kind == "mse" and model.metrics:
+            raise NotImplementedError(f"{model._owner}: on cuda an mse model reports the loss only; "
+                                      "its metrics need device='cpu'")
         opt = model.optimizer
         if type(opt) not in (O.Adam, O.SGD):
             raise NotImplementedError(f"{model._owner}: training on cuda supports the SGD and Adam "
@@ -159,10 +169,10 @@ class _DeviceState:
                 self.seeds[id(layer)] = int(seed) + 7919 * i
         self.plan = _loss_plan(model, "train", losses, trainer.ids)
         self.eval_plan = _loss_plan(model, "evaluate", losses)
-        if not self.plan.logits[0]:
+        if self.loss_kind != "mse" and not self.plan.logits[0]:
             raise NotImplementedError(f"{model._owner}: on cuda the cross-entropy reads logits; this "
                                       "loss reads probabilities (from_logits=False without a final "
-                                      "softmax): train on device='cpu'")
+                                      "softmax or sigmoid): train on device='cpu'")
         self.key = _state_key(model)
 
     # --- contexts --------------------------------------------------------------------------
@@ -222,32 +232,85 @@ class _DeviceState:
     # --- data ----------------------------------------------------------------------------------
     def to_device(self, x, y):
         """(x, y) as device tensors, copied once per array and kept while the same arrays come
-        back (fit then evaluate on the same data copies nothing twice)."""
+        back (fit then evaluate on the same data copies nothing twice). Class ids go as int64,
+        the float targets of mse and binary cross-entropy as float32."""
         ext = self.ext
         key = (id(x), x.shape, id(y), y.shape)
         hit = self._data_cache.get(key)
         if hit is not None and hit[0] is x and hit[1] is y:
             return hit[2], hit[3]
         xd = x if isinstance(x, ext.Tensor) else ext.Tensor.from_numpy(np.ascontiguousarray(x, np.float32))
-        yd = ext.Tensor.from_numpy(np.ascontiguousarray(y, np.int64))
+        dtype = np.int64 if self.loss_kind == "sparse_ce" else np.float32
+        yd = ext.Tensor.from_numpy(np.ascontiguousarray(y, dtype))
         if len(self._data_cache) >= 4:
             self._data_cache.clear()
         self._data_cache[key] = (x, y, xd, yd)
         return xd, yd
 
+    def target_buffer(self, shape):
+        """A device batch of targets: int64 class ids, or float32 for mse and bce."""
+        if self.loss_kind == "sparse_ce":
+            return self.ext.Tensor.empty((shape[0],), "int64")
+        return self.ext.Tensor.empty(tuple(shape), "float32")
+
     # --- one step -------------------------------------------------------------------------------
+    def _gather(self, x_all, y_all, perm, batch_stride, xb, yb):
+        """xb, yb = the batch at the cursor (float targets through a second gather of the same
+        rows, with throwaway labels)."""
+        ext = self.ext
+        if self.loss_kind == "sparse_ce":
+            ext.gather_batch(x_all, y_all, perm, self.counters, batch_stride, xb, yb)
+            return
+        m, s = xb.shape[0], x_all.shape[0]
+        if getattr(self, "_no_labels", None) is None or self._no_labels[0].shape[0] != s:
+            self._no_labels = (ext.Tensor.zeros((s,), "int64"), {})
+        labels, scratch = self._no_labels
+        if m not in scratch:
+            scratch[m] = ext.Tensor.empty((m,), "int64")
+        ext.gather_batch(x_all, labels, perm, self.counters, batch_stride, xb, scratch[m])
+        ext.gather_batch(y_all, labels, perm, self.counters, batch_stride, yb, scratch[m])
+
+    def _loss(self, out, yb, sums):
+        """d loss / d out, the batch's loss added to the device ``sums``."""
+        ext = self.ext
+        grad = ext.Tensor.empty(out.shape, "float32")
+        if self.loss_kind == "sparse_ce":
+            ext.softmax_xent_sums(out, yb, grad, sums)
+        elif self.loss_kind == "mse":
+            ext.mse_sums(out, yb, grad, sums.slice(0, 1))
+        else:
+            ext.bce_with_logits_sums(out, yb, grad, sums.slice(0, 2))
+        return grad
+
     def _step(self, x_all, y_all, perm, batch_stride, xb, yb):
         """One training step on the batch at the cursor: no host copy, no sync."""
-        ext = self.ext
-        ext.gather_batch(x_all, y_all, perm, self.counters, batch_stride, xb, yb)
+        self._gather(x_all, y_all, perm, batch_stride, xb, yb)
+        self._train_on(xb, yb)
+        self.ext.step_end(self.counters)
+
+    def _train_on(self, xb, yb):
         ctx = self.context(True)
         outs, tape = G.forward(self.plan, ctx, [xb], True)
-        logits = outs[0]
-        dlogits = ext.Tensor.empty(logits.shape, "float32")
-        ext.softmax_xent_sums(logits, yb, dlogits, self.sums)
-        G.backward(self.plan, ctx, tape, [dlogits], self.grad_views)
+        grad = self._loss(outs[0], yb, self.sums)
+        G.backward(self.plan, ctx, tape, [grad], self.grad_views)
         self._optimizer_step()
-        ext.step_end(self.counters)
+
+    def train_batch(self, x, y, owner):
+        """One optimiser step on host arrays x, y (train_on_batch on the GPU): the weights and
+        the optimiser's state go up, one step runs, they come back. Returns the batch's loss and
+        correct count."""
+        ext = self.ext
+        self.upload()
+        self.sums.zero_()
+        xb, yb = self.to_device(x, y)
+        self._train_on(xb, yb)
+        self.step_count += 1
+        self.counters.copy_(np.array([0, self.step_count], dtype=np.int64))
+        loss_sum, correct, bad = self.read_sums()
+        self.check(loss_sum, bad, owner)
+        self.download()
+        _ = ext
+        return loss_sum / len(x), correct
 
     def run_full_step(self, args):
         """A full-size step: eager the first time, then recorded once and replayed."""
@@ -286,9 +349,13 @@ class _DeviceState:
         self.graph.replay()
         self.graph_replays += 1
 
-    def read_sums(self):
+    def read_sums(self, sums=None):
         """(loss sum, correct count, bad labels) so far this epoch (waits for the GPU)."""
-        loss, correct, bad = self.sums.numpy().view(np.float64)
+        loss, correct, bad = (self.sums if sums is None else sums).numpy().view(np.float64)
+        if self.loss_kind == "mse":
+            correct = bad = 0.0
+        elif self.loss_kind == "bce":
+            bad = 0.0
         return float(loss), float(correct), float(bad)
 
     @staticmethod
@@ -309,12 +376,19 @@ class _DeviceState:
         for lo in range(0, n, batch_size):
             hi = min(n, lo + batch_size)
             outs, _ = G.forward(self.eval_plan, ctx, [x_all.slice(lo, hi)], False)
-            scratch = ext.Tensor.empty(outs[0].shape, "float32")
-            ext.softmax_xent_sums(outs[0], y_all.slice(lo, hi), scratch, self.eval_sums)
-        loss, correct, bad = self.eval_sums.numpy().view(np.float64)
+            self._loss(outs[0], y_all.slice(lo, hi), self.eval_sums)
+        loss, correct, bad = self.read_sums(self.eval_sums)
+        _ = ext
         if bad:
             raise ValueError(f"{owner}: some labels are outside [0, classes)")
         return float(loss), float(correct)
+
+
+def _unweighted_options(loss):
+    """Whether ``loss`` has settings the device losses do not implement (label smoothing, a
+    reduction other than Keras's mean)."""
+    return bool(getattr(loss, "label_smoothing", 0)) or \
+        getattr(loss, "reduction", "sum_over_batch_size") not in ("sum_over_batch_size", "auto", "mean")
 
 
 def _state_key(model):
@@ -355,7 +429,8 @@ class CudaRunner:
         self.n = len(xs[0])
         self.perm = self.ext.Tensor.empty((self.n,), "int64")
         self.xb = self.ext.Tensor.empty((batch_size,) + self.sample, "float32")
-        self.yb = self.ext.Tensor.empty((batch_size,), "int64")
+        self.yb = dev.target_buffer((batch_size,) + tuple(ys[0].shape[1:]))
+        self.target_sample = tuple(ys[0].shape[1:])
         self.previous = 0.0
 
     def begin_epoch(self, order):
@@ -374,7 +449,7 @@ class CudaRunner:
             dev.run_full_step(self.args)
         else:
             xr = ext.Tensor.empty((size,) + self.sample, "float32")
-            yr = ext.Tensor.empty((size,), "int64")
+            yr = dev.target_buffer((size,) + self.target_sample)
             dev._step(self.xd, self.yd, self.perm, self.batch_size, xr, yr)
         dev.step_count += 1
         self.done += size
@@ -392,7 +467,7 @@ class CudaRunner:
         done = max(self.done, 1)
         logs = {"loss": loss_sum / done}
         for name in self.dev.accuracy_names:
-            logs[name] = correct / done
+            logs[name] = correct / (done * self.dev.units)
         return logs
 
     epoch_logs = logs
@@ -416,7 +491,7 @@ class CudaRunner:
         xd, yd = dev.to_device(xs[0], ys[0])
         n = max(xd.shape[0], 1)
         loss_sum, correct = dev.evaluate(xd, yd, batch_size, f"{self.model._owner}.evaluate")
-        return [loss_sum / n] + [correct / n for _ in self.dev.accuracy_names]
+        return [loss_sum / n] + [correct / (n * dev.units) for _ in self.dev.accuracy_names]
 
 
 def predict_on_device(model, xs, batch_size):

@@ -488,12 +488,14 @@ class Model(B.Layer):
 
         return T.predict(self, x, batch_size=batch_size, verbose=verbose, device=device)
 
-    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
-        """One optimiser step on one batch; returns [loss, metrics...] (or a dict)."""
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False,
+                       device="cpu"):
+        """One optimiser step on one batch; returns [loss, metrics...] (or a dict). device="cuda"
+        runs the step on the GPU."""
         from . import training as T
 
         return T.train_on_batch(self, x, y, sample_weight=sample_weight, class_weight=class_weight,
-                                return_dict=return_dict)
+                                return_dict=return_dict, device=device)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         """[loss, metrics...] on one batch in inference mode (or a dict)."""
@@ -502,9 +504,9 @@ class Model(B.Layer):
         return T.evaluate(self, x, y, batch_size=None, verbose=0, sample_weight=sample_weight,
                           return_dict=return_dict, one_batch=True)
 
-    def predict_on_batch(self, x):
+    def predict_on_batch(self, x, device="cpu"):
         """The model's outputs for one batch, inference mode."""
-        return self.predict(x, batch_size=None)
+        return self.predict(x, batch_size=1 << 30, device=device)
 
     def compute_gradients(self, x, y, training=True, sample_weight=None):
         """(loss, grads): the loss on (x, y) and its gradient w.r.t. every weight of ``params``

@@ -62,7 +62,7 @@ def register_model_class(kind, cls):
 
 
 def _model_class(kind):
-    if not _MODEL_CLASSES:
+    if "Sequential" not in _MODEL_CLASSES:  # fastconv's own two, whatever was registered first
         from .model import Model, Sequential
 
         register_model_class("Sequential", Sequential)

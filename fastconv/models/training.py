@@ -892,10 +892,13 @@ def _distributed_setup(model, n, batch_size, epochs, shuffle, owner):
     return dp
 
 
-def train_on_batch(model, x, y, sample_weight=None, class_weight=None, return_dict=False):
-    """One optimiser step on one batch (CPU); returns [loss, metrics...] (or a dict)."""
+def train_on_batch(model, x, y, sample_weight=None, class_weight=None, return_dict=False,
+                   device="cpu"):
+    """One optimiser step on one batch; returns [loss, metrics...] (or a dict). device="cuda"
+    sends the weights (and the optimiser's state) to the GPU, steps there and brings them back."""
     owner = f"{model._owner}.train_on_batch"
     _check_compiled(model, "train_on_batch")
+    device = check_device(device, owner)
     xs = prepare_inputs(model, x, "train_on_batch")
     if model._compiled_trainable is None:
         _snapshot_trainable(model)
@@ -904,6 +907,19 @@ def train_on_batch(model, x, y, sample_weight=None, class_weight=None, return_di
         raise ValueError(f"{owner}: x is empty")
     ys = prepare_targets(model, y, n, "train_on_batch")
     sw = _sample_weights(sample_weight, class_weight, ys, n, owner)
+    if device == "cuda":
+        from .cuda_step import _device_state
+
+        if sw is not None:
+            raise NotImplementedError(f"{owner}: sample and class weights are not supported on cuda")
+        state = _device_state(model, _trainer(model))
+        model._training_thread = threading.current_thread()
+        try:
+            loss, correct = state.train_batch(xs[0], ys[0], owner)
+        finally:
+            model._training_thread = None
+        results = [loss] + [correct / (n * state.units) for _ in state.accuracy_names]
+        return _results(model, results, return_dict)
     step = _HostStep(model)
     scores = _Scores(model, step.plan)
     model._training_thread = threading.current_thread()
