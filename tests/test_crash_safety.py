@@ -173,6 +173,97 @@ F.conv2d(np.ones((2, 64, 60, 60), np.float32), np.ones((200, 64, 15, 15), np.flo
                           ("too_large", str(2**54)), ("fraction", "1.5")]],
 ]
 
+# ---- the model layer (issue 14, defects 4, 5, 6, 7, 11)
+MODEL = """
+from fastconv import layers as L, models
+model = models.Sequential([L.Conv2D(3, 3, activation="relu"), L.Flatten(), L.Dense(4)],
+                          input_shape=(1, 8, 8), seed=0)
+model.compile("adam", "sparse_categorical_crossentropy")
+x = np.random.default_rng(0).random((6, 1, 8, 8), dtype=np.float32)
+y = np.arange(6) % 4
+"""
+
+
+def _hostile_file(build):
+    """Code that writes a model file with ``build(config, arrays)`` applied, then loads it."""
+    return MODEL + f"""
+import json, os, tempfile
+path = os.path.join(tempfile.mkdtemp(), "m.npz")
+model.save(path)
+with np.load(path) as data:
+    arrays = {{k: data[k] for k in data.files}}
+config = json.loads(str(arrays["config"]))
+{build}
+arrays["config"] = np.array(json.dumps(config))
+with open(path, "wb") as f:
+    np.savez(f, **arrays)
+fastconv.load_model(path)
+"""
+
+
+CASES += [
+    Case("predict_batch_size_negative", MODEL + "model.predict(x, batch_size=-1)", "ValueError",
+         "predict: batch_size must be >= 1, got -1"),
+    Case("evaluate_batch_size_negative", MODEL + "model.evaluate(x, y, batch_size=-5)", "ValueError",
+         "evaluate: batch_size must be >= 1, got -5"),
+    Case("fit_batch_size_float", MODEL + "model.fit(x, y, batch_size=2.5, verbose=0)", "TypeError",
+         "batch_size must be an int"),
+    Case("fit_nan_data", MODEL + "x[3, 0, 2, 2] = np.nan\nmodel.fit(x, y, verbose=0)", "ValueError",
+         "x has NaN or Inf values (sample 3 is the first)"),
+    Case("train_on_batch_nan_data_is_blamed", MODEL + "x[1] = np.inf\nmodel.train_on_batch(x, y)",
+         "FloatingPointError", "because input 0 of this batch has NaN or Inf values"),
+    Case("nan_weights_are_blamed", MODEL + "model.layers[0].kernel[...] = np.nan\nmodel.train_on_batch(x, y)",
+         "FloatingPointError", "weights of layer 'conv2d' are no longer finite"),
+    Case("relu_keeps_nan_in_a_model", MODEL + """
+x[2] = np.nan
+out = model.predict(x)
+assert np.isnan(out[2]).all() and np.isfinite(np.delete(out, 2, axis=0)).all()
+raise AssertionError("NaN stayed NaN")""", "AssertionError", "NaN stayed NaN"),
+    Case("load_unknown_version", _hostile_file("config['version'] = 99"), "ValueError",
+         "written by a newer fastconv (model format version 99)"),
+    Case("load_huge_architecture", _hostile_file(
+        "config['model']['config']['layers'][0]['config']['filters'] = 2**40"), "ValueError",
+        "weight 0 has shape (3, 1, 3, 3) in the file, but the architecture needs (1099511627776, 1, 3, 3)"),
+    Case("load_config_not_a_dict", _hostile_file("config = [1, 2, 3]"), "ValueError",
+         "its config is a list, not an object"),
+    Case("load_unknown_layer", _hostile_file(
+        "config['model']['config']['layers'][1]['class_name'] = 'Evil'"), "ValueError",
+        "unknown layer class 'Evil'"),
+    Case("load_bad_layer_argument", _hostile_file(
+        "config['model']['config']['layers'][2]['config']['units'] = 'many'"), "ValueError",
+        "units must be a positive int"),
+    Case("load_a_npy_file", MODEL + """
+import os, tempfile
+path = os.path.join(tempfile.mkdtemp(), "w.npy")
+np.save(path, np.zeros(3))
+fastconv.load_model(path)""", "ValueError", "is not a fastconv model file (not an .npz archive"),
+    Case("load_deep_nesting", MODEL + """
+import json, os, tempfile
+inner = {"class_name": "Flatten", "config": {"name": "f"}}
+for _ in range(200):
+    inner = {"class_name": "Sequential", "config": {"name": "s", "layers": [inner]}}
+path = os.path.join(tempfile.mkdtemp(), "m.npz")
+with open(path, "wb") as f:
+    np.savez(f, config=np.array(json.dumps({"format": "fastconv.Model", "version": 2, "model": inner})))
+fastconv.load_model(path)""", "ValueError", "nested more than 64 deep"),
+    Case("save_into_a_missing_folder", MODEL + "model.save('/no/such/folder/m.npz')",
+         "FileNotFoundError", "does not exist"),
+    Case("predict_while_training_elsewhere", MODEL + """
+import threading
+errors = []
+class Probe(models.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        t = threading.Thread(target=lambda: errors.append(_try()))
+        t.start(); t.join()
+def _try():
+    try:
+        model.predict(x)
+    except RuntimeError as err:
+        return str(err)
+model.fit(x, y, epochs=1, batch_size=3, verbose=0, callbacks=[Probe()])
+raise RuntimeError(errors[0])""", "RuntimeError", "the model is training in another thread"),
+]
+
 
 def run_case(case: Case):
     """(returncode, result dict or None, stderr) of the case run in a fresh interpreter."""
@@ -205,3 +296,33 @@ def test_the_runner_reports_a_crash():
     """The table's check can fail: a segfaulting case is reported as a signal."""
     returncode, result, _ = run_case(Case("segfault", "import ctypes\nctypes.string_at(0)", "", ""))
     assert returncode < 0 and result is None
+
+
+def test_save_killed_midway_leaves_the_old_file_loadable(tmp_path):
+    """save writes a temporary file and renames it: SIGKILL at any moment leaves either the old
+    model or the new one, never a truncated file (before: 11 of 12 kills left an unloadable file)."""
+    import signal
+    import time
+
+    path = tmp_path / "m.npz"
+    script = f"""
+import numpy as np, fastconv
+from fastconv import layers as L, models
+model = models.Sequential([L.Flatten(), L.Dense(2000), L.Dense(2000)], input_shape=(500,), seed=0)
+model.save({str(path)!r})
+print("saved", flush=True)
+while True:
+    model.save({str(path)!r})
+"""
+    for trial in range(6):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                                cwd=str(tmp_path))
+        assert proc.stdout.readline().strip() == "saved"
+        time.sleep(0.05 + 0.07 * trial)        # somewhere inside a later save
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        model = fastconv.load_model(path)      # the last complete save
+        assert model.count_params() == 500 * 2000 + 2000 + 2000 * 2000 + 2000
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "m.npz"]
+    assert all(name.startswith(".tmp-") for name in leftovers), leftovers
