@@ -94,43 +94,40 @@ def fit_step_ms(name, steps, distributed):
 # The MPI worker (one rank)
 # --------------------------------------------------------------------------------------------
 def overlapped_step_ms(name, steps, dp, overlap, bucket_bytes):
-    """A hand-written fit step (the model's own forward/backward units) whose all-reduce either
-    follows the backward pass or overlaps it, bucket by bucket."""
+    """A hand-written fit step (the model's own plan, forward and backward over its tape) whose
+    all-reduce either follows the backward pass or overlaps it, layer by layer."""
     from fastconv import distributed as dist
+    from fastconv.layers import Context
+    from fastconv.models import graph as G
+    from fastconv.models import training as T
 
     model, batch = build(name)
     x, y = random_data(steps, batch)
-    model.build()
-    model._plan()
-    model._opt_params, model._opt_grads = [model._flat_params], [model._flat_grads]
-    dp.setup([model._flat_params], {"model": name}, seed=0)
+    trainer = T._trainer(model)
+    plan = T._loss_plan(model, "train", model.losses, trainer.ids)
+    flat_grads = trainer.grads                  # one run: the whole gradient buffer
+    dp.setup([trainer.params[0]], {"model": name}, seed=0)
     ddp = dist.DataParallel(bucket_bytes=bucket_bytes)
-    flat = model._flat_grads
-    offsets = []  # where each backward unit's gradients start in the flat buffer (None: none)
-    for backward, _ in model._backward_steps:
-        unit = backward.__self__
-        layer = getattr(unit, "conv", unit)
-        grads = getattr(layer, "grads", [])
-        offsets.append((grads[0].ctypes.data - flat.ctypes.data) // flat.itemsize if grads else None)
+    start = {id(layer): offsets[0] for layer in trainer.layers
+             for _, offsets in [layer._packed]}  # where each layer's gradients start
     times = []
     for step in range(steps):
         lo = step * batch
         idx = dp.shard(np.arange(lo, lo + batch))
         xb, yb = x[idx], y[idx]
         t0 = time.perf_counter()
-        out = model._loss_input(xb, True)
-        _, grad = model.loss.forward_backward(out, yb)
+        ctx = Context(True)
+        outs, tape = G.forward(plan, ctx, [xb], True)
+        _, grad = model.loss.forward_backward(outs[0], yb)
         if overlap:
-            ddp.begin_gradients(model._opt_grads, len(idx) / batch)
-            for (backward, need_dx), offset in zip(model._backward_steps, offsets):
-                grad = backward(grad, need_dx)
-                if offset is not None:
-                    ddp.gradients_ready(0, offset)
+            ddp.begin_gradients(flat_grads, len(idx) / batch)
+            G.backward(plan, ctx, tape, [grad], trainer.grad_views,
+                       on_grads=lambda layer: ddp.gradients_ready(0, start[id(layer)]))
             ddp.finish_gradients()
         else:
-            model._backward(grad)
-            ddp.allreduce_gradients(model._opt_grads, len(idx) / batch)
-        model.optimizer.step(model._opt_params, model._opt_grads)
+            G.backward(plan, ctx, tape, [grad], trainer.grad_views)
+            ddp.allreduce_gradients(flat_grads, len(idx) / batch)
+        model.optimizer.step(trainer.params, trainer.grads)
         times.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(times[3:]))
 

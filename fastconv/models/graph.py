@@ -315,11 +315,12 @@ def forward(plan, ctx, xs, keep_tape):
     return [values[s] for s in plan.output_slots], tape
 
 
-def backward(plan, ctx, tape, douts, grads):
+def backward(plan, ctx, tape, douts, grads, on_grads=None):
     """Walk the tape back from ``douts`` (the loss gradient of each output; None for an output
     the loss does not use). grads: id(layer) -> list of arrays to write its weight gradients into
-    (for the layers of plan.trainable). Returns the gradients of the inputs (None where not
-    wanted)."""
+    (for the layers of plan.trainable). on_grads(layer), when given, is called as soon as a
+    layer's gradients are written (a data-parallel loop can start sending them). Returns the
+    gradients of the inputs (None where not wanted)."""
     be = ctx.backend
     g = [None] * plan.n_slots
     for s, d in zip(plan.output_slots, douts):
@@ -345,6 +346,8 @@ def backward(plan, ctx, tape, douts, grads):
                 for v, d in zip(views, dest):
                     be.add_(v, d)
             written.add(key)
+            if on_grads is not None:
+                on_grads(st.layer)
         if not need:
             continue
         dxs = dx if st.layer._multi_input else [dx]
