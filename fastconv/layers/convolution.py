@@ -17,7 +17,70 @@ from .base import (Layer, _activation, _check_padding, _init_config, _out_size, 
 __all__ = ["Conv2D", "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose"]
 
 
-class Conv2D(Layer):
+class _Conv(Layer):
+    """What Conv2D and Conv2DTranspose share: the arguments, the kernel's Keras layout (both
+    kernels are 4-D with the kernel window last, Keras's first) and the config."""
+
+    _param_names = ("kernel", "bias")
+
+    def __init__(self, filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
+                 kernel_initializer, bias_initializer, data_format, name, input_shape, trainable):
+        super().__init__(name, input_shape, data_format, trainable)
+        owner = self._owner
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"{owner}: filters must be a positive int, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size", owner)
+        self.strides = _pair(strides, "strides", owner)
+        self.dilation_rate = _pair(dilation_rate, "dilation_rate", owner)
+        self.padding = _check_padding(padding, owner)
+        spec = _activation(activation, owner)
+        self.activation, self._act, self._alpha = spec.name, spec.code, spec.alpha
+        if spec.softmax:
+            raise ValueError(f"{owner}: activation 'softmax' is for Dense layers; put a Softmax layer "
+                             "after a Flatten instead")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel = None
+        self.bias = None
+
+    @property
+    def final_activation(self):
+        return "sigmoid" if self.activation == "sigmoid" else None
+
+    # The kernels are OIHW (Conv2D) and (in, filters, kh, kw) (Conv2DTranspose); Keras keeps
+    # them HWIO and (kh, kw, filters, in): the same move of axes both ways.
+    def get_weights_keras(self):
+        """[kernel in Keras's layout (kh, kw, ...), bias] as Keras stores them."""
+        self._check_built("get_weights_keras")
+        out = [np.ascontiguousarray(self.kernel.transpose(2, 3, 1, 0))]
+        return out + ([self.bias.copy()] if self.use_bias else [])
+
+    def set_weights_keras(self, weights):
+        """Set [kernel in Keras's layout (kh, kw, ...), bias]."""
+        weights = list(weights)
+        if weights:
+            kernel = np.asarray(weights[0], dtype=np.float32)
+            if kernel.ndim != 4:
+                raise ValueError(f"{self._owner}: a Keras {type(self).__name__} kernel is 4-D (kh, kw, "
+                                 f"...), got shape {kernel.shape}")
+            weights[0] = kernel.transpose(3, 2, 0, 1)
+        Layer.set_weights(self, weights)  # native layout: a Keras subclass overrides set_weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=list(self.kernel_size),
+                      strides=list(self.strides),
+                      padding=list(self.padding) if isinstance(self.padding, tuple) else self.padding,
+                      dilation_rate=list(self.dilation_rate), activation=self.activation,
+                      use_bias=self.use_bias,
+                      kernel_initializer=_init_config(self.kernel_initializer),
+                      bias_initializer=_init_config(self.bias_initializer))
+        return config
+
+
+class Conv2D(_Conv):
     """2-D convolution: y = act(conv(x, kernel) + bias), x (N, C, H, W) -> (N, filters, P, Q).
 
     filters: number of output maps K. kernel_size, strides, dilation_rate: int or (h, w).
@@ -34,38 +97,22 @@ class Conv2D(Layer):
     kernel is OIHW (filters, in_channels, kh, kw), bias (filters,).
     """
 
-    _param_names = ("kernel", "bias")
     _base_name = "conv2d"
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1,
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", data_format=None, connections=None, name=None,
                  input_shape=None, trainable=True):
-        super().__init__(name, input_shape, data_format, trainable)
-        owner = self._owner
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError(f"{owner}: filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
-        self.kernel_size = _pair(kernel_size, "kernel_size", owner)
-        self.strides = _pair(strides, "strides", owner)
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate", owner)
-        self.padding = _check_padding(padding, owner)
-        spec = _activation(activation, owner)
-        self.activation, self._act, self._alpha = spec.name, spec.code, spec.alpha
-        if self._act is None:
-            raise ValueError(f"{owner}: activation 'softmax' is for Dense layers; put a Softmax layer "
-                             "after a Flatten instead")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        super().__init__(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
+                         kernel_initializer, bias_initializer, data_format, name, input_shape,
+                         trainable)
         if connections is not None:
             connections = np.asarray(connections, dtype=bool)
             if connections.ndim != 2 or connections.shape[0] != self.filters:
-                raise ValueError(f"{owner}: connections must be a boolean (filters, in_channels) = "
-                                 f"({self.filters}, C) array, got shape {connections.shape}")
+                raise ValueError(f"{self._owner}: connections must be a boolean (filters, "
+                                 f"in_channels) = ({self.filters}, C) array, got shape "
+                                 f"{connections.shape}")
         self.connections = connections
-        self.kernel = None
-        self.bias = None
         self._mask = None
 
     def _build(self, input_shape):
@@ -109,10 +156,6 @@ class Conv2D(Layer):
             self.kernel *= self._mask
 
     # --- per call ---------------------------------------------------------------------------
-    @property
-    def final_activation(self):
-        return "sigmoid" if self.activation == "sigmoid" else None
-
     def forward(self, ctx, x):
         return self.forward_padded(ctx, x, self._pad, self._act)
 
@@ -172,33 +215,8 @@ class Conv2D(Layer):
             cached = self._device_mask = ctx.backend.ext.Tensor.from_numpy(self._mask)
         return cached
 
-    # --- layouts and saving -------------------------------------------------------------------
-    def get_weights_keras(self):
-        """[kernel HWIO (kh, kw, in, filters), bias] as Keras stores them."""
-        self._check_built("get_weights_keras")
-        out = [np.ascontiguousarray(self.kernel.transpose(2, 3, 1, 0))]
-        return out + ([self.bias.copy()] if self.use_bias else [])
-
-    def set_weights_keras(self, weights):
-        """Set [kernel HWIO (kh, kw, in, filters), bias] from Keras's layout."""
-        weights = list(weights)
-        if weights:
-            kernel = np.asarray(weights[0], dtype=np.float32)
-            if kernel.ndim != 4:
-                raise ValueError(f"{self._owner}: a Keras Conv2D kernel is 4-D (kh, kw, in, out), got "
-                                 f"shape {kernel.shape}")
-            weights[0] = kernel.transpose(3, 2, 0, 1)
-        Layer.set_weights(self, weights)  # native layout: a Keras subclass overrides set_weights
-
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, kernel_size=list(self.kernel_size),
-                      strides=list(self.strides),
-                      padding=list(self.padding) if isinstance(self.padding, tuple) else self.padding,
-                      dilation_rate=list(self.dilation_rate), activation=self.activation,
-                      use_bias=self.use_bias,
-                      kernel_initializer=_init_config(self.kernel_initializer),
-                      bias_initializer=_init_config(self.bias_initializer))
         if self.connections is not None:
             config["connections"] = self.connections.tolist()
         return config
@@ -208,7 +226,7 @@ class Conv2D(Layer):
 Convolution2D = Conv2D
 
 
-class Conv2DTranspose(Layer):
+class Conv2DTranspose(_Conv):
     """Transposed 2-D convolution ("deconvolution"): y = act(conv_transpose(x, kernel) + bias),
     x (N, C, H, W) -> (N, filters, Ho, Wo), the layer an autoencoder's decoder or a GAN's
     generator grows images with.
@@ -223,39 +241,23 @@ class Conv2DTranspose(Layer):
     weight gradient with the roles of x and dy swapped.
     """
 
-    _param_names = ("kernel", "bias")
     _base_name = "conv2d_transpose"
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
                  dilation_rate=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", data_format=None, name=None, input_shape=None,
                  trainable=True):
-        super().__init__(name, input_shape, data_format, trainable)
-        owner = self._owner
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError(f"{owner}: filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
-        self.kernel_size = _pair(kernel_size, "kernel_size", owner)
-        self.strides = _pair(strides, "strides", owner)
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate", owner)
-        self.padding = _check_padding(padding, owner)
+        super().__init__(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
+                         kernel_initializer, bias_initializer, data_format, name, input_shape,
+                         trainable)
         if output_padding is not None:
             pair = (output_padding,) * 2 if isinstance(output_padding, (int, np.integer)) else \
                 tuple(output_padding)
             if len(pair) != 2 or any(int(v) < 0 for v in pair):
-                raise ValueError(f"{owner}: output_padding must be None, an int or an (h, w) pair of "
-                                 f"ints >= 0, got {output_padding!r}")
+                raise ValueError(f"{self._owner}: output_padding must be None, an int or an (h, w) "
+                                 f"pair of ints >= 0, got {output_padding!r}")
             output_padding = (int(pair[0]), int(pair[1]))
         self.output_padding = output_padding
-        spec = _activation(activation, owner)
-        if spec.softmax:
-            raise ValueError(f"{owner}: activation 'softmax' is for Dense layers")
-        self.activation, self._act, self._alpha = spec.name, spec.code, spec.alpha
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel = None
-        self.bias = None
 
     def _build(self, input_shape):
         from ..functional import _transpose_geometry
@@ -277,10 +279,6 @@ class Conv2DTranspose(Layer):
         self.bias = (self._new_weight(self.bias_initializer, (self.filters,), fan_in, fan_out)
                      if self.use_bias else None)
         return out[1:]
-
-    @property
-    def final_activation(self):
-        return "sigmoid" if self.activation == "sigmoid" else None
 
     def forward(self, ctx, x):
         return self._forward(ctx, x, self._act)
@@ -319,33 +317,9 @@ class Conv2DTranspose(Layer):
 
     backward_logits = backward
 
-    def get_weights_keras(self):
-        """[kernel (kh, kw, filters, in_channels), bias] as Keras stores them."""
-        self._check_built("get_weights_keras")
-        out = [np.ascontiguousarray(self.kernel.transpose(2, 3, 1, 0))]
-        return out + ([self.bias.copy()] if self.use_bias else [])
-
-    def set_weights_keras(self, weights):
-        """Set [kernel (kh, kw, filters, in_channels), bias] from Keras's layout."""
-        weights = list(weights)
-        if weights:
-            kernel = np.asarray(weights[0], dtype=np.float32)
-            if kernel.ndim != 4:
-                raise ValueError(f"{self._owner}: a Keras Conv2DTranspose kernel is 4-D (kh, kw, "
-                                 f"filters, in), got shape {kernel.shape}")
-            weights[0] = kernel.transpose(3, 2, 0, 1)
-        Layer.set_weights(self, weights)  # native layout: a Keras subclass overrides set_weights
-
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, kernel_size=list(self.kernel_size),
-                      strides=list(self.strides),
-                      padding=list(self.padding) if isinstance(self.padding, tuple) else self.padding,
-                      output_padding=None if self.output_padding is None else list(self.output_padding),
-                      dilation_rate=list(self.dilation_rate), activation=self.activation,
-                      use_bias=self.use_bias,
-                      kernel_initializer=_init_config(self.kernel_initializer),
-                      bias_initializer=_init_config(self.bias_initializer))
+        config["output_padding"] = None if self.output_padding is None else list(self.output_padding)
         return config
 
 
