@@ -97,3 +97,26 @@ def to_numpy(t):
     if hasattr(t, "numpy"):
         return np.asarray(t.numpy())
     return np.asarray(t)
+
+
+@pytest.fixture(scope="session")
+def real_keras():
+    """Keras 3 for the optional cross-checks (torch backend unless KERAS_BACKEND says otherwise).
+
+    Skips when Keras is not installed, does not import (no usable backend), or is not Keras 3.
+    """
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("Keras is not installed (optional cross-check: pip install keras torch)")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import keras
+    except Exception as err:  # a Keras without a usable backend
+        pytest.skip(f"Keras does not import here: {err}")
+    if not keras.__version__.startswith("3"):
+        pytest.skip(f"the cross-checks are written for Keras 3, found {keras.__version__}")
+    return keras

@@ -363,13 +363,8 @@ def test_progbar_logger_writes_one_line_per_epoch_to_a_file():
 
 # ----------------------------------------------------------------------------- Keras (optional)
 @pytest.mark.slow
-def test_against_keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        keras = pytest.importorskip("keras", reason="keras is not installed (optional cross-check)")
-    if not keras.__version__.startswith("3"):
-        pytest.skip(f"the cross-check is written for Keras 3, found {keras.__version__}")
+def test_against_keras(real_keras):
+    keras = real_keras
     rng = np.random.default_rng(5)
     for trial in range(20):
         values = list(np.round(rng.uniform(0, 1, 12), 1))

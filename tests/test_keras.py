@@ -8,7 +8,6 @@ filters respond where they should. Where Keras itself installs (keras with its t
 or tensorflow), the same architectures are cross-checked against it: parameter counts, output
 shapes and the summary's rows.
 """
-import importlib.util
 
 import numpy as np
 import pytest
@@ -172,19 +171,6 @@ def test_a_channels_first_shape_on_channels_last_layers_is_named():
 
 
 # ------------------------------------------------------------------------------ real Keras
-def _real_keras():
-    if importlib.util.find_spec("keras") is None:
-        pytest.skip("Keras is not installed (pip install keras, with torch or tensorflow)")
-    import os
-
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    try:
-        import keras as real
-    except Exception as err:  # a Keras without a usable backend
-        pytest.skip(f"Keras does not import here: {err}")
-    return real
-
-
 def _architectures(k):
     """The same three architectures, in either Keras (k is the module)."""
     L = k.layers
@@ -209,8 +195,8 @@ def _architectures(k):
 
 
 @pytest.mark.slow
-def test_same_counts_shapes_and_summary_rows_as_real_keras():
-    real = _real_keras()
+def test_same_counts_shapes_and_summary_rows_as_real_keras(real_keras):
+    real = real_keras
     theirs, ours = _architectures(real), _architectures(keras)
     for name in theirs:
         t, o = theirs[name], ours[name]

@@ -4,7 +4,6 @@ smoothing, gradients by central finite differences of the reference, the compile
 cross-entropy path bit for bit, lookup and saving, and bad input. Keras's own losses are a
 second reference where keras is installed (slow: importing it takes seconds)."""
 import math
-import os
 import warnings
 import zlib
 
@@ -409,19 +408,11 @@ def test_bad_arguments():
 
 
 # ----------------------------------------------------------------------------- Keras (optional)
-def _keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        keras = pytest.importorskip("keras", reason="keras is not installed (optional cross-check)")
-    if not keras.__version__.startswith("3"):
-        pytest.skip(f"the cross-check is written for Keras 3, found {keras.__version__}")
-    return keras
 
 
 @pytest.mark.slow
-def test_against_keras():
-    keras = _keras()
+def test_against_keras(real_keras):
+    keras = real_keras
     rng = np.random.default_rng(11)
     configs = [
         ("bce", lambda r: keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1, reduction=r),

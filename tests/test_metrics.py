@@ -2,7 +2,6 @@
 loops), accumulation over batches, sample weights, reset, names as Keras 3 logs them, lookup
 (get, get_list: a bare "accuracy" is one metric) and bad input. Keras's own metrics are a
 second reference where keras is installed (slow: importing it takes seconds)."""
-import os
 import warnings
 
 import numpy as np
@@ -222,13 +221,8 @@ def test_bad_input():
 
 
 @pytest.mark.slow
-def test_against_keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        keras = pytest.importorskip("keras", reason="keras is not installed (optional cross-check)")
-    if not keras.__version__.startswith("3"):
-        pytest.skip(f"the cross-check is written for Keras 3, found {keras.__version__}")
+def test_against_keras(real_keras):
+    keras = real_keras
     probs = RNG.uniform(0, 1, (N, C)).astype(np.float32)
     truth = RNG.integers(0, 2, (N, C)).astype(np.float32)
     pairs = [

@@ -3,7 +3,6 @@ formula written here, torch.optim.lr_scheduler.OneCycleLR and Keras's schedules 
 installed, an optimiser driven by a schedule step by step, and saving."""
 import json
 import math
-import os
 import warnings
 
 import numpy as np
@@ -88,13 +87,8 @@ def test_one_cycle_matches_torch():
 
 
 @pytest.mark.slow
-def test_against_keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        keras = pytest.importorskip("keras", reason="keras is not installed (optional cross-check)")
-    if not keras.__version__.startswith("3"):
-        pytest.skip(f"the cross-check is written for Keras 3, found {keras.__version__}")
+def test_against_keras(real_keras):
+    keras = real_keras
     K = keras.optimizers.schedules
     pairs = [(schedules.ExponentialDecay(0.1, 7, 0.6, staircase=True), K.ExponentialDecay(0.1, 7, 0.6, staircase=True)),
              (schedules.ExponentialDecay(0.1, 7, 0.6), K.ExponentialDecay(0.1, 7, 0.6)),
