@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .layers.base import Context
+
 try:
     from matplotlib.figure import Figure
 except ImportError as err:  # the plot extra is optional
@@ -280,14 +282,32 @@ def _epoch_ticks(n_epochs):
 # ---------------------------------------------------------------------------------------------
 # Filters
 
+def _is_container(obj):
+    """Whether ``obj`` is a model (it lists layers); a plain layer's ``layers`` is []."""
+    return bool(getattr(obj, "layers", None))
+
+
 def _find_conv(model):
-    """The first layer of ``model`` whose first weight is a 4-D (K, C, R, S) kernel."""
+    """The first layer of ``model`` (searching nested models in order) whose first weight is a
+    4-D (K, C, R, S) kernel."""
+    found = _first_conv_or_none(model)
+    if found is not None:
+        return found
+    raise ValueError("fastconv.plot: the model has no convolution layer with a 4-D kernel "
+                     "(is it built?)")
+
+
+def _first_conv_or_none(model):
     for layer in model.layers:
+        if _is_container(layer):
+            found = _first_conv_or_none(layer)
+            if found is not None:
+                return found
+            continue
         weights = layer.get_weights() if hasattr(layer, "get_weights") else []
         if weights and np.ndim(weights[0]) == 4:
             return layer
-    raise ValueError("fastconv.plot: the model has no convolution layer with a 4-D kernel "
-                     "(is it built?)")
+    return None
 
 
 def _kernel_of(layer_or_weights):
@@ -295,7 +315,7 @@ def _kernel_of(layer_or_weights):
     get_weights() list, or an array (K, C, R, S), (K, R, S) or (R, S)."""
     obj = layer_or_weights
     name = None
-    if hasattr(obj, "layers"):  # a model: its first convolution
+    if _is_container(obj):  # a model: its first convolution
         obj = _find_conv(obj)
     if hasattr(obj, "get_weights"):
         name = getattr(obj, "name", None)
@@ -449,7 +469,7 @@ def show_maps(image, maps, save=None, show=False, title=None, map_titles=None):
 
 def _layers_of(model):
     """The layers a model runs in order (a lone layer counts as a one-layer model)."""
-    if hasattr(model, "layers"):
+    if _is_container(model):
         return list(model.layers)
     if hasattr(model, "forward"):
         return [model]
@@ -515,20 +535,22 @@ def _one_sample(model, image):
 def feature_maps(model, image, layer=None):
     """The output of one layer of ``model`` for one image: an array (K, H', W').
 
-    Runs the model's layers in order, in inference mode, through their public
-    ``forward(x, training=False)``, up to and including ``layer`` (an index, a name or the layer
+    Runs the model's top-level layers one after another (a chain, as in a Sequential), in
+    inference mode, through their ``forward(Context(training=False), x)`` on NCHW arrays, up to
+    and including ``layer`` (an index, a name or the layer
     object; None: the first convolution). ``model`` may be a Sequential or a single layer (an
     unbuilt one is built for the image's shape). The image is NCHW (see _one_sample).
     """
     layers = _layers_of(model)
     x = _one_sample(model, image)
-    if hasattr(model, "layers") and not getattr(model, "built", True):
+    if _is_container(model) and not getattr(model, "built", True):
         model.build((x.shape[2], x.shape[3], x.shape[1]) if _channels_last(model) else x.shape[1:])
-    elif not hasattr(model, "layers") and not getattr(model, "built", True):
+    elif not _is_container(model) and not getattr(model, "built", True):
         model.build(x.shape[1:])
     index = _layer_index(layers, layer, "show_feature_maps")
+    ctx = Context(training=False)
     for lay in layers[:index + 1]:
-        x = lay.forward(x, False)
+        x, _ = lay.forward(ctx, x)   # NCHW inside, whatever the layer's data_format
     y = np.asarray(x, dtype=np.float32)
     if y.ndim != 4:
         name = getattr(layers[index], "name", index)
