@@ -30,7 +30,7 @@ def test_train_lenet5_prints_test_accuracy(tmp_path):
     out = result.stdout
     assert "2000 training and 10000 test images" in out
     assert "Total params: 60,806" in out
-    assert re.search(r"Epoch 1/1 - \d+\.\d\ds", out)
+    assert re.search(r"32/32 \[=+\] - \d+s \d+ms/step - loss: \d", out), out  # Keras shows no "Epoch 1/1" for one epoch
     match = re.search(r"test accuracy: (\d\.\d{4})", out)
     assert match, out
     assert float(match.group(1)) > 0.5
