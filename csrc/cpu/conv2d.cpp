@@ -26,12 +26,12 @@
 //                 dx (N, CRS) = dy (N, K) . w, dw (K, CRS) = dy^T (K, N) . x (N, CRS); each
 //                 call sgemm outside a parallel region, which spreads it over the threads.
 //
-// Faster kernels where the ISA has them and the shape suits them (the dispatch table below
-// says which, for each pass): Winograd F(2x2, 3x3) (conv2d_winograd_avx2.cpp) for 3x3 layers
-// with many channels, direct kernels vectorised over output channels (conv2d_direct_avx2.cpp:
-// LeNet's C3, 4 to 128 channels) or along output rows (conv2d_rows_avx2.cpp: fewer than 8
-// channels, LeNet's C1). Backward input with stride 1 is a forward convolution of dy with the
-// flipped filter, so it takes the same kernels.
+// Faster kernels where the ISA has them and the shape suits them (conv2d_kernels.h; the two
+// dispatch tables below say which ISA has which, and which runs each pass): Winograd
+// F(2x2, 3x3) for 3x3 layers with many channels, direct kernels vectorised over output
+// channels (LeNet's C3, 4 to 128 channels) or along output rows (fewer than 8 channels,
+// LeNet's C1), all in csrc/cpu/avx2/. Backward input with stride 1 is a forward convolution
+// of dy with the flipped filter, so it takes the same kernels.
 //
 // Backward weight keeps one partial sum per thread, each over a contiguous range of
 // groups, added in thread order at the end: a given thread count always gives the same bits.
@@ -44,10 +44,10 @@
 #include <vector>
 
 #include "common/parallel.h"
-#include "cpu/conv2d_direct.h"
-#include "cpu/conv2d_winograd.h"
+#include "cpu/conv2d_kernels.h"
 #include "cpu/gemm/sgemm.h"
 #include "cpu/im2col.h"
+#include "cpu/isa.h"
 #include "cpu/vmath.h"
 #include "ops.h"
 
@@ -133,8 +133,28 @@ std::vector<float> flipped_filter(const float* w, const Conv2dParams& p) {
 
 }  // namespace
 
+// ---- The ISA dispatch table: which fast algorithms each ISA level has (isa.h) -------------
 namespace {
+
+// Entries in priority order: {needs, winograd, rows, direct}, each algorithm a {forward,
+// backward weight} pair. The AVX2 entry serves the avx512 level too (no AVX-512 conv kernels).
+const Conv2dKernels kConv2dKernels[] = {
+#ifdef FASTCONV_X86
+    {Isa::Avx2,
+     {conv2d_forward_winograd_f2x2_3x3_avx2, conv2d_backward_weight_winograd_f2x2_3x3_avx2},
+     {conv2d_forward_rows_avx2, conv2d_backward_weight_rows_avx2},
+     {conv2d_forward_direct_avx2, conv2d_backward_weight_direct_avx2}},
+#endif
+    {Isa::Generic, {}, {}, {}},   // im2col + GEMM (and the whole-image GEMM) for every pass
+};
+
 std::atomic<int> g_winograd_mode{1};
+
+}  // namespace
+
+const Conv2dKernels& conv2d_kernels() {
+  static const Conv2dKernels& chosen = first_runnable(kConv2dKernels);  // thread-safe, once
+  return chosen;
 }
 
 int winograd_mode() { return g_winograd_mode.load(std::memory_order_relaxed); }
@@ -142,13 +162,13 @@ void set_winograd_mode(int mode) { g_winograd_mode.store(mode < 0 ? 0 : (mode > 
 
 bool winograd_fits(const Conv2dParams& p) {
   const int mode = winograd_mode();
-  if (mode == 0 || std::strcmp(vec_math().isa, "generic") == 0) return false;
+  if (mode == 0) return false;
   const int64_t min_channels = mode == 2 ? 1 : kWinogradMinChannels;
   return p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
          p.dil_w == 1 && p.C >= min_channels && p.K >= min_channels && p.P >= 2 && p.Q >= 2;
 }
 
-// ---- The dispatch table: which kernel runs each pass of a problem, first match wins --------
+// ---- The shape dispatch table: which kernel runs each pass of a problem, first match wins ---
 //
 //   pass             whole image   Winograd        rows (K < 8)     direct (channels)   else
 //   forward          one GEMM      3x3, C,K >= 16  stride_w 1       K 4..128            im2col
@@ -156,51 +176,52 @@ bool winograd_fits(const Conv2dParams& p) {
 //   backward weight  one GEMM      3x3, C,K >= 16  stride_w 1       K 4..128            im2col
 //
 // "flipped": backward input with stride 1 is itself a forward convolution (flipped_problem),
-// so it takes the forward kernels. The AVX2 kernels run on AVX2 and AVX-512 machines, never
-// on the generic ISA (FASTCONV_ISA=generic turns them off, which the tests use).
+// so it takes the forward kernels. A column applies only where the selected ISA's entry of
+// kConv2dKernels has that algorithm (none at the generic level: FASTCONV_ISA=generic turns
+// them all off, which the tests use).
 namespace {
 
 enum class Algo { WholeImage, Winograd, Rows, Direct, Im2col };
 
-bool avx2_kernels() {
-#ifdef FASTCONV_X86
-  return std::strcmp(vec_math().isa, "generic") != 0;
-#else
-  return false;
-#endif
-}
-
 Algo forward_algo(const Conv2dParams& p) {
   if (is_whole_image(p)) return Algo::WholeImage;
-  if (!avx2_kernels()) return Algo::Im2col;
-  if (winograd_fits(p)) return Algo::Winograd;     // 3x3, stride 1: 2.25x fewer products
-  if (rows_fits(p)) return Algo::Rows;
-  if (direct_forward_fits(p)) return Algo::Direct;
+  const Conv2dKernels& k = conv2d_kernels();
+  if (k.winograd && winograd_fits(p)) return Algo::Winograd;   // 3x3, stride 1: 2.25x fewer products
+  if (k.rows && rows_fits(p)) return Algo::Rows;
+  if (k.direct && direct_forward_fits(p)) return Algo::Direct;
   return Algo::Im2col;
 }
 
 // q: the flipped problem, where the answer is one of the forward kernels.
 Algo backward_input_algo(const Conv2dParams& p, Conv2dParams* q) {
   if (is_whole_image(p)) return Algo::WholeImage;
-  if (!avx2_kernels() || !flipped_problem(p, q)) return Algo::Im2col;
-  if (winograd_fits(*q)) return Algo::Winograd;
+  if (!flipped_problem(p, q)) return Algo::Im2col;
+  const Conv2dKernels& k = conv2d_kernels();
+  if (k.winograd && winograd_fits(*q)) return Algo::Winograd;
   // Not for one input channel (C = 1, the flipped K' = 1): the row kernel then keeps only 4
-  // accumulators, FMA-latency-bound, and im2col + GEMM + col2im was 2x faster on the small
-  // VGG's first layer (1 -> 32, 3x3 "same": 7.5 against 14.8 ms at batch 256, one thread).
-  if (rows_fits(*q) && q->K >= 2) return Algo::Rows;
+  // accumulators, FMA-latency-bound, and im2col + GEMM + col2im was faster on the small
+  // VGG's first layer (1 -> 32, 3x3 "same").
+  if (k.rows && rows_fits(*q) && q->K >= 2) return Algo::Rows;
   // C >= 16 for the channel-vectorised kernel: with 8 <= C < 16 most of the second vector
   // of channels is padding, and im2col + GEMM + col2im is faster.
-  if (q->K >= 16 && direct_forward_fits(*q)) return Algo::Direct;
+  if (k.direct && q->K >= 16 && direct_forward_fits(*q)) return Algo::Direct;
   return Algo::Im2col;
 }
 
 Algo backward_weight_algo(const Conv2dParams& p) {
   if (is_whole_image(p)) return Algo::WholeImage;
-  if (!avx2_kernels()) return Algo::Im2col;
-  if (winograd_fits(p)) return Algo::Winograd;
-  if (rows_fits(p)) return Algo::Rows;
-  if (direct_forward_fits(p)) return Algo::Direct;
+  const Conv2dKernels& k = conv2d_kernels();
+  if (k.winograd && winograd_fits(p)) return Algo::Winograd;
+  if (k.rows && rows_fits(p)) return Algo::Rows;
+  if (k.direct && direct_forward_fits(p)) return Algo::Direct;
   return Algo::Im2col;
+}
+
+// The kernels of an algorithm forward_algo or backward_weight_algo picked (not WholeImage or
+// Im2col, which conv2d.cpp runs itself).
+const Conv2dAlgorithmKernels& kernels_of(Algo a) {
+  const Conv2dKernels& k = conv2d_kernels();
+  return a == Algo::Winograd ? k.winograd : (a == Algo::Rows ? k.rows : k.direct);
 }
 
 const char* algo_name(Algo a) {
@@ -227,7 +248,8 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, K = p.K;
   const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);   // y = act(out + b[k])
 
-  switch (forward_algo(p)) {
+  const Algo algo = forward_algo(p);
+  switch (algo) {
     case Algo::WholeImage: {                       // y (N, K) = x (N, CRS) . w^T (CRS, K)
       sgemm(false, true, p.N, K, CRS, 1.f, x, CRS, w, CRS, 0.f, y, K);
       if (!b && act == Activation::None) return;
@@ -239,12 +261,10 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
       }
       return;
     }
-#ifdef FASTCONV_X86
-    case Algo::Winograd: conv2d_forward_winograd(x, w, b, y, p, act, alpha); return;
-    case Algo::Rows: conv2d_forward_rows_avx2(x, w, b, y, p, act, alpha); return;
-    case Algo::Direct: conv2d_forward_direct_avx2(x, w, b, y, p, act, alpha); return;
-#endif
-    default: break;                                // im2col + GEMM, below
+    case Algo::Winograd:
+    case Algo::Rows:
+    case Algo::Direct: kernels_of(algo).forward(x, w, b, y, p, act, alpha); return;
+    case Algo::Im2col: break;                      // im2col + GEMM, below
   }
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
@@ -278,15 +298,11 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
     sgemm(false, false, p.N, CRS, K, 1.f, dy, K, w, CRS, 0.f, dx, CRS);
     return;
   }
-#ifdef FASTCONV_X86
   if (algo != Algo::Im2col) {                      // a forward of dy with the flipped filter
     const std::vector<float> wf = flipped_filter(w, p);    // (C, K, R, S)
-    if (algo == Algo::Winograd) conv2d_forward_winograd(dy, wf.data(), nullptr, dx, q, Activation::None);
-    if (algo == Algo::Rows) conv2d_forward_rows_avx2(dy, wf.data(), nullptr, dx, q, Activation::None);
-    if (algo == Algo::Direct) conv2d_forward_direct_avx2(dy, wf.data(), nullptr, dx, q, Activation::None);
+    kernels_of(algo).forward(dy, wf.data(), nullptr, dx, q, Activation::None, 0.f);
     return;
   }
-#endif
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
   const bool pointwise = is_pointwise(p);
@@ -309,16 +325,15 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
 void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Conv2dParams& p) {
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, K = p.K, KCRS = K * CRS;
 
-  switch (backward_weight_algo(p)) {
+  const Algo algo = backward_weight_algo(p);
+  switch (algo) {
     case Algo::WholeImage:                         // dw (K, CRS) = dy^T (K, N) . x (N, CRS)
       sgemm(true, false, K, CRS, p.N, 1.f, dy, K, x, CRS, 0.f, dw, CRS);
       return;
-#ifdef FASTCONV_X86
-    case Algo::Winograd: conv2d_backward_weight_winograd(dy, x, dw, p); return;
-    case Algo::Rows: conv2d_backward_weight_rows_avx2(dy, x, dw, p); return;
-    case Algo::Direct: conv2d_backward_weight_direct_avx2(dy, x, dw, p); return;
-#endif
-    default: break;                                // im2col + GEMM, below
+    case Algo::Winograd:
+    case Algo::Rows:
+    case Algo::Direct: kernels_of(algo).backward_weight(dy, x, dw, p); return;
+    case Algo::Im2col: break;                      // im2col + GEMM, below
   }
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
@@ -330,7 +345,7 @@ void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Co
   //             dy_g, the small operand, is the one read transposed.
   //   K < 32:   dw (K, CRS) += dy_g (K, G*PQ) . col_g^T (G*PQ, CRS)
   //             a narrow N = K would leave the micro-kernel's 16 or 32 columns mostly empty
-  //             (LeNet's C1, K = 6: 1.7x slower the other way).
+  //             (LeNet's C1, K = 6, was slower the other way).
   const bool transposed = K >= 32;
   std::vector<float> partial(size_t(max_nt) * KCRS);
   const int team = parallel_team(max_nt, [&](int t, int nt) {

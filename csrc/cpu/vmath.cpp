@@ -1,17 +1,17 @@
-// Portable element-wise math (the algorithm is described in vmath.h) and the ISA dispatch.
+// Portable element-wise math (the algorithm is described in vmath.h) and the dispatch table.
 //
 // Written as branch-free scalar functions over one float, inlined into plain loops: every
 // step is an add, multiply, compare-and-select or integer shift on the float's bits, so the
 // compiler vectorises the loops at the baseline ISA (SSE2 on x86-64) with no calls to libm.
 // GCC if-converts the float compare-and-selects only when it may assume compares do not trap
-// (the default -ftrapping-math keeps every loop scalar, 10x slower), hence the pragma; the
+// (the default -ftrapping-math keeps every loop scalar, an order of magnitude slower), hence the pragma; the
 // results are the same, only the floating-point exception flags may differ.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
 #include <cstring>
 
-#include "cpu/gemm/sgemm.h"
+#include "cpu/isa.h"
 #include "cpu/vmath.h"
 
 namespace fastconv {
@@ -171,16 +171,6 @@ void gelu_tanh_backward_generic(const float* x, const float* dy, float* dx, int6
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gelu_tanh_grad_f32(x[i]);
 }
 
-const VecMath& pick() {
-  const char* isa = sgemm_isa();
-#ifdef FASTCONV_X86
-  if (std::strcmp(isa, "avx512") == 0) return kVecMathAvx512;
-  if (std::strcmp(isa, "avx2") == 0) return kVecMathAvx2;
-#endif
-  (void)isa;
-  return kVecMathGeneric;
-}
-
 }  // namespace
 
 void leaky_relu_backward_from_output(const float* dy, const float* y, float* dx, int64_t n, float alpha) {
@@ -198,13 +188,32 @@ void elu_backward_from_output(const float* dy, const float* y, float* dx, int64_
   }
 }
 
-const VecMath kVecMathGeneric = {"generic", identity_generic, relu_generic, exp_generic,
+const VecMath kVecMathGeneric = {identity_generic, relu_generic, exp_generic,
                                  tanh_generic, sigmoid_generic, leaky_relu_generic, elu_generic,
                                  gelu_generic, gelu_tanh_generic, gelu_backward_generic,
                                  gelu_tanh_backward_generic};
 
+namespace {
+
+struct VecMathEntry {
+  Isa needs;
+  const VecMath* kernels;
+};
+
+// The element-wise kernels by ISA, in priority order (isa.h).
+//                          needs         kernels
+const VecMathEntry kVecMathTable[] = {
+#ifdef FASTCONV_X86
+    {Isa::Avx512, &kVecMathAvx512},   // avx512/vmath_avx512.cpp
+    {Isa::Avx2, &kVecMathAvx2},       // avx2/vmath_avx2.cpp
+#endif
+    {Isa::Generic, &kVecMathGeneric},  // above
+};
+
+}  // namespace
+
 const VecMath& vec_math() {
-  static const VecMath& chosen = pick();
+  static const VecMath& chosen = *first_runnable(kVecMathTable).kernels;  // thread-safe, once
   return chosen;
 }
 

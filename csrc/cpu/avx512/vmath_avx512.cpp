@@ -1,7 +1,7 @@
 // Element-wise math with AVX-512F intrinsics, 16 floats a step (algorithm in vmath.h).
 //
-// Compiled with AVX-512 flags (CMake gives every *avx512* file them) and reached only through
-// vec_math() when sgemm_isa() is "avx512". The same steps as vmath_avx2.cpp, with mask
+// Compiled with AVX-512 flags (CMake gives every file in csrc/cpu/avx512/ them) and reached
+// only through vmath.cpp's dispatch table at the avx512 level. The same steps as vmath_avx2.cpp, with mask
 // registers for the compare-and-select and a masked load/store for the tail of n % 16.
 // Written by construction from the AVX2 version (the development machine has no AVX-512);
 // FASTCONV_ISA=avx512 on an AVX-512 machine runs the test suite through it.
@@ -198,7 +198,7 @@ void apply_grad(const float* x, const float* dy, float* dx, int64_t n) {
 
 }  // namespace
 
-const VecMath kVecMathAvx512 = {"avx512", apply<identity16>, apply<relu16>, apply<exp16>,
+const VecMath kVecMathAvx512 = {apply<identity16>, apply<relu16>, apply<exp16>,
                                 apply<tanh16>, apply<sigmoid16>, apply_param<leaky_relu16>,
                                 apply_param<elu16>, apply_param<gelu16>, apply_param<gelu_tanh16>,
                                 apply_grad<gelu_grad16>, apply_grad<gelu_tanh_grad16>};

@@ -1,7 +1,7 @@
 // Element-wise math with AVX2+FMA intrinsics, 8 floats a step (algorithm in vmath.h).
 //
-// Compiled with -mavx2 -mfma (CMake gives every *avx2* file these flags) and reached only
-// through vec_math() when sgemm_isa() is "avx2". The tail of n % 8 elements goes through a
+// Compiled with -mavx2 -mfma (CMake gives every file in csrc/cpu/avx2/ these flags) and reached
+// only through vmath.cpp's dispatch table at the avx2 level. The tail of n % 8 elements goes through a
 // small stack buffer so the same vector code handles it and nothing past y[n-1] is touched.
 // Operand order in min/max matters: _mm256_min_ps(a, b) returns b when either is NaN, so the
 // constant goes first and NaN inputs come out NaN.
@@ -219,7 +219,7 @@ void apply_grad(const float* x, const float* dy, float* dx, int64_t n) {
 
 }  // namespace
 
-const VecMath kVecMathAvx2 = {"avx2", apply<identity8>, apply<relu8>, apply<exp8>, apply<tanh8>,
+const VecMath kVecMathAvx2 = {apply<identity8>, apply<relu8>, apply<exp8>, apply<tanh8>,
                               apply<sigmoid8>, apply_param<leaky_relu8>, apply_param<elu8>,
                               apply_param<gelu8>, apply_param<gelu_tanh8>, apply_grad<gelu_grad8>,
                               apply_grad<gelu_tanh_grad8>};

@@ -19,8 +19,8 @@
 //   then y_n = act(y_n + b), row by row, with the vectorised kernels of vmath.h.
 // Registers: PB*KV accumulators + KV weights + 1 broadcast <= 16 ymm; PB = 12 / KV.
 // Per tap: KV + PB loads for PB*KV FMAs, so the FMA units, not the loads, set the pace once
-// KV >= 2. Compiled with -mavx2 -mfma (the *avx2* file rule); conv2d.cpp calls it only when
-// sgemm_isa() is "avx2" or "avx512".
+// KV >= 2. Compiled with -mavx2 -mfma (csrc/cpu/avx2/); reached only through conv2d.cpp's
+// dispatch table (the avx2 entry, which the avx512 level uses too).
 //
 // Backward weight is the same loop nest with the roles of taps and pixels swapped: a block is
 // TB consecutive filter taps (c, r, s) x KV vectors of output channels, accumulated over every
@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "common/parallel.h"
-#include "cpu/conv2d_direct.h"
+#include "cpu/conv2d_kernels.h"
 #include "cpu/vmath.h"
 
 namespace fastconv {
@@ -114,7 +114,7 @@ const float* padded_image(const float* xn, const Conv2dParams& p, int64_t Hp, in
 // time (TB = 1).
 // Always inlined: compiled as a function of its own, GCC 12 -O3 kept acc in registers but
 // also stored all of it to the stack after every pixel (the assembly shows it): 12 stores
-// beside 12 FMAs, and LeNet's C3 backward weight ran at 40% of the forward's speed.
+// beside 12 FMAs, and LeNet's C3 backward weight ran far slower than the forward.
 template <int KV, int TB>
 __attribute__((always_inline)) inline void weight_block(const float* xp, int64_t Hp, int64_t Wp,
                                                         const float* dyt, float* dwt,
