@@ -24,14 +24,21 @@
 //               e^x = 2^n (1 + q), q = r + p r^2, expm1(x) = 2^n q + (2^n - 1), so it keeps
 //               full relative precision near 0 (n = 0 there: expm1 = q), where e^x - 1 would
 //               cancel (x = -1e-4 would lose 3 digits).
-//   gelu        x Phi(x), Phi(x) = 1 - erfc(x/sqrt2)/2 for x >= 0 and erfc(|x|/sqrt2)/2 below,
-//               erfc(z) = t exp(-z^2 + P(t)), t = 1/(1 + z/2), P of degree 9 (Numerical
-//               Recipes' erfcc, relative error < 1.2e-7 for every z >= 0). Through erfc, not
-//               1 + erf, so the negative tail keeps its relative precision.
+//   gelu        x Phi(x), Phi(x) = 1 - h for x >= 0 and h below, h = Phi(-|x|) = erfc(|x|/sqrt2)/2
+//               = t Q(t) g, t = 1/(1 + 0.3 |x|/sqrt2), g = e^(-x^2/2), Q of degree 8 (a minimax
+//               fit of erfc(z) e^(z^2) / (2t), relative error 2e-8 for every z >= 0; Horner).
+//               Through the tail h, not 1 + erf, so the negative tail keeps its relative
+//               precision (bounded by -x^2/2 rounded to float: a few 1e-6 at x = -9). g is
+//               2^w, w = -x^2 log2(e)/2 = k + f: 2^f by a degree-6 polynomial and k added into
+//               the exponent bits, flushed to 0 below w = -124.9 (g < 3e-38, |x| > 13.1), so
+//               one exp, one division and no second exp for the backward, which needs g too.
+//               The AVX2 and AVX-512 builds run 4 vectors side by side (each step for all 4
+//               before the next): one element's chain is long, and alone it leaves the FMA
+//               units idle.
 //   gelu_tanh   x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): the same number as
 //               0.5 x (1 + tanh(u)), through the sigmoid so the tail does not cancel either.
-//   The GELU backward kernels take x and dy: dx = dy (Phi(x) + x phi(x)), phi the normal
-//   density, and for gelu_tanh dx = dy (s + 2 x s (1 - s) u'(x)), s = sigmoid(2u).
+//   The GELU backward kernels take x and dy: dx = dy (Phi(x) + x phi(x)), phi = g / sqrt(2 pi)
+//   the normal density, and for gelu_tanh dx = dy (s + 2 x s (1 - s) u'(x)), s = sigmoid(2u).
 // Relative error against float64 is below about 3e-7 (a few ulp) everywhere they are finite.
 //
 // Builds: vmath.cpp (portable C++ written so the compiler vectorises it at the baseline ISA,
