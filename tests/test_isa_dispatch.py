@@ -32,6 +32,7 @@ shapes = {
     "lenet_c3": ([2, 6, 14, 14], [16, 6, 5, 5], [1, 1], [0, 0, 0, 0], [1, 1]),
     "lenet_c1": ([2, 1, 32, 32], [6, 1, 5, 5], [1, 1], [0, 0, 0, 0], [1, 1]),
     "lenet_c5": ([2, 16, 5, 5], [120, 16, 5, 5], [1, 1], [0, 0, 0, 0], [1, 1]),
+    "dcgan_d2": ([2, 32, 14, 14], [64, 32, 4, 4], [2, 2], [1, 1, 1, 1], [1, 1]),
 }
 print(json.dumps({"isa": fastconv.cpu_isa(),
                   "algos": {k: list(core._conv2d_algorithms(*v)) for k, v in shapes.items()}}))
@@ -39,11 +40,13 @@ print(json.dumps({"isa": fastconv.cpu_isa(),
 
 EXPECTED = {
     "generic": {"vgg_3x3_32": ["im2col_gemm"] * 3, "lenet_c3": ["im2col_gemm"] * 3,
-                "lenet_c1": ["im2col_gemm"] * 3, "lenet_c5": ["whole_image_gemm"] * 3},
+                "lenet_c1": ["im2col_gemm"] * 3, "lenet_c5": ["whole_image_gemm"] * 3,
+                "dcgan_d2": ["im2col_gemm"] * 3},
     "avx2": {"vgg_3x3_32": ["winograd"] * 3,
              "lenet_c3": ["direct_channels", "direct_rows", "direct_channels"],
              "lenet_c1": ["direct_rows", "im2col_gemm", "direct_rows"],
-             "lenet_c5": ["whole_image_gemm"] * 3},
+             "lenet_c5": ["whole_image_gemm"] * 3,
+             "dcgan_d2": ["direct_channels", "sub_pixel", "direct_channels"]},
 }
 EXPECTED["avx512"] = EXPECTED["avx2"]   # the AVX2 conv kernels serve the avx512 level too
 

@@ -131,21 +131,101 @@ std::vector<float> flipped_filter(const float* w, const Conv2dParams& p) {
   return wf;
 }
 
+// ---- Backward input with a stride, as forward problems: the sub-pixel decomposition --------
+//
+// With stride (sh, sw) and no dilation, dx row h meets dy rows p only through the taps
+// r = h + pt - sh p, all of one residue a = (h + pt) mod sh. Writing h + pt = sh i + a, the taps
+// are r = a + sh j and the rows p = i - j, j < R / sh; the same for columns. So
+//   dx[n][c][sh i + a - pt][sw l + b - pl] = sum over k, j, m of
+//       dy[n][k][i - j][l - m] w[k][c][a + sh j][b + sw m]
+// and the dx pixels of one residue pair (a, b) are a stride-1 convolution of dy with the
+// sub-filter w[:, :, a + sh j, b + sw m] turned 180 degrees and transposed (C out, K in, as in
+// flipped_filter). Each pair is a forward problem for the direct kernel, which writes its
+// output straight into every sh-th row and sw-th column of dx (Conv2dOutputStrides): no
+// im2col matrix, no col2im scatter-add. Only for filters whose size is a multiple of the
+// stride (the DCGAN's 4x4 stride 2): every residue then has R / sh taps, so no product is
+// wasted on a zero tap.
+struct SubPixelPart {
+  Conv2dParams q;   // dy (N, K, P, Q) -> (N, C, q.P, q.Q), filter (C, K, R/sh, S/sw), stride 1
+  int64_t a, b;     // the residues
+  int64_t i0, l0;   // output row o, column o2 is dx row sh (i0 + o) + a - pt, col sw (l0 + o2) + b - pl
+};
+
+inline int64_t floor_div(int64_t n, int64_t d) { return n >= 0 ? n / d : -((-n + d - 1) / d); }
+
+// One dimension of a part: residue a of stride s, J = R / s taps, dx length n, padding pt
+// before, dy length P. The dx indices i = i0 ... i0 + count - 1 (count 0: the residue has none);
+// the forward problem reads dy padded by before, after. False where that padding would be
+// negative (dy would have to be cropped).
+struct SubPixelSpan { int64_t i0 = 0, count = 0, before = 0, after = 0; };
+bool sub_pixel_span(int64_t a, int64_t s, int64_t J, int64_t n, int64_t pt, int64_t P, SubPixelSpan* span) {
+  const int64_t i0 = -floor_div(a - pt, s), i1 = floor_div(n - 1 + pt - a, s);   // ceil, floor
+  if (i1 < i0) { *span = SubPixelSpan(); return true; }
+  span->i0 = i0;
+  span->count = i1 - i0 + 1;
+  span->before = J - 1 - i0;       // output o reads dy rows i0 + o - (J - 1) ... i0 + o
+  span->after = i1 - (P - 1);
+  return span->before >= 0 && span->after >= 0;
+}
+
+// The parts of p's backward input, or false where the decomposition does not apply.
+bool sub_pixel_parts(const Conv2dParams& p, std::vector<SubPixelPart>* parts) {
+  const int64_t sh = p.stride_h, sw = p.stride_w;
+  if ((sh == 1 && sw == 1) || p.dil_h != 1 || p.dil_w != 1 || p.R % sh != 0 || p.S % sw != 0)
+    return false;
+  const int64_t Jh = p.R / sh, Jw = p.S / sw;
+  parts->clear();
+  for (int64_t a = 0; a < sh; ++a) {
+    SubPixelSpan rows;
+    if (!sub_pixel_span(a, sh, Jh, p.H, p.pad_top, p.P, &rows)) return false;
+    for (int64_t b = 0; b < sw; ++b) {
+      SubPixelSpan cols;
+      if (!sub_pixel_span(b, sw, Jw, p.W, p.pad_left, p.Q, &cols)) return false;
+      if (rows.count == 0 || cols.count == 0) continue;   // no dx pixel has these residues
+      SubPixelPart part;
+      Conv2dParams& q = part.q;
+      q = p;
+      q.C = p.K; q.H = p.P; q.W = p.Q; q.K = p.C; q.R = Jh; q.S = Jw;
+      q.stride_h = q.stride_w = 1;
+      q.pad_top = rows.before; q.pad_bottom = rows.after;
+      q.pad_left = cols.before; q.pad_right = cols.after;
+      q.P = rows.count; q.Q = cols.count;
+      part.a = a; part.b = b; part.i0 = rows.i0; part.l0 = cols.i0;
+      parts->push_back(part);
+    }
+  }
+  return !parts->empty();
+}
+
+// wf (C, K, R/sh, S/sw): the sub-filter of residues (a, b), turned and transposed.
+std::vector<float> sub_pixel_filter(const float* w, const Conv2dParams& p, int64_t a, int64_t b) {
+  const int64_t Jh = p.R / p.stride_h, Jw = p.S / p.stride_w;
+  std::vector<float> wf(size_t(p.C * p.K * Jh * Jw));
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t k = 0; k < p.K; ++k)
+      for (int64_t j = 0; j < Jh; ++j)
+        for (int64_t m = 0; m < Jw; ++m)
+          wf[((c * p.K + k) * Jh + (Jh - 1 - j)) * Jw + (Jw - 1 - m)] =
+              w[((k * p.C + c) * p.R + a + p.stride_h * j) * p.S + b + p.stride_w * m];
+  return wf;
+}
+
 }  // namespace
 
 // ---- The ISA dispatch table: which fast algorithms each ISA level has (isa.h) -------------
 namespace {
 
-// Entries in priority order: {needs, winograd, rows, direct}, each algorithm a {forward,
-// backward weight} pair. The AVX2 entry serves the avx512 level too (no AVX-512 conv kernels).
+// Entries in priority order: {needs, winograd, rows, direct, direct_strided}, each algorithm a
+// {forward, backward weight} pair. The AVX2 entry serves the avx512 level too (no AVX-512 conv kernels).
 const Conv2dKernels kConv2dKernels[] = {
 #ifdef FASTCONV_X86
     {Isa::Avx2,
      {conv2d_forward_winograd_f2x2_3x3_avx2, conv2d_backward_weight_winograd_f2x2_3x3_avx2},
      {conv2d_forward_rows_avx2, conv2d_backward_weight_rows_avx2},
-     {conv2d_forward_direct_avx2, conv2d_backward_weight_direct_avx2}},
+     {conv2d_forward_direct_avx2, conv2d_backward_weight_direct_avx2},
+     conv2d_forward_direct_strided_avx2},
 #endif
-    {Isa::Generic, {}, {}, {}},   // im2col + GEMM (and the whole-image GEMM) for every pass
+    {Isa::Generic, {}, {}, {}, nullptr},   // im2col + GEMM (and the whole-image GEMM) for every pass
 };
 
 std::atomic<int> g_winograd_mode{1};
@@ -172,16 +252,18 @@ bool winograd_fits(const Conv2dParams& p) {
 //
 //   pass             whole image   Winograd        rows (K < 8)     direct (channels)   else
 //   forward          one GEMM      3x3, C,K >= 16  stride_w 1       K 4..128            im2col
-//   backward input   one GEMM      flipped 3x3     flipped, 2..7 C  flipped, C >= 16    im2col
+//   backward input   one GEMM      flipped 3x3     flipped, 2..7 C  flipped, C >= 16    (*)
 //   backward weight  one GEMM      3x3, C,K >= 16  stride_w 1       K 4..128            im2col
 //
 // "flipped": backward input with stride 1 is itself a forward convolution (flipped_problem),
-// so it takes the forward kernels. A column applies only where the selected ISA's entry of
+// so it takes the forward kernels. (*) With a stride, backward input is sh*sw forward problems
+// (sub_pixel_parts) where the filter size is a multiple of the stride and every part runs on
+// the direct or Winograd kernel ("sub_pixel"); else im2col. A column applies only where the selected ISA's entry of
 // kConv2dKernels has that algorithm (none at the generic level: FASTCONV_ISA=generic turns
 // them all off, which the tests use).
 namespace {
 
-enum class Algo { WholeImage, Winograd, Rows, Direct, Im2col };
+enum class Algo { WholeImage, Winograd, Rows, Direct, SubPixel, Im2col };
 
 Algo forward_algo(const Conv2dParams& p) {
   if (is_whole_image(p)) return Algo::WholeImage;
@@ -192,10 +274,16 @@ Algo forward_algo(const Conv2dParams& p) {
   return Algo::Im2col;
 }
 
-// q: the flipped problem, where the answer is one of the forward kernels.
-Algo backward_input_algo(const Conv2dParams& p, Conv2dParams* q) {
+// q: the flipped problem, where the answer is one of the forward kernels; parts: the
+// sub-pixel parts, where the answer is SubPixel.
+Algo backward_input_algo(const Conv2dParams& p, Conv2dParams* q, std::vector<SubPixelPart>* parts) {
   if (is_whole_image(p)) return Algo::WholeImage;
-  if (!flipped_problem(p, q)) return Algo::Im2col;
+  if (!flipped_problem(p, q)) {
+    if (!conv2d_kernels().direct_strided || !sub_pixel_parts(p, parts)) return Algo::Im2col;
+    for (const SubPixelPart& part : *parts)
+      if (forward_algo(part.q) != Algo::Direct) return Algo::Im2col;
+    return Algo::SubPixel;
+  }
   const Conv2dKernels& k = conv2d_kernels();
   if (k.winograd && winograd_fits(*q)) return Algo::Winograd;
   // Not for one input channel (C = 1, the flipped K' = 1): the row kernel then keeps only 4
@@ -230,6 +318,7 @@ const char* algo_name(Algo a) {
     case Algo::Winograd: return "winograd";
     case Algo::Rows: return "direct_rows";
     case Algo::Direct: return "direct_channels";
+    case Algo::SubPixel: return "sub_pixel";
     default: return "im2col_gemm";
   }
 }
@@ -238,8 +327,9 @@ const char* algo_name(Algo a) {
 
 const char* conv2d_algorithm(int pass, const Conv2dParams& p) {
   Conv2dParams q;
+  std::vector<SubPixelPart> parts;
   if (pass == 0) return algo_name(forward_algo(p));
-  if (pass == 1) return algo_name(backward_input_algo(p, &q));
+  if (pass == 1) return algo_name(backward_input_algo(p, &q, &parts));
   return algo_name(backward_weight_algo(p));
 }
 
@@ -264,6 +354,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
     case Algo::Winograd:
     case Algo::Rows:
     case Algo::Direct: kernels_of(algo).forward(x, w, b, y, p, act, alpha); return;
+    case Algo::SubPixel:                           // (backward input only)
     case Algo::Im2col: break;                      // im2col + GEMM, below
   }
 
@@ -293,9 +384,38 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W, K = p.K;
 
   Conv2dParams q;                                  // the flipped problem (flipped_problem)
-  const Algo algo = backward_input_algo(p, &q);
+  std::vector<SubPixelPart> parts;                 // or the sub-pixel parts (sub_pixel_parts)
+  const Algo algo = backward_input_algo(p, &q, &parts);
   if (algo == Algo::WholeImage) {                  // dx (N, CRS) = dy (N, K) . w (K, CRS)
     sgemm(false, false, p.N, CRS, K, 1.f, dy, K, w, CRS, 0.f, dx, CRS);
+    return;
+  }
+  if (algo == Algo::SubPixel) {                    // every dx pixel is written by one part
+    // dy padded once for all parts, by the most any part needs on each side: dyp (N, K, Hq, Wq).
+    // Each part reads its own window of it as an image without padding (the kernel reads only
+    // rows o ... o + R/sh - 1 of output row o, all inside the window).
+    int64_t top = 0, left = 0, bottom = 0, right = 0;
+    for (const SubPixelPart& part : parts) {
+      top = std::max(top, part.q.pad_top); bottom = std::max(bottom, part.q.pad_bottom);
+      left = std::max(left, part.q.pad_left); right = std::max(right, part.q.pad_right);
+    }
+    const int64_t Hq = p.P + top + bottom, Wq = p.Q + left + right, planes = p.N * K;
+    std::vector<float> dyp(size_t(planes * Hq * Wq), 0.f);
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * Hq * Wq > (1 << 16))
+    for (int64_t i = 0; i < planes; ++i)
+      for (int64_t r = 0; r < p.P; ++r)
+        std::copy_n(dy + (i * p.P + r) * p.Q, p.Q, dyp.data() + (i * Hq + top + r) * Wq + left);
+    const Conv2dOutputStrides dx_every_stride{CHW, p.H * p.W, p.stride_h * p.W, p.stride_w};
+    for (const SubPixelPart& part : parts) {
+      const std::vector<float> wf = sub_pixel_filter(w, p, part.a, part.b);  // (C, K, R/sh, S/sw)
+      Conv2dParams q = part.q;                     // the window: Hq x Wq rows, no padding
+      q.H = Hq; q.W = Wq;
+      q.pad_top = q.pad_bottom = q.pad_left = q.pad_right = 0;
+      const float* window = dyp.data() + (top - part.q.pad_top) * Wq + (left - part.q.pad_left);
+      const int64_t h0 = p.stride_h * part.i0 + part.a - p.pad_top;   // dx row of output row 0
+      const int64_t w0 = p.stride_w * part.l0 + part.b - p.pad_left;  // dx column of column 0
+      conv2d_kernels().direct_strided(window, wf.data(), dx + h0 * p.W + w0, q, dx_every_stride);
+    }
     return;
   }
   if (algo != Algo::Im2col) {                      // a forward of dy with the flipped filter
@@ -333,6 +453,7 @@ void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Co
     case Algo::Winograd:
     case Algo::Rows:
     case Algo::Direct: kernels_of(algo).backward_weight(dy, x, dw, p); return;
+    case Algo::SubPixel:                           // (backward input only)
     case Algo::Im2col: break;                      // im2col + GEMM, below
   }
 

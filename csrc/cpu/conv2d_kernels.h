@@ -5,7 +5,7 @@
 //   algorithm   file                                         forward   backward weight
 //   winograd    avx2/conv2d_winograd_f2x2_3x3_avx2.cpp       yes       yes
 //   rows        avx2/conv2d_rows_avx2.cpp                    yes       yes
-//   direct      avx2/conv2d_direct_avx2.cpp                  yes       yes
+//   direct      avx2/conv2d_direct_avx2.cpp                  yes       yes   (and strided output)
 // Backward input with stride 1 is a forward of dy with the flipped filter (conv2d.cpp), so it
 // takes the forward kernels. The generic level has none of them: im2col + GEMM for everything.
 #pragma once
@@ -22,6 +22,14 @@ using Conv2dForwardFn = void (*)(const float* x, const float* w, const float* b,
 using Conv2dBackwardWeightFn = void (*)(const float* dy, const float* x, float* dw,
                                         const Conv2dParams& p);
 
+// Where a forward writes output pixel (n, k, p, q): y[n * n_ + k * k_ + p * row + q * col]
+// (strides in floats; the dense (N, K, P, Q) is {K*P*Q, P*Q, Q, 1}). The sub-pixel backward
+// input (conv2d.cpp) writes every sh-th row and sw-th column of dx with it.
+struct Conv2dOutputStrides { int64_t n, k, row, col; };
+// y = conv(x, w) at out's strides (no bias, no activation).
+using Conv2dForwardStridedFn = void (*)(const float* x, const float* w, float* y,
+                                        const Conv2dParams& p, const Conv2dOutputStrides& out);
+
 // One algorithm's kernels; both null where an ISA level does not have it.
 struct Conv2dAlgorithmKernels {
   Conv2dForwardFn forward = nullptr;
@@ -33,6 +41,7 @@ struct Conv2dAlgorithmKernels {
 struct Conv2dKernels {
   Isa needs;
   Conv2dAlgorithmKernels winograd, rows, direct;
+  Conv2dForwardStridedFn direct_strided;   // the direct forward at any output strides
 };
 
 // The table's pick for selected_isa(), made once.
@@ -76,6 +85,8 @@ bool winograd_fits(const Conv2dParams& p);
 // Vectorised over 8 output channels; any K, stride, padding and dilation.
 void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
                                 const Conv2dParams& p, Activation act, float alpha);
+void conv2d_forward_direct_strided_avx2(const float* x, const float* w, float* y,
+                                        const Conv2dParams& p, const Conv2dOutputStrides& out);
 void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* dw,
                                         const Conv2dParams& p);
 // Vectorised along output rows, for problems rows_fits() accepts.
