@@ -140,9 +140,10 @@ std::vector<float> flipped_filter(const float* w, const Conv2dParams& p) {
 //       dy[n][k][i - j][l - m] w[k][c][a + sh j][b + sw m]
 // and the dx pixels of one residue pair (a, b) are a stride-1 convolution of dy with the
 // sub-filter w[:, :, a + sh j, b + sw m] turned 180 degrees and transposed (C out, K in, as in
-// flipped_filter). Each pair is a forward problem for the direct kernel, which writes its
-// output straight into every sh-th row and sw-th column of dx (Conv2dOutputStrides): no
-// im2col matrix, no col2im scatter-add. Only for filters whose size is a multiple of the
+// flipped_filter). The pairs are forward problems over the same dy, which the direct kernel
+// runs in one pass over the images (Conv2dDirectPart: each image padded once, every part on
+// it), writing straight into every sh-th row and sw-th column of dx: no im2col matrix, no
+// col2im scatter-add. Only for filters whose size is a multiple of the
 // stride (the DCGAN's 4x4 stride 2): every residue then has R / sh taps, so no product is
 // wasted on a zero tap.
 struct SubPixelPart {
@@ -215,7 +216,7 @@ std::vector<float> sub_pixel_filter(const float* w, const Conv2dParams& p, int64
 // ---- The ISA dispatch table: which fast algorithms each ISA level has (isa.h) -------------
 namespace {
 
-// Entries in priority order: {needs, winograd, rows, direct, direct_strided}, each algorithm a
+// Entries in priority order: {needs, winograd, rows, direct, direct_parts}, each algorithm a
 // {forward, backward weight} pair. The AVX2 entry serves the avx512 level too (no AVX-512 conv kernels).
 const Conv2dKernels kConv2dKernels[] = {
 #ifdef FASTCONV_X86
@@ -223,7 +224,7 @@ const Conv2dKernels kConv2dKernels[] = {
      {conv2d_forward_winograd_f2x2_3x3_avx2, conv2d_backward_weight_winograd_f2x2_3x3_avx2},
      {conv2d_forward_rows_avx2, conv2d_backward_weight_rows_avx2},
      {conv2d_forward_direct_avx2, conv2d_backward_weight_direct_avx2},
-     conv2d_forward_direct_strided_avx2},
+     conv2d_forward_direct_parts_avx2},
 #endif
     {Isa::Generic, {}, {}, {}, nullptr},   // im2col + GEMM (and the whole-image GEMM) for every pass
 };
@@ -279,7 +280,7 @@ Algo forward_algo(const Conv2dParams& p) {
 Algo backward_input_algo(const Conv2dParams& p, Conv2dParams* q, std::vector<SubPixelPart>* parts) {
   if (is_whole_image(p)) return Algo::WholeImage;
   if (!flipped_problem(p, q)) {
-    if (!conv2d_kernels().direct_strided || !sub_pixel_parts(p, parts)) return Algo::Im2col;
+    if (!conv2d_kernels().direct_parts || !sub_pixel_parts(p, parts)) return Algo::Im2col;
     for (const SubPixelPart& part : *parts)
       if (forward_algo(part.q) != Algo::Direct) return Algo::Im2col;
     return Algo::SubPixel;
@@ -391,31 +392,29 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
     return;
   }
   if (algo == Algo::SubPixel) {                    // every dx pixel is written by one part
-    // dy padded once for all parts, by the most any part needs on each side: dyp (N, K, Hq, Wq).
-    // Each part reads its own window of it as an image without padding (the kernel reads only
-    // rows o ... o + R/sh - 1 of output row o, all inside the window).
+    // dy padded by the most any part needs on each side, (Hq, Wq) a plane; each part reads its
+    // own window of that (only inside it: the rows o ... o + R/sh - 1 of its output row o).
     int64_t top = 0, left = 0, bottom = 0, right = 0;
     for (const SubPixelPart& part : parts) {
       top = std::max(top, part.q.pad_top); bottom = std::max(bottom, part.q.pad_bottom);
       left = std::max(left, part.q.pad_left); right = std::max(right, part.q.pad_right);
     }
-    const int64_t Hq = p.P + top + bottom, Wq = p.Q + left + right, planes = p.N * K;
-    std::vector<float> dyp(size_t(planes * Hq * Wq), 0.f);
-#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * Hq * Wq > (1 << 16))
-    for (int64_t i = 0; i < planes; ++i)
-      for (int64_t r = 0; r < p.P; ++r)
-        std::copy_n(dy + (i * p.P + r) * p.Q, p.Q, dyp.data() + (i * Hq + top + r) * Wq + left);
-    const Conv2dOutputStrides dx_every_stride{CHW, p.H * p.W, p.stride_h * p.W, p.stride_w};
+    Conv2dParams shared = parts[0].q;              // dy (N, K, P, Q) and the sub-filters' shape
+    shared.pad_top = top; shared.pad_bottom = bottom; shared.pad_left = left; shared.pad_right = right;
+    const int64_t Wq = p.Q + left + right;
+    std::vector<std::vector<float>> filters;       // each (C, K, R/sh, S/sw)
+    std::vector<Conv2dDirectPart> direct;
+    filters.reserve(parts.size());
     for (const SubPixelPart& part : parts) {
-      const std::vector<float> wf = sub_pixel_filter(w, p, part.a, part.b);  // (C, K, R/sh, S/sw)
-      Conv2dParams q = part.q;                     // the window: Hq x Wq rows, no padding
-      q.H = Hq; q.W = Wq;
-      q.pad_top = q.pad_bottom = q.pad_left = q.pad_right = 0;
-      const float* window = dyp.data() + (top - part.q.pad_top) * Wq + (left - part.q.pad_left);
+      filters.push_back(sub_pixel_filter(w, p, part.a, part.b));
       const int64_t h0 = p.stride_h * part.i0 + part.a - p.pad_top;   // dx row of output row 0
       const int64_t w0 = p.stride_w * part.l0 + part.b - p.pad_left;  // dx column of column 0
-      conv2d_kernels().direct_strided(window, wf.data(), dx + h0 * p.W + w0, q, dx_every_stride);
+      direct.push_back({filters.back().data(),
+                        (top - part.q.pad_top) * Wq + (left - part.q.pad_left),
+                        part.q.P, part.q.Q, dx + h0 * p.W + w0});
     }
+    const Conv2dOutputStrides dx_every_stride{CHW, p.H * p.W, p.stride_h * p.W, p.stride_w};
+    conv2d_kernels().direct_parts(dy, shared, direct.data(), int64_t(direct.size()), dx_every_stride);
     return;
   }
   if (algo != Algo::Im2col) {                      // a forward of dy with the flipped filter

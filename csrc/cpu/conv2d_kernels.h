@@ -5,7 +5,7 @@
 //   algorithm   file                                         forward   backward weight
 //   winograd    avx2/conv2d_winograd_f2x2_3x3_avx2.cpp       yes       yes
 //   rows        avx2/conv2d_rows_avx2.cpp                    yes       yes
-//   direct      avx2/conv2d_direct_avx2.cpp                  yes       yes   (and strided output)
+//   direct      avx2/conv2d_direct_avx2.cpp                  yes       yes   (and several problems, strided output)
 // Backward input with stride 1 is a forward of dy with the flipped filter (conv2d.cpp), so it
 // takes the forward kernels. The generic level has none of them: im2col + GEMM for everything.
 #pragma once
@@ -26,9 +26,23 @@ using Conv2dBackwardWeightFn = void (*)(const float* dy, const float* x, float* 
 // (strides in floats; the dense (N, K, P, Q) is {K*P*Q, P*Q, Q, 1}). The sub-pixel backward
 // input (conv2d.cpp) writes every sh-th row and sw-th column of dx with it.
 struct Conv2dOutputStrides { int64_t n, k, row, col; };
-// y = conv(x, w) at out's strides (no bias, no activation).
-using Conv2dForwardStridedFn = void (*)(const float* x, const float* w, float* y,
-                                        const Conv2dParams& p, const Conv2dOutputStrides& out);
+
+// One of several stride-1 forward problems over the same input images x (N, C, H, W), padded
+// as p says into (C, Hp, Wp): its filter w (K, C, R, S), the offset in the padded image where
+// its window starts (it reads rows o ... o + R - 1 and columns o2 ... o2 + S - 1 of the window
+// for output pixel (o, o2), all inside the padded image), its output size P x Q, and y, its
+// output pixel (n, k, 0, 0), the rest at the shared output strides.
+struct Conv2dDirectPart {
+  const float* w;
+  int64_t window;
+  int64_t P, Q;
+  float* y;
+};
+// The parts over x in one pass over the images (no bias, no activation); p gives x's geometry
+// and padding, K, R, S (stride 1, dilation 1); its P, Q are not used.
+using Conv2dForwardPartsFn = void (*)(const float* x, const Conv2dParams& p,
+                                      const Conv2dDirectPart* parts, int64_t nparts,
+                                      const Conv2dOutputStrides& out);
 
 // One algorithm's kernels; both null where an ISA level does not have it.
 struct Conv2dAlgorithmKernels {
@@ -41,7 +55,7 @@ struct Conv2dAlgorithmKernels {
 struct Conv2dKernels {
   Isa needs;
   Conv2dAlgorithmKernels winograd, rows, direct;
-  Conv2dForwardStridedFn direct_strided;   // the direct forward at any output strides
+  Conv2dForwardPartsFn direct_parts;   // the direct forward of several problems, any output strides
 };
 
 // The table's pick for selected_isa(), made once.
@@ -85,8 +99,9 @@ bool winograd_fits(const Conv2dParams& p);
 // Vectorised over 8 output channels; any K, stride, padding and dilation.
 void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
                                 const Conv2dParams& p, Activation act, float alpha);
-void conv2d_forward_direct_strided_avx2(const float* x, const float* w, float* y,
-                                        const Conv2dParams& p, const Conv2dOutputStrides& out);
+void conv2d_forward_direct_parts_avx2(const float* x, const Conv2dParams& p,
+                                      const Conv2dDirectPart* parts, int64_t nparts,
+                                      const Conv2dOutputStrides& out);
 void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* dw,
                                         const Conv2dParams& p);
 // Vectorised along output rows, for problems rows_fits() accepts.

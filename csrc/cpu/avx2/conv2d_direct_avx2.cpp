@@ -238,21 +238,28 @@ void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* 
 
 namespace {
 
-// The forward with y's layout given by out; act(y + b) afterwards where y is dense.
-void forward_direct(const float* x, const float* w, const float* b, float* y, const Conv2dParams& p,
-                    Activation act, float alpha, const Conv2dOutputStrides& out) {
-  const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
+// The forward of nparts problems over the same padded images (see Conv2dDirectPart), in one
+// parallel region over the images: each thread pads an image once and runs every part on it.
+// act(y + b) afterwards for a single part with dense output (b and act apply to that only).
+void forward_direct(const float* x, const Conv2dParams& p, const Conv2dDirectPart* parts,
+                    int64_t nparts, const Conv2dOutputStrides& out, const float* b = nullptr,
+                    Activation act = Activation::None, float alpha = 0.f) {
+  const int64_t CRS = p.C * p.R * p.S, CHW = p.C * p.H * p.W, Kpad = (p.K + 7) / 8 * 8;
   const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
   const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);
 
-  // The output channels in chunks of kChunk; chunk k0 has kc channels, KV = ceil(kc / 8)
-  // vectors, and its wt (CRS, KV*8) at wt + k0*CRS: wt[crs][k] = w[k0 + k][crs], zero past kc.
-  // Shared by the threads, read-only.
-  float* wt = thread_workspace(3, CRS * ((p.K + 7) / 8) * 8);
-  for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
-    const int64_t kc = std::min(kChunk, p.K - k0), ld = (kc + 7) / 8 * 8;
-    for (int64_t crs = 0; crs < CRS; ++crs)
-      for (int64_t k = 0; k < ld; ++k) wt[k0 * CRS + crs * ld + k] = k < kc ? w[(k0 + k) * CRS + crs] : 0.f;
+  // Per part, the output channels in chunks of kChunk; chunk k0 has kc channels, KV = ceil(kc
+  // / 8) vectors, and its wt (CRS, KV*8) at wt + k0*CRS: wt[crs][k] = w[k0 + k][crs], zero past
+  // kc. Part i's at i*CRS*Kpad. Shared by the threads, read-only.
+  float* wt_all = thread_workspace(3, nparts * CRS * Kpad);
+  for (int64_t i = 0; i < nparts; ++i) {
+    float* wt = wt_all + i * CRS * Kpad;
+    const float* w = parts[i].w;
+    for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
+      const int64_t kc = std::min(kChunk, p.K - k0), ld = (kc + 7) / 8 * 8;
+      for (int64_t crs = 0; crs < CRS; ++crs)
+        for (int64_t k = 0; k < ld; ++k) wt[k0 * CRS + crs * ld + k] = k < kc ? w[(k0 + k) * CRS + crs] : 0.f;
+    }
   }
 
   // tap_off (CRS): tap (c, r, s)'s offset in the padded image from the pixel's tap (0, 0, 0).
@@ -264,22 +271,29 @@ void forward_direct(const float* x, const float* w, const float* b, float* y, co
   ParallelErrors errors;                                     // the padded image's workspace
 #pragma omp parallel for schedule(static) num_threads(omp_threads()) if (p.N > 1)
   for (int64_t n = 0; n < p.N; ++n) errors.run([&] {
-    const float* xn = x + n * CHW;                           // (C, H, W)
-    float* yn = y + n * out.n;                               // (K, P, Q) at out's strides
-    const float* xp = padded_image(xn, p, Hp, Wp);           // (C, Hp, Wp)
-    for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
-      const int64_t kc = std::min(kChunk, p.K - k0);
-      const float* wc = wt + k0 * CRS;
-      float* yk = yn + k0 * out.k;                           // the chunk's kc channels
-      switch ((kc + 7) / 8) {
-        case 1: forward_image<1>(xp, Wp, tap_off.data(), wc, yk, kc, p, out); break;
-        case 2: forward_image<2>(xp, Wp, tap_off.data(), wc, yk, kc, p, out); break;
-        case 3: forward_image<3>(xp, Wp, tap_off.data(), wc, yk, kc, p, out); break;
-        default: forward_image<4>(xp, Wp, tap_off.data(), wc, yk, kc, p, out); break;
+    const float* xp = padded_image(x + n * CHW, p, Hp, Wp);  // (C, Hp, Wp)
+    for (int64_t i = 0; i < nparts; ++i) {
+      const Conv2dDirectPart& part = parts[i];
+      Conv2dParams q = p;                                    // this part's output size
+      q.P = part.P; q.Q = part.Q;
+      const float* window = xp + part.window;
+      float* yn = part.y + n * out.n;                        // (K, P, Q) at out's strides
+      for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
+        const int64_t kc = std::min(kChunk, p.K - k0);
+        const float* wc = wt_all + i * CRS * Kpad + k0 * CRS;
+        float* yk = yn + k0 * out.k;                         // the chunk's kc channels
+        switch ((kc + 7) / 8) {
+          case 1: forward_image<1>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
+          case 2: forward_image<2>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
+          case 3: forward_image<3>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
+          default: forward_image<4>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
+        }
+      }
+      if (b || act != Activation::None) {                    // dense y (a single part)
+        const int64_t PQ = part.P * part.Q;
+        for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
       }
     }
-    if (b || act != Activation::None)                        // dense y only (the callers')
-      for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
   });
   errors.rethrow();
 }
@@ -288,12 +302,14 @@ void forward_direct(const float* x, const float* w, const float* b, float* y, co
 
 void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
                                 const Conv2dParams& p, Activation act, float alpha) {
-  forward_direct(x, w, b, y, p, act, alpha, Conv2dOutputStrides{p.K * p.P * p.Q, p.P * p.Q, p.Q, 1});
+  const Conv2dDirectPart whole{w, 0, p.P, p.Q, y};
+  forward_direct(x, p, &whole, 1, Conv2dOutputStrides{p.K * p.P * p.Q, p.P * p.Q, p.Q, 1}, b, act, alpha);
 }
 
-void conv2d_forward_direct_strided_avx2(const float* x, const float* w, float* y,
-                                        const Conv2dParams& p, const Conv2dOutputStrides& out) {
-  forward_direct(x, w, nullptr, y, p, Activation::None, 0.f, out);
+void conv2d_forward_direct_parts_avx2(const float* x, const Conv2dParams& p,
+                                      const Conv2dDirectPart* parts, int64_t nparts,
+                                      const Conv2dOutputStrides& out) {
+  forward_direct(x, p, parts, nparts, out);
 }
 
 }  // namespace cpu
