@@ -31,6 +31,8 @@
 #include <vector>
 
 #include "common/parallel.h"
+#include "cpu/batch_norm_kernels.h"
+#include "cpu/isa.h"
 #include "ops.h"
 
 namespace fastconv {
@@ -41,8 +43,9 @@ namespace {
 constexpr int64_t kParallelMin = 1 << 14;
 constexpr int64_t kColumnBlock = 256;  // (N, C) layout: channels per work item
 
-// Sum over one plane of n floats in 8 lanes (vectorised), returned in float64.
-double plane_sum(const float* v, int64_t n) {
+// ---- The per-plane loops, portable (batch_norm_kernels.h: 8 lanes, the same bits everywhere)
+// Sum over one plane of n floats in 8 lanes, returned in float64.
+double plane_sum_generic(const float* v, int64_t n) {
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -52,7 +55,7 @@ double plane_sum(const float* v, int64_t n) {
 }
 
 // Sum of (v - m)^2 over one plane.
-double plane_sq_dev(const float* v, int64_t n, float m) {
+double plane_sq_dev_generic(const float* v, int64_t n, float m) {
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -62,7 +65,8 @@ double plane_sq_dev(const float* v, int64_t n, float m) {
 }
 
 // Sums of dy and of dy (x - m) over one plane.
-void plane_grad_sums(const float* dy, const float* x, int64_t n, float m, double* s_dy, double* s_dyx) {
+void plane_grad_sums_generic(const float* dy, const float* x, int64_t n, float m, double* s_dy,
+                             double* s_dyx) {
   float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, b[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -72,17 +76,42 @@ void plane_grad_sums(const float* dy, const float* x, int64_t n, float m, double
   *s_dyx += double((b[0] + b[1]) + (b[2] + b[3])) + double((b[4] + b[5]) + (b[6] + b[7]));
 }
 
+void plane_affine_generic(const float* x, float* y, int64_t n, float a, float b) {
+  for (int64_t j = 0; j < n; ++j) y[j] = x[j] * a + b;
+}
+
+void plane_grad_generic(const float* dy, const float* x, float* dx, int64_t n, float a, float bx,
+                        float k) {
+  for (int64_t j = 0; j < n; ++j) dx[j] = a * dy[j] + (bx * x[j] + k);
+}
+
+// The per-plane loops by ISA, in priority order (isa.h). At the baseline ISA GCC vectorises the
+// portable sums across i rather than along the lanes (a shuffle per element), hence the AVX2 entry.
+const BatchNormKernels kBatchNormKernels[] = {
+#ifdef FASTCONV_X86
+    {Isa::Avx2, plane_sum_avx2, plane_sq_dev_avx2, plane_grad_sums_avx2, plane_affine_avx2,
+     plane_grad_avx2},
+#endif
+    {Isa::Generic, plane_sum_generic, plane_sq_dev_generic, plane_grad_sums_generic,
+     plane_affine_generic, plane_grad_generic},
+};
+
+}  // namespace
+
+const BatchNormKernels& batch_norm_kernels() {
+  static const BatchNormKernels& chosen = first_runnable(kBatchNormKernels);  // thread-safe, once
+  return chosen;
+}
+
+namespace {
+
 // y = x scale[c] + shift[c].
 void apply_affine(const float* x, float* y, const float* scale, const float* shift, int64_t N,
                   int64_t C, int64_t inner) {
   if (inner > 1) {
+    const BatchNormKernels& k = batch_norm_kernels();
 #pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C * inner > kParallelMin)
-    for (int64_t i = 0; i < N * C; ++i) {
-      const float a = scale[i % C], b = shift[i % C];
-      const float* xi = x + i * inner;
-      float* yi = y + i * inner;
-      for (int64_t j = 0; j < inner; ++j) yi[j] = xi[j] * a + b;
-    }
+    for (int64_t i = 0; i < N * C; ++i) k.plane_affine(x + i * inner, y + i * inner, inner, scale[i % C], shift[i % C]);
     return;
   }
 #pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C > kParallelMin)
@@ -129,19 +158,17 @@ void batch_norm_forward_training(const float* x, const float* gamma, const float
   const double M = double(N * inner);
   if (inner > 1) {
     // mean and biased variance in float64 over float sums of one plane each (two passes).
+    const BatchNormKernels& k = batch_norm_kernels();
 #pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C * inner > kParallelMin)
     for (int64_t c = 0; c < C; ++c) {
       double s = 0.0;
-      for (int64_t n = 0; n < N; ++n) s += plane_sum(x + (n * C + c) * inner, inner);
+      for (int64_t n = 0; n < N; ++n) s += k.plane_sum(x + (n * C + c) * inner, inner);
       const double m = s / M;
       double q = 0.0;
-      for (int64_t n = 0; n < N; ++n) q += plane_sq_dev(x + (n * C + c) * inner, inner, float(m));
+      for (int64_t n = 0; n < N; ++n) q += k.plane_sq_dev(x + (n * C + c) * inner, inner, float(m));
       const Affine f = out.channel(c, m, q / M);
-      for (int64_t n = 0; n < N; ++n) {
-        const float* xi = x + (n * C + c) * inner;
-        float* yi = y + (n * C + c) * inner;
-        for (int64_t j = 0; j < inner; ++j) yi[j] = xi[j] * f.scale + f.shift;
-      }
+      for (int64_t n = 0; n < N; ++n)
+        k.plane_affine(x + (n * C + c) * inner, y + (n * C + c) * inner, inner, f.scale, f.shift);
     }
     return;
   }
@@ -215,22 +242,20 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
     // One work item per channel: its sums over its N planes, then its dx from the same planes,
     // which a moment ago passed through this core's cache (N * inner * 8 bytes: 100 KB for the
     // DCGAN's (64, 32, 14, 14)), in one parallel region.
+    const BatchNormKernels& k = batch_norm_kernels();
 #pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * C * inner > kParallelMin)
     for (int64_t c = 0; c < C; ++c) {
       double s_dy = 0.0, s_dyx = 0.0;
       for (int64_t n = 0; n < N; ++n) {
         const int64_t o = (n * C + c) * inner;
-        plane_grad_sums(dy + o, x + o, inner, mean[c], &s_dy, &s_dyx);
+        k.plane_grad_sums(dy + o, x + o, inner, mean[c], &s_dy, &s_dyx);
       }
       const GradCoefficients f =
           grad_coefficients(s_dy, s_dyx, mean[c], inv_std[c], gamma, c, M, batch_stats, dgamma, dbeta);
       if (!dx) continue;
       for (int64_t n = 0; n < N; ++n) {
         const int64_t o = (n * C + c) * inner;
-        const float* g = dy + o;
-        const float* xi = x + o;
-        float* out = dx + o;
-        for (int64_t j = 0; j < inner; ++j) out[j] = f.a * g[j] + (f.bx * xi[j] + f.k);
+        k.plane_grad(dy + o, x + o, dx + o, inner, f.a, f.bx, f.k);
       }
     }
     return;

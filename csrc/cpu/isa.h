@@ -13,6 +13,7 @@
 //   conv2d  csrc/cpu/conv2d.cpp          which fast algorithms (Winograd, direct) there are
 //   pool2d  csrc/cpu/pool2d.cpp          the 2x2 stride-2 max-pool training pair
 //   vmath   csrc/cpu/vmath.cpp           the element-wise exp/tanh/activation kernels
+//   batch norm  csrc/cpu/batch_norm.cpp  the per-plane sums and passes (same bits on every ISA)
 // and uses the first entry whose level is at most the selected one (first_runnable below), so
 // FASTCONV_ISA=avx2 on an AVX-512 machine runs every family's AVX2 entry, and =generic turns
 // every ISA-specific kernel off at once (the tests use that to check the portable paths).
