@@ -68,10 +68,13 @@ const Conv2dKernels& conv2d_kernels();
 // packing im2col costs more than the products; up to 128 the direct kernel's 12-accumulator
 // block still runs faster than im2col + GEMM), at least 4 of them (a vector of 8 channels
 // should not be mostly padding), and enough taps per output (C*R*S) that writing the output
-// transposed, channel by channel, is cheap beside them.
+// transposed, channel by channel, is cheap beside them: 32, or 16 with 16 to 32 channels (one
+// chunk of 2 to 4 full vectors; the DCGAN's 1 -> 32 4x4 stride-2 layer), where the flat tap loop
+// beat im2col + GEMM forward and backward weight, and lost with 8 or 64 channels.
 inline bool direct_forward_fits(const Conv2dParams& p) {
   const int64_t CRS = p.C * p.R * p.S;
-  return p.K >= 4 && p.K <= 128 && CRS >= 32 && CRS <= 4096;
+  const bool enough_taps = CRS >= 32 || (CRS >= 16 && p.K >= 16 && p.K <= 32);
+  return p.K >= 4 && p.K <= 128 && enough_taps && CRS <= 4096;
 }
 
 // Where the row-vectorised kernels take over from the one above: fewer than 8 output channels
