@@ -257,14 +257,15 @@ bool winograd_fits(const Conv2dParams& p) {
 //   backward weight  one GEMM      3x3, C,K >= 16  stride_w 1       K 4..128            im2col
 //
 // "flipped": backward input with stride 1 is itself a forward convolution (flipped_problem),
-// so it takes the forward kernels. (*) With a stride, backward input is sh*sw forward problems
-// (sub_pixel_parts) where the filter size is a multiple of the stride and every part runs on
-// the direct or Winograd kernel ("sub_pixel"); else im2col. A column applies only where the selected ISA's entry of
+// so it takes the forward kernels. (*) With stride 1 and K < 8 <= C, the flipped problem's
+// forward im2col + GEMM ("flipped_im2col_gemm", no ISA kernel needed); with a stride, sh*sw
+// forward problems (sub_pixel_parts) where the filter size is a multiple of the stride and every
+// part runs on the direct kernel ("sub_pixel"); else im2col + GEMM + col2im. A column applies only where the selected ISA's entry of
 // kConv2dKernels has that algorithm (none at the generic level: FASTCONV_ISA=generic turns
 // them all off, which the tests use).
 namespace {
 
-enum class Algo { WholeImage, Winograd, Rows, Direct, SubPixel, Im2col };
+enum class Algo { WholeImage, Winograd, Rows, Direct, SubPixel, FlippedIm2col, Im2col };
 
 Algo forward_algo(const Conv2dParams& p) {
   if (is_whole_image(p)) return Algo::WholeImage;
@@ -294,6 +295,11 @@ Algo backward_input_algo(const Conv2dParams& p, Conv2dParams* q, std::vector<Sub
   // C >= 16 for the channel-vectorised kernel: with 8 <= C < 16 most of the second vector
   // of channels is padding, and im2col + GEMM + col2im is faster.
   if (k.direct && q->K >= 16 && direct_forward_fits(*q)) return Algo::Direct;
+  // Few output channels (K < 8) and many input channels: the backward GEMM below would be
+  // w^T (CRS, K) . dy (K, G*PQ), K deep (rank 1 for the autoencoder's 16 -> 1 output layer), and
+  // col2im adds every entry back; the flipped problem's forward im2col + GEMM is K*R*S deep and
+  // writes dx directly.
+  if (p.K < 8 && p.C >= 8) return Algo::FlippedIm2col;
   return Algo::Im2col;
 }
 
@@ -320,45 +326,16 @@ const char* algo_name(Algo a) {
     case Algo::Rows: return "direct_rows";
     case Algo::Direct: return "direct_channels";
     case Algo::SubPixel: return "sub_pixel";
+    case Algo::FlippedIm2col: return "flipped_im2col_gemm";
     default: return "im2col_gemm";
   }
 }
 
-}  // namespace
-
-const char* conv2d_algorithm(int pass, const Conv2dParams& p) {
-  Conv2dParams q;
-  std::vector<SubPixelPart> parts;
-  if (pass == 0) return algo_name(forward_algo(p));
-  if (pass == 1) return algo_name(backward_input_algo(p, &q, &parts));
-  return algo_name(backward_weight_algo(p));
-}
-
-void conv2d_forward(const float* x, const float* w, const float* b, float* y,
-                    const Conv2dParams& p, Activation act, float alpha) {
+// im2col + GEMM over groups of images (the file's opening comment): y = act(w . col + b).
+void forward_im2col(const float* x, const float* w, const float* b, float* y, const Conv2dParams& p,
+                    Activation act, float alpha) {
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, K = p.K;
   const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);   // y = act(out + b[k])
-
-  const Algo algo = forward_algo(p);
-  switch (algo) {
-    case Algo::WholeImage: {                       // y (N, K) = x (N, CRS) . w^T (CRS, K)
-      sgemm(false, true, p.N, K, CRS, 1.f, x, CRS, w, CRS, 0.f, y, K);
-      if (!b && act == Activation::None) return;
-#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (p.N * K > (1 << 14))
-      for (int64_t n = 0; n < p.N; ++n) {
-        float* yn = y + n * K;                     // (K)
-        if (b) for (int64_t k = 0; k < K; ++k) yn[k] += b[k];
-        if (act != Activation::None) out_pass(yn, 0.f, yn, K);
-      }
-      return;
-    }
-    case Algo::Winograd:
-    case Algo::Rows:
-    case Algo::Direct: kernels_of(algo).forward(x, w, b, y, p, act, alpha); return;
-    case Algo::SubPixel:                           // (backward input only)
-    case Algo::Im2col: break;                      // im2col + GEMM, below
-  }
-
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
   ParallelErrors errors;                            // a workspace may fail to allocate
 #pragma omp parallel for schedule(static) num_threads(omp_threads()) if (groups > 1)
@@ -379,6 +356,45 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
         out_pass(out + k * Gn * PQ + g * PQ, b ? b[k] : 0.f, y + ((n0 + g) * K + k) * PQ, PQ);
   });
   errors.rethrow();
+}
+
+}  // namespace
+
+const char* conv2d_algorithm(int pass, const Conv2dParams& p) {
+  Conv2dParams q;
+  std::vector<SubPixelPart> parts;
+  if (pass == 0) return algo_name(forward_algo(p));
+  if (pass == 1) return algo_name(backward_input_algo(p, &q, &parts));
+  return algo_name(backward_weight_algo(p));
+}
+
+void conv2d_forward(const float* x, const float* w, const float* b, float* y,
+                    const Conv2dParams& p, Activation act, float alpha) {
+  const int64_t CRS = p.C * p.R * p.S, K = p.K;
+  const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);   // y = act(out + b[k])
+
+  const Algo algo = forward_algo(p);
+  switch (algo) {
+    case Algo::WholeImage: {                       // y (N, K) = x (N, CRS) . w^T (CRS, K)
+      sgemm(false, true, p.N, K, CRS, 1.f, x, CRS, w, CRS, 0.f, y, K);
+      if (!b && act == Activation::None) return;
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (p.N * K > (1 << 14))
+      for (int64_t n = 0; n < p.N; ++n) {
+        float* yn = y + n * K;                     // (K)
+        if (b) for (int64_t k = 0; k < K; ++k) yn[k] += b[k];
+        if (act != Activation::None) out_pass(yn, 0.f, yn, K);
+      }
+      return;
+    }
+    case Algo::Winograd:
+    case Algo::Rows:
+    case Algo::Direct: kernels_of(algo).forward(x, w, b, y, p, act, alpha); return;
+    case Algo::SubPixel:                           // (backward input only)
+    case Algo::FlippedIm2col:
+    case Algo::Im2col: break;                      // im2col + GEMM, below
+  }
+
+  forward_im2col(x, w, b, y, p, act, alpha);
 }
 
 void conv2d_backward_input(const float* dy, const float* w, float* dx, const Conv2dParams& p) {
@@ -419,7 +435,8 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
   }
   if (algo != Algo::Im2col) {                      // a forward of dy with the flipped filter
     const std::vector<float> wf = flipped_filter(w, p);    // (C, K, R, S)
-    kernels_of(algo).forward(dy, wf.data(), nullptr, dx, q, Activation::None, 0.f);
+    if (algo == Algo::FlippedIm2col) forward_im2col(dy, wf.data(), nullptr, dx, q, Activation::None, 0.f);
+    else kernels_of(algo).forward(dy, wf.data(), nullptr, dx, q, Activation::None, 0.f);
     return;
   }
 
@@ -453,6 +470,7 @@ void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Co
     case Algo::Rows:
     case Algo::Direct: kernels_of(algo).backward_weight(dy, x, dw, p); return;
     case Algo::SubPixel:                           // (backward input only)
+    case Algo::FlippedIm2col:
     case Algo::Im2col: break;                      // im2col + GEMM, below
   }
 
