@@ -15,6 +15,10 @@ forward and each backward, at each thread count:
 Timing: each provider is warmed up, then timed in `repeats` samples; each sample runs the op
 enough times in a row to last at least `min_sample_ms`, and the samples of the providers of one
 row are interleaved (fastconv, numpy, torch, fastconv, ...) so background load hits them alike.
+By wall time (the default); `--timer thread` times the one-thread rows by the calling thread's
+CPU time (time.thread_time), which leaves out the time other processes on a shared machine take
+the core away (their pressure on the caches stays in); rows with more threads stay on wall time,
+the only measure of a parallel region's length.
 The table shows the median per call (the JSON also keeps the min and every sample), the ratios
 numpy/fastconv and torch/fastconv (above 1: fastconv is faster), and fastconv's rate: GFLOP/s for
 convolutions (2*N*K*C*R*S*P*Q flops for each direction) and GB/s of compulsory traffic for the
@@ -33,6 +37,7 @@ NumPy's sgemm down (OpenBLAS reads them when it loads, so the script can only wa
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench.py --quick
 """
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -49,6 +54,14 @@ from dataclasses import dataclass, field
 # GFLOP/s). 2^4 cycles makes them sleep at once; NumPy's own 2-thread GEMM speed is unchanged
 # (47-52 GFLOP/s at n = 512 either way). Set before NumPy is imported, which reads it.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+# fastconv (the system's libgomp) and PyTorch (its own bundled libgomp) each keep an OpenMP
+# thread pool, and an idle pool spins before it sleeps: after one provider's 2-thread sample,
+# its two threads spin on these 2 cores while the next provider's region wants them. With
+# other processes on the machine too, measured: the 2-thread rows of sub-millisecond ops took
+# 8-12 ms for both libraries (the scheduler's time slice, not the kernels); with passive waiting
+# 0.2-1.4 ms. Passive for both runtimes, set before either loads (OMP_WAIT_POLICY=active in the
+# environment restores spinning; the header shows the setting).
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np
 
@@ -456,6 +469,7 @@ class TimingPlan:
     repeats: int = 7
     min_sample_s: float = 0.005
     max_row_s: float = 3.0  # cut the repeats of a slow row so the whole row stays near this
+    timer: str = "wall"     # "wall" (time.perf_counter) or "thread" (time.thread_time)
 
 
 def time_row(fns, plan):
@@ -472,13 +486,14 @@ def time_row(fns, plan):
             fastest = min(fastest, time.perf_counter() - t0)
         inner[name] = max(1, int(plan.min_sample_s / max(fastest, 1e-7)))
     samples = {name: [] for name in fns}
+    clock = time.thread_time if plan.timer == "thread" else time.perf_counter
     started = time.perf_counter()
     for i in range(plan.repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(inner[name]):
                 fn()
-            samples[name].append((time.perf_counter() - t0) / inner[name])
+            samples[name].append((clock() - t0) / inner[name])
         if i + 1 >= min(3, plan.repeats) and time.perf_counter() - started > plan.max_row_s:
             break  # a slow row: three samples each is enough
     return {
@@ -666,6 +681,10 @@ def parse_args(argv=None):
     p.add_argument("--suite", choices=("classic", "generative"), default="classic",
                    help="classic: LeNet-5 and the small VGG at --batches (default); generative: the denoising "
                         "autoencoder's (batch 128) and the DCGAN's (batch 64) ops, fastconv against PyTorch")
+    p.add_argument("--timer", choices=("wall", "thread"), default="wall",
+                   help="wall: wall time (default); thread: the calling thread's CPU time for the "
+                        "one-thread rows (robust to other processes on a shared machine), wall time "
+                        "for rows with more threads")
     p.add_argument("--gemm", action="store_true",
                    help="afterwards run benchmarks/bench_gemm.py (fastconv's sgemm vs NumPy) with the same "
                         "threads, writing OUT's stem + _gemm.json")
@@ -683,13 +702,16 @@ def main(argv=None):
         repeats=args.repeats if args.repeats is not None else (3 if args.quick else 7),
         min_sample_s=(args.min_sample_ms if args.min_sample_ms is not None else (1 if args.quick else 5)) / 1e3,
         max_row_s=1.0 if args.quick else 3.0,
+        timer=args.timer,
     )
     warn_slow_env()
     header = machine_header()
     print_header(header)
     print(f"  timing    median of {plan.repeats} samples after {plan.warmup} warm-up calls, each sample "
           f">= {plan.min_sample_s * 1e3:g} ms; ratios above 1x mean fastconv is faster; "
-          "rates are GFLOP/s (conv) or GB/s of compulsory traffic")
+          "rates are GFLOP/s (conv) or GB/s of compulsory traffic"
+          + ("; one-thread rows timed by thread CPU time, the others by wall time"
+             if plan.timer == "thread" else ""))
     print(flush=True)
 
     def wanted(cases):
@@ -714,9 +736,10 @@ def main(argv=None):
     for n in batches:
         cases = wanted(build(n))
         for t in args.threads:
+            row_plan = dataclasses.replace(plan, timer=plan.timer if t == 1 else "wall")
             with Threads(t):
                 for case in cases:
-                    timings = time_row(case.fns, plan)
+                    timings = time_row(case.fns, row_plan)
                     row = table_row(case, t, timings)
                     rows.append(row)
                     done += 1
@@ -725,7 +748,7 @@ def main(argv=None):
                     records.append({
                         "op": case.op, "shape": case.shape, "direction": case.direction, "batch": n,
                         "threads": t, "flops": case.flops or None, "bytes": case.bytes or None,
-                        "results": timings,
+                        "timer": row_plan.timer, "results": timings,
                     })
         del cases  # free this batch's arrays before the next one is built
     header["load_average_end"] = list(os.getloadavg())

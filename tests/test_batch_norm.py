@@ -160,3 +160,68 @@ def test_bad_arguments():
         F.batch_norm_backward(np.zeros((4, 2), np.float32), x, np.zeros(3), np.ones(3))
     with pytest.raises(ValueError, match="var must have shape"):
         F.fold_batch_norm(np.zeros((3, 2)), None, None, None, np.zeros(3), np.ones(2))
+
+
+# ---------------------------------------------------------------- the same bits on every ISA
+_BITS = """
+import hashlib, sys, numpy as np, fastconv, fastconv.functional as F
+assert fastconv.cpu_isa() == sys.argv[1], fastconv.cpu_isa()
+h = hashlib.sha256()
+rng = np.random.default_rng(7)
+for shape in [(5, 6, 14, 14), (3, 4, 3, 5), (4, 7, 1, 9), (2, 3, 8, 8), (9, 300)]:
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    c = shape[1]
+    g, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+    y, mean, inv = F.batch_norm_training(x, g, b, rm, rv)
+    dx, dg, db = F.batch_norm_backward(dy, x, mean, inv, g)
+    yi = F.batch_norm_inference(x, g, b, rm, rv)
+    for a in (y, mean, inv, rm, rv, dx, dg, db, yi):
+        h.update(np.ascontiguousarray(a).tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_same_bits_on_every_isa():
+    """The per-plane loops (batch_norm_kernels.h) keep the portable code's lanes and order and
+    round every product: FASTCONV_ISA=generic and avx2 give the same bits, planes with and
+    without a tail of n % 8 values, the (N, F) layout too."""
+    import os
+    import subprocess
+    import sys
+
+    from test_activations import _isas_here
+
+    isas = [isa for isa in ("generic", "avx2", "avx512") if isa in _isas_here()]
+    if len(isas) < 2:
+        pytest.skip("this CPU runs the generic kernels only")
+    digests = {}
+    for isa in isas:
+        run = subprocess.run([sys.executable, "-c", _BITS, isa], env=dict(os.environ, FASTCONV_ISA=isa),
+                             capture_output=True, text=True, timeout=120, cwd=os.path.dirname(__file__))
+        assert run.returncode == 0, run.stderr[-3000:]
+        digests[isa] = run.stdout.strip()
+    assert len(set(digests.values())) == 1, digests
+
+
+def test_planes_against_reference():
+    """Planes of 196 values (the DCGAN's 14x14: 24 vectors and a tail of 4), forward and backward;
+    dx against the closed form g / sigma (dy - mean(dy) - xhat mean(dy xhat)) in float64."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((6, 5, 14, 14)) * 2 - 1).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    g, b = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    y, mean, inv_std = F.batch_norm_training(x, g, b)
+    want_y, want_mean, want_var = ref.batch_norm_training(x, g, b, eps=1e-3)
+    ref.assert_close(y, want_y, TOL_Y, "y")
+    ref.assert_close(mean, want_mean, TOL, "mean")
+    dx, dg, db = F.batch_norm_backward(dy, x, mean, inv_std, g)
+    per_channel = lambda v: v.reshape(1, 5, 1, 1)
+    xhat = (x.astype(np.float64) - per_channel(want_mean)) / per_channel(np.sqrt(want_var + 1e-3))
+    d = dy.astype(np.float64)
+    mean_c = lambda v: v.mean(axis=(0, 2, 3)).reshape(1, 5, 1, 1)
+    want_dx = per_channel(g / np.sqrt(want_var + 1e-3)) * (d - mean_c(d) - xhat * mean_c(d * xhat))
+    ref.assert_close(dx, want_dx, TOL, "dx")
+    ref.assert_close(dg, (d * xhat).sum(axis=(0, 2, 3)), TOL, "dgamma")
+    ref.assert_close(db, d.sum(axis=(0, 2, 3)), TOL, "dbeta")

@@ -112,7 +112,7 @@ def _elementwise_cases():
 # The conv2d forward cases: on AVX2 and AVX-512 builds together they reach every algorithm of
 # csrc/cpu/conv2d.cpp's table (checked below); the generic build runs them all on im2col.
 CONV_FORWARD = {
-    "conv_stride2_dilated": ((3, 3, 41, 37), (20, 3, 3, 3), 2, 2, 2),
+    "conv_stride2_dilated": ((3, 3, 41, 37), (40, 3, 3, 3), 2, 2, 2),   # im2col: 27 taps, 40 channels
     "conv_3x3_same_32ch": ((3, 32, 14, 14), (32, 32, 3, 3), 1, 1, 1),
     "conv_one_channel_k6": ((4, 1, 32, 32), (6, 1, 5, 5), 1, 0, 1),
     "conv_6_to_16": ((12, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),

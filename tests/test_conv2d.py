@@ -247,3 +247,33 @@ def test_library_gradients_are_finite_differences_of_library_forward():
         num.reshape(-1)[i] = (np.sum(np.float64(F.conv2d(x + e, w, **geo)) * g)
                               - np.sum(np.float64(F.conv2d(x - e, w, **geo)) * g)) / 2
     ref.assert_close(dx, num, 1e-4, "library dx vs finite differences")
+
+
+# The backward input of a layer with few output channels (K < 8) and many input channels, stride
+# 1: the flipped problem's forward im2col + GEMM (csrc/cpu/conv2d.cpp, "flipped_im2col_gemm"),
+# instead of a K-deep GEMM and col2im. Portable: the same path on every ISA.
+THIN_CASES = [  # x (N, C, H, W), w (K, C, R, S), pads (top, left, bottom, right), dilation
+    ((3, 16, 28, 28), (1, 16, 3, 3), (1, 1, 1, 1), (1, 1)),    # the autoencoder's 16 -> 1 layer
+    ((1, 9, 13, 11), (3, 9, 5, 3), (2, 1, 1, 2), (1, 1)),      # batch 1, odd sizes, asymmetric pads
+    ((2, 12, 10, 17), (7, 12, 3, 3), (2, 2, 2, 2), (2, 2)),    # dilation 2
+    ((2, 8, 6, 6), (2, 8, 2, 2), (0, 0, 0, 0), (1, 1)),        # no padding, 2x2
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,pads,dil", THIN_CASES)
+def test_backward_input_of_a_thin_layer_runs_the_flipped_forward(x_shape, w_shape, pads, dil):
+    from fastconv import _core
+
+    rng = np.random.default_rng(sum(x_shape) + sum(w_shape))
+    n, c, h, wd = x_shape
+    k, _, r, s = w_shape
+    p = (h + pads[0] + pads[2] - dil[0] * (r - 1) - 1) + 1
+    q = (wd + pads[1] + pads[3] - dil[1] * (s - 1) - 1) + 1
+    algo = _core._conv2d_algorithms(list(x_shape), list(w_shape), [1, 1], list(pads), list(dil))[1]
+    assert algo == "flipped_im2col_gemm"
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal((n, k, p, q)).astype(np.float32)
+    got = _core.conv2d_backward_input(dy, w, list(x_shape), (1, 1), pads, dil)
+    padded = (n, c, h + pads[0] + pads[2], wd + pads[1] + pads[3])
+    want = ref.conv2d_backward_input(dy, w, padded, 1, 0, dil)[:, :, pads[0]:pads[0] + h, pads[1]:pads[1] + wd]
+    ref.assert_close(got, want, 1e-5, f"backward input {x_shape} {w_shape} ({algo})")
