@@ -457,3 +457,57 @@ def test_cli_dcgan_prints_the_classifier_score(tmp_path):
     assert re.search(r"classifier score of 500 generated digits: \d+\.\d\d; classes present: "
                      r"\d+ of 10", out), out
     assert path.exists()
+
+
+# ------------------------------------------------------------------------------ the GPU path
+def _gan_for_devices(dropout):
+    gen = models.dcgan_generator(latent_dim=16, width=8, seed=0)
+    disc = models.dcgan_discriminator(width=4, dropout=dropout, seed=1)
+    return G.DCGAN(gen, disc, learning_rate=1e-3, seed=0)
+
+
+def test_dcgan_on_the_gpu_path_follows_the_cpu_step_for_step(monkeypatch, digits):
+    """DCGAN.train(device="cuda") on tests/fake_cuda.py (the CUDA extension's functions on the
+    CPU): without dropout (whose GPU masks come from another generator) the same arithmetic
+    as the CPU path, so the same losses, weights, batch statistics and Adam state."""
+    import fake_cuda
+
+    x = digits[0][:48] * 2 - 1
+    cpu = _gan_for_devices(0.0)
+    h_cpu = cpu.train(x, epochs=2, batch_size=16, verbose=0)
+    fake_cuda.install(monkeypatch)
+    gpu = _gan_for_devices(0.0)
+    h_gpu = gpu.train(x, epochs=2, batch_size=16, verbose=0, device="cuda")
+    for key in ("d_loss", "g_loss"):
+        np.testing.assert_allclose(h_gpu.history[key], h_cpu.history[key], rtol=1e-5)
+    for a, b in zip(gpu.generator.get_weights() + gpu.discriminator.get_weights(),
+                    cpu.generator.get_weights() + cpu.discriminator.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for model in ("discriminator", "combined"):
+        here, there = getattr(gpu, model).optimizer, getattr(cpu, model).optimizer
+        assert here.iterations == there.iterations == 6
+        for s, t in zip(here._state, there._state):
+            np.testing.assert_allclose(s["m"], t["m"], rtol=1e-4, atol=1e-8)
+    # and on from there on the CPU, where the GPU run left off
+    gpu.train(x, epochs=1, batch_size=16, verbose=0)
+    cpu.train(x, epochs=1, batch_size=16, verbose=0)
+    np.testing.assert_allclose(gpu.sample(4, seed=2), cpu.sample(4, seed=2), atol=1e-4)
+
+
+def test_dcgan_on_the_gpu_path_with_dropout_keeps_the_discriminator_frozen(monkeypatch, digits):
+    import fake_cuda
+
+    fake_cuda.install(monkeypatch)
+    gan = _gan_for_devices(0.3)
+    d0 = gan.discriminator.get_weights()
+    frozen = []
+
+    class Watch(fastconv.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            frozen.append(gan.discriminator.get_weights())
+
+    history = gan.train(digits[0][:32] * 2 - 1, epochs=2, batch_size=16, verbose=0,
+                        callbacks=[Watch()], device="cuda")
+    assert all(math.isfinite(v) for v in history.history["d_loss"] + history.history["g_loss"])
+    assert not _same_as(d0, frozen[0]) and not _same_as(frozen[0], frozen[1])  # D trains
+    assert gan.discriminator.optimizer.iterations == gan.combined.optimizer.iterations == 4

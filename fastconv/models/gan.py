@@ -275,16 +275,14 @@ class DCGAN:
         objects; their ``self.model`` is this DCGAN (so ``self.model.generator``, ``sample``,
         ``stop_training``); the epoch's logs hold d_loss and g_loss (means over the epoch)
         and "time". SampleGrid writes a picture after each epoch; ClassifierScore adds the
-        score. verbose: 0 silent, 1 a progress bar, 2 a line per epoch. Returns the History
-        (also ``self.history``).
+        score. verbose: 0 silent, 1 a progress bar, 2 a line per epoch. device: "cpu", or
+        "cuda" to keep both models, their gradients and optimisers on the GPU for the whole run
+        (the real images and the noise go up each step, the losses come back; the weights come
+        back into the models after each epoch). Returns the History (also ``self.history``).
         """
         owner = "DCGAN.train"
         from .training import check_device
 
-        device = check_device(device, owner)
-        if device != "cpu":
-            raise NotImplementedError(f"{owner}: device={device!r}: the combined model's step "
-                                      "(train_on_batch) runs on the CPU only in this version")
         for name, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
@@ -298,11 +296,10 @@ class DCGAN:
         n = len(x)
         if n < batch_size:
             raise ValueError(f"{owner}: {n} images are fewer than one batch of {batch_size}")
+        device = check_device(device, owner)
         steps = n // batch_size
-        gen, disc, combined = self.generator, self.discriminator, self.combined
-        real_label = np.ones((batch_size, 1), np.float32)
-        labels = np.concatenate([real_label, np.zeros((batch_size, 1), np.float32)])
-        both = np.empty((2 * batch_size,) + x.shape[1:], np.float32)   # [real; fake]
+        engine = (_HostSteps if device == "cpu" else _DeviceSteps)(self, batch_size, x.shape[1:])
+        real = np.empty((batch_size,) + x.shape[1:], np.float32)
 
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps, batch_size=batch_size,
@@ -312,30 +309,34 @@ class DCGAN:
         order = np.arange(n)
         logs = {}
         cbs.on_train_begin()
-        for epoch in range(epochs):
-            cbs.on_epoch_begin(epoch)
-            if shuffle:
-                self._rng.shuffle(order)
-            start = time.perf_counter()
-            d_sum = g_sum = 0.0
-            for step in range(steps):
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                np.take(x, idx, axis=0, out=both[:batch_size])
-                both[batch_size:] = gen(self.noise(batch_size), training=True)
-                d_sum += disc.train_on_batch(both, labels)[0]
-                g_sum += combined.train_on_batch(self.noise(batch_size), real_label)[0]
-                if batch_hooks:
-                    cbs.on_train_batch_end(step, {"d_loss": d_sum / (step + 1),
-                                                  "g_loss": g_sum / (step + 1)})
-            logs = {"d_loss": d_sum / steps, "g_loss": g_sum / steps,
-                    "time": time.perf_counter() - start}
-            if not (np.isfinite(logs["d_loss"]) and np.isfinite(logs["g_loss"])):
-                raise FloatingPointError(f"{owner}: the losses became {logs['d_loss']} (D) and "
-                                         f"{logs['g_loss']} (G) in epoch {epoch + 1}: training "
-                                         "diverged; lower the learning rate")
-            cbs.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
+        try:
+            for epoch in range(epochs):
+                cbs.on_epoch_begin(epoch)
+                if shuffle:
+                    self._rng.shuffle(order)
+                start = time.perf_counter()
+                d_sum = g_sum = 0.0
+                for step in range(steps):
+                    idx = order[step * batch_size:(step + 1) * batch_size]
+                    np.take(x, idx, axis=0, out=real)
+                    d_loss, g_loss = engine.step(real, self.noise(batch_size), self.noise(batch_size))
+                    d_sum += d_loss
+                    g_sum += g_loss
+                    if batch_hooks:
+                        cbs.on_train_batch_end(step, {"d_loss": d_sum / (step + 1),
+                                                      "g_loss": g_sum / (step + 1)})
+                engine.sync()          # the weights back in the models, for the callbacks
+                logs = {"d_loss": d_sum / steps, "g_loss": g_sum / steps,
+                        "time": time.perf_counter() - start}
+                if not (np.isfinite(logs["d_loss"]) and np.isfinite(logs["g_loss"])):
+                    raise FloatingPointError(f"{owner}: the losses became {logs['d_loss']} (D) and "
+                                             f"{logs['g_loss']} (G) in epoch {epoch + 1}: training "
+                                             "diverged; lower the learning rate")
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            engine.sync()
         cbs.on_train_end(logs)
         self.history = cbs.history
         return cbs.history
@@ -357,6 +358,149 @@ class DCGAN:
         gen = load_model(folder / "generator.npz")
         disc = load_model(folder / "discriminator.npz")   # saved frozen; __init__ unfreezes it
         return cls(gen, disc, learning_rate=learning_rate, beta_1=beta_1, seed=seed)
+
+
+# ------------------------------------------------------------------------------------ steps
+class _HostSteps:
+    """DCGAN.train's step on the CPU: the recipe of the module docstring, on the public API."""
+
+    def __init__(self, gan, batch_size, image_shape):
+        self.gan = gan
+        self.both = np.empty((2 * batch_size,) + tuple(image_shape), np.float32)  # [real; fake]
+        self.ones = np.ones((batch_size, 1), np.float32)
+        self.labels = np.concatenate([self.ones, np.zeros((batch_size, 1), np.float32)])
+
+    def step(self, real, z_fake, z_gen):
+        """(D's loss, G's loss) of one step on real images and two batches of noise."""
+        b = len(real)
+        self.both[:b] = real
+        self.both[b:] = self.gan.generator(z_fake, training=True)
+        d_loss = self.gan.discriminator.train_on_batch(self.both, self.labels)[0]
+        g_loss = self.gan.combined.train_on_batch(z_gen, self.ones)[0]
+        return d_loss, g_loss
+
+    def sync(self):
+        pass
+
+
+class _DeviceModel:
+    """A compiled model's training state on the GPU: gradient buffers, Adam's moments and the
+    step counters, over device weights it shares with the other models of the DCGAN."""
+
+    def __init__(self, ext, model, weights, seed_offset):
+        from ..layers.core import Dropout
+        from .training import _loss_plan, _output_losses, _trainer
+
+        opt = model.optimizer
+        if type(opt) is not _optimizers.Adam:
+            raise NotImplementedError(f"DCGAN.train on cuda: the {model.name} trains with Adam "
+                                      f"only, not {type(opt).__name__}")
+        self.ext, self.model, self.opt = ext, model, opt
+        self.trainer = _trainer(model)
+        grads = {}
+        self.grad_views = {}
+        for layer in self.trainer.layers:
+            flat, offsets = layer._packed
+            g = grads.setdefault(id(flat), ext.Tensor.zeros((flat.size,), "float32"))
+            self.grad_views[id(layer)] = [g.slice(o, o + p.size).reshape(*p.shape)
+                                          for p, o in zip(layer.params, offsets)]
+        self.runs = [(weights.buffers[id(flat)][1].slice(a, b), grads[id(flat)].slice(a, b))
+                     for flat, a, b in self.trainer.runs]
+        self.moments = [(ext.Tensor.zeros((p.size,), "float32"), ext.Tensor.zeros((p.size,), "float32"))
+                        for p, _ in self.runs]
+        host = opt._state if opt._state is not None and len(opt._state) == len(self.runs) else None
+        if host is not None:   # Adam's moments from earlier steps on the CPU
+            for (m, v), state in zip(self.moments, host):
+                m.copy_(state["m"])
+                v.copy_(state["v"])
+        self.steps = int(opt.iterations)
+        self.counters = ext.Tensor.from_numpy(np.array([0, self.steps], np.int64))
+        self.plan = _loss_plan(model, "train", _output_losses(model), self.trainer.ids)
+        layers = model._graph.primitive_layers()
+        self.seeds = {id(layer): 7919 * (i + 1) + seed_offset for i, layer in enumerate(layers)
+                      if isinstance(layer, Dropout)}
+
+    def context(self, backend, weights, training=True):
+        return B.Context(training, backend, weights.views, self.counters, self.seeds)
+
+    def step(self, backend, weights, x, target):
+        """One step of binary cross-entropy from logits on device tensors; returns the loss."""
+        ext, opt = self.ext, self.opt
+        ctx = self.context(backend, weights)
+        outs, tape = _graph_forward(self.plan, ctx, [x], True)
+        loss, dlogits = ext.bce_with_logits(outs[0], target)
+        _graph_backward(self.plan, ctx, tape, [dlogits], self.grad_views)
+        for (p, g), (m, v) in zip(self.runs, self.moments):
+            ext.adam_update(p, g, m, v, opt.learning_rate, opt.beta_1, opt.beta_2, opt.epsilon,
+                            opt.weight_decay, self.counters)
+        ext.step_end(self.counters)
+        self.steps += 1
+        return float(loss)
+
+    def download(self):
+        """Adam's step count and moments back into the host optimiser."""
+        opt = self.opt
+        opt.iterations = self.steps
+        if opt._state is None or len(opt._state) != len(self.runs):
+            opt._state = [opt._new_state(p) for p in self.trainer.params]
+        for state, (m, v) in zip(opt._state, self.moments):
+            np.copyto(state["m"], m.numpy())
+            np.copyto(state["v"], v.numpy())
+
+
+def _graph_forward(plan, ctx, xs, keep_tape):
+    from . import graph
+
+    return graph.forward(plan, ctx, xs, keep_tape)
+
+
+def _graph_backward(plan, ctx, tape, douts, grads):
+    from . import graph
+
+    return graph.backward(plan, ctx, tape, douts, grads)
+
+
+class _DeviceSteps:
+    """DCGAN.train's step on the GPU, the same arithmetic as _HostSteps: the weights of both
+    models, their gradients, Adam's moments and batch normalisation's statistics stay on the
+    device; per step the host sends the real batch and the noise and reads back the two losses.
+    Dropout's masks come from the GPU's counter-based generator (not NumPy's)."""
+
+    def __init__(self, gan, batch_size, image_shape):
+        from .. import cuda
+        from ..backend import backend_for
+        from .cuda_step import _DeviceWeights
+
+        ext = self.ext = cuda.require()
+        self.backend = backend_for(ext.Tensor.zeros((1,), "float32"))
+        self.gan = gan
+        # One device copy of each host weight buffer, seen by all three models' contexts.
+        self.weights = _DeviceWeights(ext, gan.combined._graph.primitive_layers())
+        self.weights.upload()
+        self.disc = _DeviceModel(ext, gan.discriminator, self.weights, 0)
+        self.gen = _DeviceModel(ext, gan.combined, self.weights, 104729)
+        self.gen_plan = gan.generator._plan("call")
+        self.both = ext.Tensor.empty((2 * batch_size,) + tuple(image_shape), "float32")
+        self.real = self.both.slice(0, batch_size)
+        self.fake = self.both.slice(batch_size, 2 * batch_size)
+        ones = np.ones((batch_size, 1), np.float32)
+        self.ones = ext.Tensor.from_numpy(ones)
+        self.labels = ext.Tensor.from_numpy(np.concatenate([ones, np.zeros_like(ones)]))
+
+    def step(self, real, z_fake, z_gen):
+        ext, be, w = self.ext, self.backend, self.weights
+        self.real.copy_(real)
+        outs, _ = _graph_forward(self.gen_plan, self.gen.context(be, w), [ext.Tensor.from_numpy(z_fake)],
+                                 False)
+        be.copy_into(self.fake, outs[0])
+        d_loss = self.disc.step(be, w, self.both, self.labels)
+        g_loss = self.gen.step(be, w, ext.Tensor.from_numpy(z_gen), self.ones)
+        return d_loss, g_loss
+
+    def sync(self):
+        self.weights.download()
+        self.disc.download()
+        self.gen.download()
 
 
 # ------------------------------------------------------------------------------------ callbacks
