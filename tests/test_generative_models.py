@@ -227,6 +227,24 @@ def test_dcgan_train_checks_its_arguments(digits):
         G.DCGAN(models.dcgan_generator(seed=0), models.lenet5(classic=False, seed=0))
     with pytest.raises(TypeError, match="generator"):
         G.DCGAN(generator="dcgan")
+    with pytest.raises(ValueError, match="label_smoothing"):
+        _small_gan().__class__(label_smoothing=0.5)
+
+
+def test_one_sided_label_smoothing_moves_only_the_real_target(digits):
+    gen = models.dcgan_generator(latent_dim=16, width=8, seed=0)
+    gan = G.DCGAN(gen, models.dcgan_discriminator(width=4, dropout=0.0, seed=1), seed=0,
+                  label_smoothing=0.1)
+    steps = G._HostSteps(gan, 3, (1, 28, 28))
+    np.testing.assert_array_equal(steps.labels[:, 0], np.float32([0.9, 0.9, 0.9, 0, 0, 0]))
+    np.testing.assert_array_equal(steps.ones, 1.0)         # the generator still aims at 1
+    # the discriminator's step is binary cross-entropy against those targets (no dropout, so
+    # predict gives the logits the step sees; the generator in training mode is deterministic)
+    real, z = digits[0][:3] * 2 - 1, gan.noise(3, seed=1)
+    logits = gan.discriminator.predict(np.concatenate([real, gan.generator(z, training=True)]))
+    want, _ = ref.binary_cross_entropy_with_logits(logits, steps.labels)
+    d_loss, _ = steps.step(real, z, gan.noise(3, seed=2))
+    assert d_loss == pytest.approx(want, rel=1e-5)
 
 
 def test_dcgan_sample_is_repeatable_and_in_range():

@@ -144,14 +144,14 @@ def score_classifier(path=None, train=True, min_accuracy=0.99, epochs=10, seed=0
     from .saving import load_model
 
     path = Path(path).expanduser() if path is not None else _cache_dir() / SCORE_CLASSIFIER_FILE
+    if not path.exists() and not train:
+        raise FileNotFoundError(f"score_classifier: no classifier at {path}; call it with "
+                                "train=True to train one (2 to 3 minutes on 2 CPU cores)")
     (x_train, y_train), (x_test, y_test) = datasets.load_mnist(data_dir)
     if path.exists():
         model = load_model(path)
         if verbose:
             print(f"score classifier: loaded {path}", flush=True)
-    elif not train:
-        raise FileNotFoundError(f"score_classifier: no classifier at {path}; call it with "
-                                "train=True to train one (2 to 3 minutes on 2 CPU cores)")
     else:
         if verbose:
             print(f"score classifier: training LeNet-5 (modern) on MNIST for {epochs} epochs; "
@@ -207,7 +207,7 @@ class DCGAN:
     """
 
     def __init__(self, generator=None, discriminator=None, latent_dim=100, learning_rate=2e-4,
-                 beta_1=0.5, seed=None):
+                 beta_1=0.5, seed=None, label_smoothing=0.0):
         seeds = np.random.SeedSequence(seed).spawn(3)
         seed_of = lambda s: None if seed is None else int(s.generate_state(1)[0])  # noqa: E731
         if generator is None:
@@ -235,6 +235,9 @@ class DCGAN:
         self.generator, self.discriminator = generator, discriminator
         self.latent_dim = int(generator.input_shape[0])
         self.learning_rate, self.beta_1 = float(learning_rate), float(beta_1)
+        self.label_smoothing = float(label_smoothing)
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"DCGAN: label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
         discriminator.trainable = True
         discriminator.compile(_adam(learning_rate, beta_1), _losses.BinaryCrossentropy(from_logits=True))
         discriminator.trainable = False                      # inside the combined model only
@@ -361,6 +364,13 @@ class DCGAN:
 
 
 # ------------------------------------------------------------------------------------ steps
+def _labels(gan, batch_size):
+    """The discriminator's targets for [real; fake]: 1 - label_smoothing, then 0 (one-sided
+    smoothing, Salimans et al. 2016: only the real images' target moves)."""
+    real = np.full((batch_size, 1), 1.0 - gan.label_smoothing, np.float32)
+    return np.concatenate([real, np.zeros((batch_size, 1), np.float32)])
+
+
 class _HostSteps:
     """DCGAN.train's step on the CPU: the recipe of the module docstring, on the public API."""
 
@@ -368,7 +378,7 @@ class _HostSteps:
         self.gan = gan
         self.both = np.empty((2 * batch_size,) + tuple(image_shape), np.float32)  # [real; fake]
         self.ones = np.ones((batch_size, 1), np.float32)
-        self.labels = np.concatenate([self.ones, np.zeros((batch_size, 1), np.float32)])
+        self.labels = _labels(gan, batch_size)
 
     def step(self, real, z_fake, z_gen):
         """(D's loss, G's loss) of one step on real images and two batches of noise."""
@@ -483,9 +493,8 @@ class _DeviceSteps:
         self.both = ext.Tensor.empty((2 * batch_size,) + tuple(image_shape), "float32")
         self.real = self.both.slice(0, batch_size)
         self.fake = self.both.slice(batch_size, 2 * batch_size)
-        ones = np.ones((batch_size, 1), np.float32)
-        self.ones = ext.Tensor.from_numpy(ones)
-        self.labels = ext.Tensor.from_numpy(np.concatenate([ones, np.zeros_like(ones)]))
+        self.ones = ext.Tensor.from_numpy(np.ones((batch_size, 1), np.float32))
+        self.labels = ext.Tensor.from_numpy(_labels(gan, batch_size))
 
     def step(self, real, z_fake, z_gen):
         ext, be, w = self.ext, self.backend, self.weights
