@@ -7,6 +7,7 @@ Needs matplotlib, the optional ``plot`` extra (``pip install fastconv[plot]``)::
     plot.show_filters(model.layers[1], save="filters.png")    # one tile per kernel
     plot.show_feature_maps(model, x_test[0], layer="C1", save="maps.png")
     plot.show_predictions(model, x_test[:16], y_test[:16], save="predictions.png")
+    plot.show_image_grid(gan.sample(100), columns=10, save="samples.png")   # a mosaic
 
 Every function builds a ``matplotlib.figure.Figure`` directly (no pyplot, no GUI backend, no
 global state), returns it, and writes a PNG when ``save=`` is a path. Nothing opens a window
@@ -24,6 +25,8 @@ DPI = 100 and laid out on a pixel grid (no tight_layout, no bbox_inches="tight")
     show_feature_maps    tiles of MAP_TILE_PX (96) px: the input, then the K maps,
                          in rows of at most 8
     show_predictions     tiles of PRED_TILE_PX (72) px in rows of at most 8, "pred / true" below
+    show_image_grid      one mosaic of images, each pixel ``scale`` px square, images 1 px
+                         apart; optional row titles on the left
 
 The tile grids are centred in a figure at least 320 px wide, and wider where the title needs
 it (a custom title= longer than the grid widens the figure). figure_size_px(fig) gives the
@@ -51,7 +54,7 @@ except ImportError as err:  # the plot extra is optional
 
 __all__ = [
     "plot_history", "show_filters", "show_feature_maps", "show_maps", "show_predictions",
-    "feature_maps", "save_training_pictures", "figure_size_px",
+    "feature_maps", "save_training_pictures", "figure_size_px", "show_image_grid",
     "DPI", "FILTER_TILE_PX", "MAP_TILE_PX", "PRED_TILE_PX", "MAX_COLUMNS",
 ]
 
@@ -642,6 +645,74 @@ def show_predictions(model, images, labels, save=None, class_names=None, show=Fa
                  fontweight="normal" if ok else "bold")
     _text_px(fig, width / 2, 6, heading, ha="center", va="top", fontsize=_TITLE_PT,
              fontweight="bold")
+    return _finish(fig, save, show)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image mosaics (generated digits; noisy / denoised / clean rows)
+
+_ROW_TITLE_PX = 70      # band for row titles in show_image_grid
+
+
+def show_image_grid(images, columns=10, save=None, show=False, title=None, row_titles=None,
+                    scale=2, value_range=(0.0, 1.0)):
+    """Images tiled into one mosaic, ``columns`` to a row, 1 px apart (white), grey levels from
+    ``value_range`` (vmin, vmax) mapped black to white.
+
+    images: (N, H, W), (N, 1, H, W) or (N, H, W, 1). row_titles: a label left of each row
+        (as many as rows). scale: screen pixels per image pixel (an int >= 1).
+    save: a path: write a PNG. The mosaic is m_w x m_h pixels with m_w = columns * (W + 1) - 1
+        and m_h = rows * (H + 1) - 1; the figure is width = max(320, title, left + m_w * scale
+        + 10) by height = 30 + m_h * scale + 10, where left is 70 with row titles, else 10;
+        e.g. 100 digits of 28 x 28 in 10 columns at scale 2: 598 x 618 px.
+
+    Returns the Figure (one Axes holding the mosaic).
+    """
+    a = np.asarray(images, dtype=np.float32)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    elif a.ndim == 4 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim != 3 or len(a) == 0:
+        raise ValueError(f"show_image_grid: images must be a non-empty (N, H, W) or (N, 1, H, W) "
+                         f"array, got shape {np.shape(images)}")
+    if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)) or columns < 1:
+        raise ValueError(f"show_image_grid: columns must be an int >= 1, got {columns!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise ValueError(f"show_image_grid: scale must be an int >= 1, got {scale!r}")
+    vmin, vmax = (float(v) for v in value_range)
+    if not vmax > vmin:
+        raise ValueError(f"show_image_grid: value_range must be (vmin, vmax) with vmax > vmin, "
+                         f"got {value_range!r}")
+    n, h, w = a.shape
+    columns = min(int(columns), n)
+    rows = math.ceil(n / columns)
+    if row_titles is not None and len(row_titles) != rows:
+        raise ValueError(f"show_image_grid: {len(row_titles)} row titles for {rows} rows")
+    mosaic = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1), np.nan, dtype=np.float32)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        mosaic[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = a[i]
+    mh, mw = mosaic.shape[0] * scale, mosaic.shape[1] * scale
+    left = _ROW_TITLE_PX if row_titles is not None else _MARGIN_PX
+    heading = title or ""
+    width = max(_MIN_WIDTH_PX, left + mw + _MARGIN_PX, _title_width_px(heading) if heading else 0)
+    height = _TITLE_PX + mh + _MARGIN_PX
+    x0 = left + (width - (left + mw + _MARGIN_PX)) // 2
+    fig = _new_figure(width, height, show)
+    ax = _add_axes_px(fig, x0, _TITLE_PX, mw, mh)
+    from matplotlib import colormaps
+
+    cmap = colormaps["gray"].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    if row_titles is not None:
+        for r, text in enumerate(row_titles):
+            _text_px(fig, x0 - 6, _TITLE_PX + (r * (h + 1) + h / 2) * scale, str(text),
+                     ha="right", va="center", fontsize=_TITLE_PT - 1)
+    if heading:
+        _text_px(fig, width / 2, 6, heading, ha="center", va="top", fontsize=_TITLE_PT,
+                 fontweight="bold")
     return _finish(fig, save, show)
 
 

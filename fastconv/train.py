@@ -15,6 +15,23 @@ training images only. Every argument is checked before training starts (numbers 
 --save and --plots folders present and writable), so a bad one never costs a training run.
 Errors print one line ``error: ...`` on stderr and exit with status 2.
 
+Two generative models train on the same data (fastconv.models.gan):
+
+    fastconv train denoise --epochs 10 --samples pictures/     (the denoising autoencoder)
+    fastconv train dcgan --epochs 10 --samples pictures/       (the DCGAN)
+
+``denoise`` trains models.denoising_autoencoder() to restore images from noisy copies (x +
+``--noise`` N(0, 1), clipped to [0, 1]; default 0.2) with Adam 1e-3, batch 128 and the mean
+squared error, and prints the test MSE against the clean images:
+``test MSE against the clean images: 0.0087 (the noisy images: 0.0212; 10000 images)``;
+``--samples DIR`` writes DIR/denoised.png (rows of noisy, denoised and clean test digits).
+``dcgan`` trains models.gan.DCGAN (Adam 2e-4 with beta_1 0.5, batch 64) on the training images
+scaled to [-1, 1] and, on MNIST, prints the classifier score of ``--score-samples`` generated
+digits after each epoch and at the end (models.gan.classifier_score with the LeNet-5 of
+models.gan.score_classifier, trained once and cached, or read from ``--classifier PATH``);
+``--samples DIR`` writes DIR/samples_epoch_NN.png after each epoch; ``--save`` saves the
+generator.
+
 ``--distributed`` trains data-parallel over the ranks of an MPI launch (fastconv.distributed):
 ``--batch-size`` is the global batch, each rank trains on its share of it, and only rank 0
 prints, saves and plots. A launch whose ranks were given different arguments fails at start
@@ -32,14 +49,22 @@ from pathlib import Path
 
 __all__ = ["main", "build_parser", "train", "check_train_args", "info"]
 
-MODELS = ("lenet5", "lenet5_modern", "vgg_small", "resnet_small")
+CLASSIFIERS = ("lenet5", "lenet5_modern", "vgg_small", "resnet_small")
+GENERATIVE = ("denoise", "dcgan")
+MODELS = CLASSIFIERS + GENERATIVE
 DATASETS = ("mnist", "fashion-mnist")
 DEFAULTS = {  # model -> (optimizer, learning rate, batch size)
     "lenet5": ("adam", 1e-3, 64),
     "lenet5_modern": ("adam", 1e-3, 64),
     "vgg_small": ("adam", 1e-3, 128),
     "resnet_small": ("adam", 1e-3, 128),
+    "denoise": ("adam", 1e-3, 128),
+    "dcgan": ("adam", 2e-4, 64),
 }
+NOISE_FACTOR = 0.2      # denoise: x + 0.2 N(0, 1), clipped to [0, 1]
+LATENT_DIM = 100        # dcgan: the generator's noise vector
+BETA_1 = 0.5            # dcgan: Adam's beta_1 (Radford et al., 2015)
+SCORE_SAMPLES = 10000   # dcgan: generated digits the classifier score is measured on
 
 
 class CLIError(Exception):
@@ -65,29 +90,49 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"fastconv {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train LeNet-5 or the small VGG on MNIST or Fashion-MNIST",
+    t = sub.add_parser("train", help="train a reference CNN, the denoising autoencoder or the DCGAN "
+                                     "on MNIST or Fashion-MNIST",
                        formatter_class=_HelpFormatter)
     t.add_argument("model", choices=MODELS,
                    help="lenet5 (classic: tanh, average pooling, C3 table), lenet5_modern "
-                        "(ReLU, max pooling, full C3), vgg_small, or resnet_small (two residual "
-                        "blocks, built with the functional API)")
+                        "(ReLU, max pooling, full C3), vgg_small, resnet_small (two residual "
+                        "blocks, built with the functional API), denoise (the convolutional "
+                        "denoising autoencoder) or dcgan (a DCGAN)")
     t.add_argument("--dataset", choices=DATASETS, default="mnist", help="the data set")
     t.add_argument("--epochs", type=int, default=10, help="passes over the training set")
     t.add_argument("--batch-size", type=int, default=None,
-                   help="images per step (default: 64 for lenet5 and lenet5_modern, 128 for vgg_small "
-                        "and resnet_small)")
+                   help="images per step (default: 64 for lenet5, lenet5_modern and dcgan, 128 for "
+                        "vgg_small, resnet_small and denoise)")
     t.add_argument("--data-dir", default=None,
                    help="folder with the four IDX files (default: FASTCONV_DATA, the cache, then "
                         "for MNIST the copy that ships with fastconv)")
     t.add_argument("--download", action="store_true",
                    help="download the data set if no copy is found")
     t.add_argument("--save", default=None, metavar="PATH",
-                   help="save the trained model there (.npz; its folder must exist)")
+                   help="save the trained model there (.npz; its folder must exist; dcgan: the "
+                        "generator)")
     t.add_argument("--plots", default=None, metavar="DIR",
-                   help="write history.png, filters.png and feature_maps.png into DIR (needs fastconv[plot])")
+                   help="write history.png, filters.png and feature_maps.png into DIR (needs "
+                        "fastconv[plot]; the classifiers only)")
+    t.add_argument("--samples", default=None, metavar="DIR",
+                   help="denoise: write DIR/denoised.png (noisy, denoised and clean test digits); "
+                        "dcgan: DIR/samples_epoch_NN.png after each epoch (needs fastconv[plot])")
+    t.add_argument("--noise", type=float, default=None,
+                   help=f"denoise: the noise factor (default {NOISE_FACTOR}): x + factor N(0, 1), "
+                        "clipped to [0, 1]")
+    t.add_argument("--latent-dim", type=int, default=None,
+                   help=f"dcgan: length of the generator's noise vector (default {LATENT_DIM})")
+    t.add_argument("--beta1", type=float, default=None,
+                   help=f"dcgan: Adam's beta_1, in [0, 1) (default {BETA_1})")
+    t.add_argument("--score-samples", type=int, default=None, metavar="N",
+                   help=f"dcgan on MNIST: generated digits the classifier score is measured on "
+                        f"after each epoch (default {SCORE_SAMPLES}; 0: no score)")
+    t.add_argument("--classifier", default=None, metavar="PATH",
+                   help="dcgan: the score classifier's file (default: the user's cache folder); "
+                        "trained there (2 to 3 minutes) if missing")
     t.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="the optimizer (default: adam)")
     t.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: 1e-3 for Adam, 0.05 for SGD)")
+                   help="learning rate (default: 1e-3 for Adam (dcgan: 2e-4), 0.05 for SGD)")
     t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum, in [0, 1)")
     t.add_argument("--lr-decay", type=float, default=1.0,
                    help="multiply the learning rate by this after each epoch (1: constant)")
@@ -131,18 +176,19 @@ def _check_save_path(path):
         raise CLIError(f"--save: {path!r} exists and is not writable")
 
 
-def _check_plots_folder(path):
-    """--plots: DIR is a writable folder, or can be made in the nearest folder that exists."""
+def _check_plots_folder(path, option="--plots"):
+    """--plots (or --samples): DIR is a writable folder, or can be made in the nearest folder
+    that exists."""
     target = Path(path).expanduser()
     if target.exists():
         if not target.is_dir():
-            raise CLIError(f"--plots: {path!r} exists and is not a folder")
-        _check_writable_folder("--plots", target, "the pictures")
+            raise CLIError(f"{option}: {path!r} exists and is not a folder")
+        _check_writable_folder(option, target, "the pictures")
         return
     parent = target.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    _check_writable_folder("--plots", parent, "the pictures")
+    _check_writable_folder(option, parent, "the pictures")
 
 
 def _check_number(option, value, low=None, high=None, low_open=False, high_open=False):
@@ -190,6 +236,49 @@ def check_train_args(args):
         _check_save_path(args.save)
     if args.plots:
         _check_plots_folder(args.plots)
+    _check_generative_args(args)
+
+
+# Options of one model family only: (option, attribute, the models that take it).
+_MODEL_OPTIONS = (
+    ("--samples", "samples", GENERATIVE), ("--noise", "noise", ("denoise",)),
+    ("--latent-dim", "latent_dim", ("dcgan",)), ("--beta1", "beta1", ("dcgan",)),
+    ("--score-samples", "score_samples", ("dcgan",)), ("--classifier", "classifier", ("dcgan",)),
+    ("--plots", "plots", CLASSIFIERS),
+)
+
+
+def _check_generative_args(args):
+    """The options of denoise and dcgan: given only to the model that takes them, in range."""
+    model = getattr(args, "model", None)
+    for option, attr, takers in _MODEL_OPTIONS:
+        if getattr(args, attr, None) not in (None, False) and model not in takers:
+            hint = "; use --samples DIR for the pictures of denoise and dcgan" if attr == "plots" else ""
+            raise CLIError(f"{option} is an option of {' and '.join(takers)}, not of {model}{hint}")
+    if model not in GENERATIVE:
+        return
+    if getattr(args, "augment", 0):
+        raise CLIError(f"--augment: {model} trains on the images as they are; leave --augment out")
+    if getattr(args, "distributed", False):
+        raise CLIError(f"--distributed trains the classifiers only; {model} trains in one process")
+    if model == "dcgan" and args.optimizer not in (None, "adam"):
+        raise CLIError("--optimizer: dcgan trains with Adam (--lr and --beta1 set it)")
+    _check_number("--noise", args.noise, low=0)
+    _check_number("--beta1", args.beta1, low=0, high=1, high_open=True)
+    if args.latent_dim is not None and args.latent_dim < 1:
+        raise CLIError(f"--latent-dim must be >= 1, got {args.latent_dim}")
+    if args.score_samples is not None and args.score_samples < 0:
+        raise CLIError(f"--score-samples must be >= 0, got {args.score_samples}")
+    if args.samples:
+        _check_plots_folder(args.samples, "--samples")
+    if args.classifier:
+        target = Path(args.classifier).expanduser()
+        if target.is_dir():
+            raise CLIError(f"--classifier: {args.classifier!r} is a folder; give a file such as "
+                           "classifier.npz")
+        if not target.exists():
+            _check_writable_folder("--classifier", target.parent if str(target.parent) else Path("."),
+                                   "the trained classifier")
 
 
 def _load(dataset, data_dir, download):
@@ -240,7 +329,8 @@ def _build_model(name, seed, augment=0):
 
 
 def train(args, out=None):
-    """Run the ``train`` command for parsed ``args``; returns the test accuracy."""
+    """Run the ``train`` command for parsed ``args``; returns the test accuracy (denoise: the
+    test MSE against the clean images; dcgan: the classifier score, or None without one)."""
     import fastconv
     from . import models, optimizers
 
@@ -248,6 +338,8 @@ def train(args, out=None):
     check_train_args(args)
     if args.threads is not None:
         fastconv.set_num_threads(args.threads)
+    if args.model in GENERATIVE:
+        return _train_generative(args, out)
     opt_name, default_lr, default_batch = DEFAULTS[args.model]
     opt_name = args.optimizer or opt_name
     batch_size = args.batch_size if args.batch_size is not None else default_batch
@@ -340,6 +432,188 @@ def train(args, out=None):
             raise CLIError(f"--plots: could not write into {args.plots!r}: {err}") from None
         print("wrote " + ", ".join(str(p) for p in paths.values()), file=out)
     return accuracy
+
+
+# ------------------------------------------------------------------------------ denoise, dcgan
+def _train_generative(args, out):
+    """``train denoise`` and ``train dcgan`` (arguments checked already)."""
+    import fastconv
+
+    device = getattr(args, "device", "cpu")
+    if device == "cuda":
+        from . import cuda as fc_cuda
+        if not fc_cuda.is_available():
+            raise CLIError(f"--device cuda: no usable GPU: {fc_cuda.why_unavailable()}")
+    if args.samples:  # fail before training, not after it, when matplotlib is missing
+        try:
+            from . import plot  # noqa: F401
+        except ImportError as e:
+            raise CLIError(str(e)) from None
+    t0 = time.perf_counter()
+    (x_train, y_train), (x_test, y_test) = _load(args.dataset, args.data_dir, args.download)
+    if args.limit is not None:
+        x_train = x_train[:args.limit]
+    print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images "
+          f"(loaded in {time.perf_counter() - t0:.1f}s)", file=out)
+    _, default_lr, default_batch = DEFAULTS[args.model]
+    batch_size = args.batch_size if args.batch_size is not None else default_batch
+    lr = args.lr if args.lr is not None else (default_lr if (args.optimizer or "adam") == "adam" else 0.05)
+    where = (f"GPU {fastconv.cuda.device_name()}" if device == "cuda" else
+             f"threads {fastconv.get_num_threads()}, CPU kernel {fastconv.cpu_isa()}")
+    run = _train_denoise if args.model == "denoise" else _train_dcgan
+    try:
+        return run(args, out, x_train, x_test, y_test, batch_size, lr, device, where)
+    except NotImplementedError as err:   # a part with no GPU path yet
+        raise CLIError(f"--device {device}: {err}") from None
+
+
+def _lr_decay_callback(decay, optimizers_of):
+    from . import models
+
+    class _Decay(models.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            for opt in optimizers_of(self.model):
+                opt.learning_rate *= decay
+
+    return _Decay()
+
+
+def _train_denoise(args, out, x_train, x_test, y_test, batch_size, lr, device, where):
+    import numpy as np
+
+    from . import models, optimizers
+    from .models.gan import add_noise
+
+    factor = NOISE_FACTOR if args.noise is None else args.noise
+    # The noisy copies are drawn once (as Keras's autoencoder tutorial does), from the seed.
+    x_train_noisy = add_noise(x_train, factor, seed=[args.seed, 1])
+    x_test_noisy = add_noise(x_test, factor, seed=[args.seed, 2])
+    noisy_mse = float(np.mean((x_test_noisy - x_test) ** 2))
+    print(f"noise: factor {factor:g}, clipped to [0, 1]; the noisy test images against the clean "
+          f"ones: MSE {noisy_mse:.4f}", file=out)
+    model = models.denoising_autoencoder(tuple(x_train.shape[1:]), seed=args.seed)
+    opt_name = args.optimizer or "adam"
+    optimizer = (optimizers.Adam(lr) if opt_name == "adam"
+                 else optimizers.SGD(lr, momentum=args.momentum, nesterov=args.momentum > 0))
+    model.compile(optimizer=optimizer, loss="mse")
+    if args.verbose:
+        model.summary(print_fn=lambda s: print(s, file=out))
+        print(f"optimizer: {optimizer}, loss: mean squared error, batch size {batch_size}, {where}",
+              file=out, flush=True)
+    callbacks = []
+    if args.lr_decay != 1.0:
+        callbacks.append(_lr_decay_callback(args.lr_decay, lambda m: [m.optimizer]))
+    history = model.fit(x_train_noisy, x_train, epochs=args.epochs, batch_size=batch_size,
+                        validation_data=(x_test_noisy, x_test), callbacks=callbacks,
+                        verbose=args.verbose, device=device)
+    times = history.epoch_times
+    if times:
+        print(f"time per epoch: mean {sum(times) / len(times):.2f}s, min {min(times):.2f}s "
+              f"over {len(times)} epochs", file=out)
+    if history.history.get("val_loss"):
+        mse = history.history["val_loss"][-1]
+    else:
+        mse = float(np.ravel(model.evaluate(x_test_noisy, x_test, batch_size=500, device=device))[0])
+    print(f"test MSE against the clean images: {mse:.4f} (the noisy images: {noisy_mse:.4f}; "
+          f"{len(x_test)} images)", file=out, flush=True)
+    _save(model, args.save, out)
+    if args.samples:
+        from . import plot
+
+        folder = Path(args.samples).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        picks = np.array([int(np.flatnonzero(y_test == d)[0]) for d in range(10)]) \
+            if y_test is not None and len(np.unique(y_test)) >= 10 else np.arange(min(10, len(x_test)))
+        denoised = model.predict(x_test_noisy[picks], device=device)
+        path = folder / "denoised.png"
+        try:
+            plot.show_image_grid(np.concatenate([x_test_noisy[picks], denoised, x_test[picks]]),
+                                 columns=len(picks), save=path, scale=2,
+                                 row_titles=["noisy", "denoised", "clean"],
+                                 title=f"Denoising autoencoder: test MSE {mse:.4f} "
+                                       f"(noisy {noisy_mse:.4f})")
+        except OSError as err:
+            raise CLIError(f"--samples: could not write into {args.samples!r}: {err}") from None
+        print(f"wrote {path}", file=out)
+    return mse
+
+
+def _train_dcgan(args, out, x_train, x_test, y_test, batch_size, lr, device, where):
+    import numpy as np
+
+    from .models import gan as G
+
+    callbacks, classifier = [], None
+    n_score = SCORE_SAMPLES if args.score_samples is None else args.score_samples
+    if n_score and args.dataset != "mnist":
+        print(f"score: the classifier score is measured for MNIST only; none for {args.dataset}",
+              file=out)
+        n_score = 0
+    if n_score:
+        try:
+            classifier = G.score_classifier(args.classifier, verbose=args.verbose,
+                                            data_dir=args.data_dir)
+        except (OSError, RuntimeError) as err:
+            raise CLIError(f"--classifier: {err}") from None
+        real = G.classifier_score(classifier, x_test)
+        print(f"score classifier: LeNet-5 (modern), test accuracy {classifier.test_accuracy:.4f}; "
+              f"the {len(x_test)} real test digits score {real:.2f}", file=out, flush=True)
+        callbacks.append(G.ClassifierScore(classifier, n=n_score, seed=[args.seed, 3]))
+    if args.samples:
+        callbacks.append(G.SampleGrid(Path(args.samples).expanduser(), n=100, seed=[args.seed, 4]))
+    if args.lr_decay != 1.0:
+        callbacks.append(_lr_decay_callback(
+            args.lr_decay, lambda gan: [gan.discriminator.optimizer, gan.combined.optimizer]))
+    from . import models
+
+    latent = LATENT_DIM if args.latent_dim is None else args.latent_dim
+    beta_1 = BETA_1 if args.beta1 is None else args.beta1
+    generator = models.dcgan_generator(latent, seed=args.seed)
+    discriminator = models.dcgan_discriminator(tuple(x_train.shape[1:]), seed=args.seed + 1)
+    if args.verbose:   # before DCGAN freezes the discriminator (its summary would say 0 trainable)
+        for model in (generator, discriminator):
+            model.summary(print_fn=lambda s: print(s, file=out))
+    gan = G.DCGAN(generator, discriminator, learning_rate=lr, beta_1=beta_1, seed=args.seed)
+    if args.verbose:
+        print(f"optimizer: Adam(learning_rate={lr:g}, beta_1={beta_1:g}) for each, loss: binary "
+              f"cross-entropy from logits, batch size {batch_size} real + {batch_size} generated, "
+              f"{where}", file=out, flush=True)
+    try:
+        history = gan.train(x_train * 2.0 - 1.0, epochs=args.epochs, batch_size=batch_size,
+                            callbacks=callbacks, verbose=args.verbose, device=device)
+    except ValueError as err:   # e.g. --limit below one batch
+        raise CLIError(str(err)) from None
+    except OSError as err:
+        raise CLIError(f"--samples: could not write into {args.samples!r}: {err}") from None
+    times = history.epoch_times
+    if times:
+        print(f"time per epoch: mean {sum(times) / len(times):.2f}s, min {min(times):.2f}s "
+              f"over {len(times)} epochs", file=out)
+    score = None
+    if classifier is not None:   # the digits the last epoch's score was measured on
+        score, counts = G.classifier_score(
+            classifier, gan.sample(n_score, seed=[args.seed, 3], device=device), return_counts=True)
+        print(f"classifier score of {n_score} generated digits: {score:.2f}; classes present: "
+              f"{int(np.count_nonzero(counts))} of {len(counts)} (digits per class: "
+              f"{' '.join(str(int(c)) for c in counts)})", file=out, flush=True)
+    if args.save:
+        _save(gan.generator, args.save, out)
+    if args.samples:
+        for cb in callbacks:
+            if isinstance(cb, G.SampleGrid) and cb.paths:
+                print(f"wrote {cb.paths[0]} ... {cb.paths[-1].name}" if len(cb.paths) > 1
+                      else f"wrote {cb.paths[0]}", file=out)
+    return score
+
+
+def _save(model, path, out):
+    if not path:
+        return
+    try:
+        model.save(path)
+    except OSError as err:  # checked before training; the disk can still fill up
+        raise CLIError(f"--save: could not write {path!r}: {err}") from None
+    print(f"saved the model to {path}", file=out)
 
 
 def info(out=None):

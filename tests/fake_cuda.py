@@ -527,3 +527,20 @@ def install(monkeypatch):
     monkeypatch.setattr(fastconv.cuda, "_loaded", True)
     monkeypatch.setattr(fastconv.backend, "_cuda_backend", None)
     return module
+
+
+# ------------------------------------------------------------------------------ BCE, MSE
+def bce_with_logits(logits, targets, weights=None):
+    """(mean loss, dlogits) on the CPU kernel of the same name (the loss comes back to the host)."""
+    if _record is not None:
+        _capture_error("bce_with_logits's host-side loss")
+    loss, d = _core.bce_with_logits(logits.a, targets.a, None if weights is None else weights.a)
+    return float(loss), Tensor._wrap(np.ascontiguousarray(d, np.float32).reshape(logits.shape))
+
+
+def mse(y, targets):
+    """(mean (y - t)^2, dy = 2 (y - t) / size)."""
+    if _record is not None:
+        _capture_error("mse's host-side loss")
+    diff = y.a.astype(np.float64) - targets.a
+    return float(np.mean(diff * diff)), Tensor._wrap((2.0 * diff / diff.size).astype(np.float32))

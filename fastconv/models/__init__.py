@@ -6,7 +6,8 @@
     cuda_step  the GPU side of a training step (device weights, the step as a CUDA graph)
     saving     save / load_model / save_weights, the summary table
     interop    weights to and from PyTorch's and Keras's layouts
-    zoo        lenet5, vgg_small, resnet_small
+    zoo        lenet5, vgg_small, resnet_small, denoising_autoencoder, dcgan_generator,
+               dcgan_discriminator
 
 Callbacks are in fastconv.callbacks; the progress bar in fastconv.progress.
 """
@@ -14,10 +15,12 @@ from ..callbacks import Callback, EarlyStopping, History
 from .interop import from_keras_weights, from_pytorch_weights, to_keras_weights, to_pytorch_weights
 from .model import Model, Sequential
 from .saving import load_model
-from .zoo import LENET5_C3_TABLE, lenet5, resnet_small, vgg_small
+from .zoo import (LENET5_C3_TABLE, dcgan_discriminator, dcgan_generator, denoising_autoencoder,
+                  lenet5, resnet_small, vgg_small)
 
 __all__ = [
     "Model", "Sequential", "load_model", "History", "Callback", "EarlyStopping", "lenet5",
     "vgg_small", "resnet_small", "LENET5_C3_TABLE", "to_keras_weights", "from_keras_weights",
-    "to_pytorch_weights", "from_pytorch_weights",
+    "to_pytorch_weights", "from_pytorch_weights", "denoising_autoencoder", "dcgan_generator",
+    "dcgan_discriminator",
 ]

@@ -1,12 +1,15 @@
-"""The reference networks: LeNet-5 and the small VGG of DESIGN.md, and a small ResNet."""
+"""The reference networks: LeNet-5 and the small VGG of DESIGN.md, a small ResNet, the
+convolutional denoising autoencoder and the DCGAN's generator and discriminator."""
 from __future__ import annotations
 
 import numpy as np
 
+from .. import initializers
 from .. import layers as L
 from .model import Model, Sequential
 
-__all__ = ["lenet5", "vgg_small", "resnet_small", "LENET5_C3_TABLE"]
+__all__ = ["lenet5", "vgg_small", "resnet_small", "LENET5_C3_TABLE", "denoising_autoencoder",
+           "dcgan_generator", "dcgan_discriminator"]
 
 
 def _lenet5_c3_table():
@@ -99,3 +102,90 @@ def resnet_small(input_shape=(1, 28, 28), num_classes=10, seed=None, width=16):
     x = L.Flatten(name="flatten")(x)
     outputs = L.Dense(num_classes, name="output")(x)
     return Model(inputs, outputs, name="resnet_small", seed=seed)
+
+
+def denoising_autoencoder(input_shape=(1, 28, 28), seed=None):
+    """The design notes' convolutional denoising autoencoder: 28 -> 14 -> 7 -> 14 -> 28.
+
+    Encoder: Conv2D 16 then Conv2D 8, 3x3, stride 2, "same", ReLU. Decoder: Conv2DTranspose 8
+    then Conv2DTranspose 16, 3x3, stride 2, "same", ReLU, then Conv2D to the input's channels,
+    3x3 "same", sigmoid: pixels in [0, 1], like the images it is trained to restore. For
+    (1, 28, 28) images: 3,217 parameters, the code in the middle is (8, 7, 7). Train it with
+    Adam on the mean squared error between its output for noisy images and the clean ones
+    (fastconv train denoise).
+
+    Initialisation: He uniform kernels, zero biases, except the output's bias: -2, so that the
+    first output is sigmoid(-2) = 0.12, about MNIST's mean grey level (0.13). Started at 0.5
+    instead (a zero bias), the first steps drive every pixel down hard, the decoder's ReLUs go
+    to zero for every input, and the network settles on one constant image for all inputs.
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"denoising_autoencoder: input_shape must be (C, H, W), got {input_shape}")
+    conv = lambda filters, name, **kw: L.Conv2D(filters, 3, padding="same", name=name,  # noqa: E731
+                                                kernel_initializer="he_uniform", **kw)
+    up = lambda filters, name: L.Conv2DTranspose(filters, 3, strides=2, padding="same",  # noqa: E731
+                                                 activation="relu", kernel_initializer="he_uniform",
+                                                 name=name)
+    layers = [conv(16, "encode1", strides=2, activation="relu"),
+              conv(8, "encode2", strides=2, activation="relu"),
+              up(8, "decode1"), up(16, "decode2"),
+              conv(input_shape[0], "restore", activation="sigmoid",
+                   bias_initializer=initializers.Constant(-2.0))]
+    return Sequential(layers, input_shape=input_shape, seed=seed, name="denoising_autoencoder")
+
+
+def dcgan_generator(latent_dim=100, width=64, seed=None):
+    """The DCGAN's generator for 28x28 digits (Radford et al., 2015, at MNIST scale).
+
+    z (latent_dim,) -> Dense 7*7*width (no bias), BatchNormalization, ReLU, Reshape (width, 7,
+    7) -> Conv2DTranspose width/2 4x4 stride 2 "same" (no bias), BatchNormalization, ReLU ->
+    (width/2, 14, 14) -> Conv2DTranspose 1 4x4 stride 2 "same", tanh -> (1, 28, 28) in [-1, 1]
+    (train it on images scaled to [-1, 1]). The biases before a batch normalisation are left
+    out: its beta does their work. Glorot uniform kernels. With the defaults (latent_dim 100,
+    width 64): 353,217 trainable parameters, and 6,336 moving statistics of the batch
+    normalisations (359,553 in all).
+    """
+    for name, value in (("latent_dim", latent_dim), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"dcgan_generator: {name} must be a positive int, got {value!r}")
+    if width % 2:
+        raise ValueError(f"dcgan_generator: width must be even (the second block has width/2 "
+                         f"maps), got {width}")
+    layers = [L.Dense(7 * 7 * width, use_bias=False, name="project"),
+              L.BatchNormalization(name="project_bn"),
+              L.ReLU(name="project_relu"),
+              L.Reshape((width, 7, 7), name="to_maps"),
+              L.Conv2DTranspose(width // 2, 4, strides=2, padding="same", use_bias=False,
+                                name="grow14"),
+              L.BatchNormalization(name="grow14_bn"),
+              L.ReLU(name="grow14_relu"),
+              L.Conv2DTranspose(1, 4, strides=2, padding="same", activation="tanh",
+                                name="grow28")]
+    return Sequential(layers, input_shape=(int(latent_dim),), seed=seed, name="dcgan_generator")
+
+
+def dcgan_discriminator(input_shape=(1, 28, 28), width=32, dropout=0.3, seed=None):
+    """The DCGAN's discriminator: one logit per image (real > 0, fake < 0).
+
+    Conv2D width 4x4 stride 2 "same", LeakyReLU 0.2, Dropout -> Conv2D 2*width 4x4 stride 2
+    "same", LeakyReLU 0.2, Dropout -> Flatten -> Dense 1, a logit (train it with
+    fastconv.losses.BinaryCrossentropy(from_logits=True)). The leaky ReLUs are the
+    convolutions' own activation ("leaky_relu", slope 0.2), applied in the kernel's output
+    pass. No batch normalisation, so a batch of real images and one of generated images can go
+    through it together. Glorot uniform kernels. With the defaults and (1, 28, 28) images:
+    36,513 parameters.
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"dcgan_discriminator: input_shape must be (C, H, W), got {input_shape}")
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"dcgan_discriminator: width must be a positive int, got {width!r}")
+    layers = [L.Conv2D(width, 4, strides=2, padding="same", activation="leaky_relu", name="down14"),
+              L.Dropout(dropout, name="down14_dropout"),
+              L.Conv2D(2 * width, 4, strides=2, padding="same", activation="leaky_relu",
+                       name="down7"),
+              L.Dropout(dropout, name="down7_dropout"),
+              L.Flatten(name="flatten"),
+              L.Dense(1, name="logit")]
+    return Sequential(layers, input_shape=input_shape, seed=seed, name="dcgan_discriminator")
