@@ -1,14 +1,15 @@
-// Standalone check and timing of the element-wise math kernels (csrc/cpu/vmath*.cpp).
+// Standalone check and timing of the element-wise math kernels (csrc/cpu/vmath.cpp and the
+// ISA folders' vmath_*.cpp).
 //
 // For every ISA this CPU runs, compares exp, tanh and sigmoid against float64 libm over a
 // sweep of inputs (dense in [-20, 20], sparse out to +-1e4) plus the special values (0, -0,
 // +-inf, NaN, the overflow and underflow edges), prints the worst relative error, then times
 // each kernel on a 1M-element array (napkin floor: 8 MB in + 4 MB out per call).
 //
-//   c++ -O3 -std=c++17 -DFASTCONV_X86 -Icsrc -c csrc/cpu/vmath_avx2.cpp -mavx2 -mfma -o /tmp/a.o
-//   c++ -O3 -std=c++17 -DFASTCONV_X86 -Icsrc -c csrc/cpu/vmath_avx512.cpp -mavx512f -mavx512dq -o /tmp/b.o
-//   c++ -O3 -std=c++17 -DFASTCONV_X86 -Icsrc benchmarks/check_vmath.cpp csrc/cpu/vmath.cpp \
-//       /tmp/a.o /tmp/b.o -o /tmp/check_vmath && /tmp/check_vmath
+//   c++ -O3 -std=c++17 -DFASTCONV_X86 -Icsrc -c csrc/cpu/avx2/vmath_avx2.cpp -mavx2 -mfma -o /tmp/a.o
+//   c++ -O3 -std=c++17 -DFASTCONV_X86 -Icsrc -c csrc/cpu/avx512/vmath_avx512.cpp -mavx512f -mavx512dq -o /tmp/b.o
+//   c++ -O3 -std=c++17 -DFASTCONV_X86 -Icsrc benchmarks/check_vmath.cpp csrc/cpu/vmath.cpp
+//       csrc/cpu/isa.cpp /tmp/a.o /tmp/b.o -o /tmp/check_vmath && /tmp/check_vmath
 // Exit status 1 when any error is above 1e-6 (relative; in the denormal range, more than one denormal step).
 #include <chrono>
 #include <cmath>
@@ -16,11 +17,8 @@
 #include <limits>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "cpu/vmath.h"
-
-namespace fastconv { namespace cpu {
-const char* sgemm_isa() { return "generic"; }  // the check picks kernels itself
-}}
 
 using namespace fastconv::cpu;
 
@@ -31,11 +29,11 @@ static double ref(int f, double x) {
 }
 
 int main() {
-  std::vector<const VecMath*> isas = {&kVecMathGeneric};
+  struct Named { const char* isa; const VecMath* vm; };   // every ISA this CPU runs
+  std::vector<Named> isas = {{"generic", &kVecMathGeneric}};
 #ifdef FASTCONV_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isas.push_back(&kVecMathAvx2);
-  if (__builtin_cpu_supports("avx512f")) isas.push_back(&kVecMathAvx512);
+  if (isa_supported(Isa::Avx2)) isas.push_back({"avx2", &kVecMathAvx2});
+  if (isa_supported(Isa::Avx512)) isas.push_back({"avx512", &kVecMathAvx512});
 #endif
   std::vector<float> xs;
   for (int i = -2000000; i <= 2000000; ++i) xs.push_back(float(i) * 1e-5f);   // [-20, 20]
@@ -47,7 +45,8 @@ int main() {
   const float specials[] = {inf, -inf, std::numeric_limits<float>::quiet_NaN()};
   const char* names[] = {"exp", "tanh", "sigmoid"};
   int bad = 0;
-  for (const VecMath* vm : isas) {
+  for (const Named& named : isas) {
+    const VecMath* vm = named.vm;
     VecFn fns[] = {vm->exp, vm->tanh, vm->sigmoid};
     for (int f = 0; f < 3; ++f) {
       std::vector<float> y(xs.size() + 1, 12345.f);   // y[n] is a guard: must stay untouched
@@ -62,7 +61,7 @@ int main() {
         else err = std::fabs(double(y[i]) - r) / std::fabs(r);
         if (err > worst) { worst = err; worst_x = xs[i]; }
       }
-      if (y[xs.size()] != 12345.f) { std::printf("%s %s wrote past the end\n", vm->isa, names[f]); ++bad; }
+      if (y[xs.size()] != 12345.f) { std::printf("%s %s wrote past the end\n", named.isa, names[f]); ++bad; }
       float sy[3];
       fns[f](specials, 0.f, sy, 3);
       const bool sp_ok = f == 0 ? (sy[0] == inf && sy[1] == 0.f && std::isnan(sy[2]))
@@ -71,7 +70,7 @@ int main() {
       float s100[2] = {-100.f, 100.f}, o100[2];
       fns[f](s100, 0.f, o100, 2);
       std::printf("%-8s %-8s worst rel err %.3g at x=%.9g  inf/-inf/NaN -> %g %g %g %s  f(-100)=%g f(100)=%g\n",
-                  vm->isa, names[f], worst, worst_x, sy[0], sy[1], sy[2], sp_ok ? "ok" : "WRONG",
+                  named.isa, names[f], worst, worst_x, sy[0], sy[1], sy[2], sp_ok ? "ok" : "WRONG",
                   o100[0], o100[1]);
       if (worst > 1e-6 || !sp_ok) ++bad;
     }
@@ -87,7 +86,7 @@ int main() {
         all[f](a.data(), 0.f, b.data(), int64_t(a.size()));
         best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       }
-      std::printf("%-8s %-8s 1M elements: %.3f ms (%.2f ns/element)\n", vm->isa, an[f], best * 1e3, best * 1e9 / a.size());
+      std::printf("%-8s %-8s 1M elements: %.3f ms (%.2f ns/element)\n", named.isa, an[f], best * 1e3, best * 1e9 / a.size());
     }
   }
   std::printf(bad ? "FAILED\n" : "all ok\n");

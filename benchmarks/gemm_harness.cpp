@@ -1,10 +1,12 @@
-// Standalone check and timing of fastconv's sgemm, built straight from csrc/cpu/gemm/
-// without Python (llm.c style: reference, fast path, validate, time, napkin math).
+// Standalone check and timing of fastconv's sgemm, built straight from csrc/cpu/gemm/, the
+// ISA selection (csrc/cpu/isa.cpp) and the micro-kernels of csrc/cpu/<isa>/ without Python
+// (llm.c style: reference, fast path, validate, time, napkin math).
 //
-// Build (each ISA file with its own flags, as CMakeLists.txt does):
-//   cd <repo> && mkdir -p /tmp/gh && for f in csrc/cpu/gemm/*.cpp benchmarks/gemm_harness.cpp; do
-//     case $f in *avx512*) fl="-mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma";;
-//                *avx2*) fl="-mavx2 -mfma";; *) fl="";; esac
+// Build (each ISA folder's files with their own flags, as CMakeLists.txt does):
+//   cd <repo> && mkdir -p /tmp/gh && for f in csrc/cpu/gemm/*.cpp csrc/cpu/isa.cpp
+//       csrc/cpu/avx2/sgemm_*.cpp csrc/cpu/avx512/sgemm_*.cpp benchmarks/gemm_harness.cpp; do
+//     case $f in */avx512/*) fl="-mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma";;
+//                */avx2/*) fl="-mavx2 -mfma";; *) fl="";; esac
 //     g++ -O3 -std=c++17 -fopenmp -DFASTCONV_X86=1 -Icsrc $fl -c $f -o /tmp/gh/$(basename $f).o
 //   done && g++ -fopenmp /tmp/gh/*.o -o /tmp/gh/gemm_harness
 // Run:
@@ -35,6 +37,7 @@
 
 #include "cpu/gemm/sgemm.h"
 #include "cpu/gemm/sgemm_kernels.h"
+#include "cpu/isa.h"
 
 using namespace fastconv;
 using namespace fastconv::cpu;
@@ -182,7 +185,7 @@ void check_nested() {
 
 int run_checks() {
   const gemm::SgemmKernel& kr = gemm::selected_kernel();
-  std::printf("isa=%s MR=%d NR=%d MC=%ld KC=%ld NC=%ld threads=%d\n", kr.isa, kr.MR, kr.NR,
+  std::printf("isa=%s MR=%d NR=%d MC=%ld KC=%ld NC=%ld threads=%d\n", isa_name(kr.needs), kr.MR, kr.NR,
               long(kr.MC), long(kr.KC), long(kr.NC), omp_get_max_threads());
   const int64_t MR = kr.MR, NR = kr.NR;
   const float ab[][2] = {{1.0f, 0.0f}, {0.5f, 0.0f}, {1.5f, -0.7f}, {-1.0f, 1.0f}, {0.0f, 2.0f}};
@@ -250,7 +253,7 @@ void bench_one(const char* label, bool ta, bool tb, int64_t M, int64_t N, int64_
 }
 
 int run_bench(int reps, const char* which) {
-  std::printf("isa=%s threads=%d\n", sgemm_isa(), omp_get_max_threads());
+  std::printf("isa=%s threads=%d\n", isa_name(gemm::selected_kernel().needs), omp_get_max_threads());
   const bool all = !which || !std::strcmp(which, "all");
   if (all || !std::strcmp(which, "square"))
     for (int64_t n : {256, 512, 1024, 2048}) bench_one("square", false, false, n, n, n, reps);
@@ -271,7 +274,7 @@ int run_bench(int reps, const char* which) {
 int main(int argc, char** argv) {
   if (argc >= 2 && !std::strcmp(argv[1], "check")) return run_checks();
   if (argc >= 5 && !std::strcmp(argv[1], "size")) {  // size M N K [ta tb]
-    std::printf("isa=%s threads=%d\n", sgemm_isa(), omp_get_max_threads());
+    std::printf("isa=%s threads=%d\n", isa_name(gemm::selected_kernel().needs), omp_get_max_threads());
     bench_one("size", argc >= 6 && argv[5][0] == '1', argc >= 7 && argv[6][0] == '1', std::atol(argv[2]),
               std::atol(argv[3]), std::atol(argv[4]), 7);
     return 0;

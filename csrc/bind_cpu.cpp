@@ -15,9 +15,10 @@
 
 #include "common/shapes.h"
 #include "cpu/buffer_cache.h"
-#include "cpu/stream_store.h"
-#include "cpu/conv2d_winograd.h"
+#include "cpu/conv2d_kernels.h"
 #include "cpu/gemm/sgemm.h"
+#include "cpu/isa.h"
+#include "cpu/stream_store.h"
 #include "ops.h"
 
 namespace py = pybind11;
@@ -387,7 +388,7 @@ void bias_activation_inplace(py::array y, const std::optional<FArray>& b, int ac
   const float al = alpha_of(op, a, alpha);
   if (y.ndim() < 2) fail(op, ": y must be at least 2-D (N, C, ...), got shape ", shape_str(shape_of(y)));
   float* yp = inplace_buffer(op, "y", y, y.size());
-  const int64_t N = y.shape(0), C = y.shape(1), inner = N * C ? y.size() / (N * C) : 0;
+  const int64_t N = y.shape(0), C = y.shape(1), inner = N * C != 0 ? y.size() / (N * C) : 0;
   const float* bp = optional_bias(op, b, C);
   py::gil_scoped_release nogil;
   cpu::bias_activation_forward(yp, bp, N, C, inner, a, al);
@@ -663,7 +664,8 @@ PYBIND11_MODULE(_core, m) {
     cpu::set_winograd_mode(mode);
     return old;
   }, py::arg("mode"));
-  m.def("isa", &cpu::sgemm_isa, "the SGEMM micro-kernel in use: avx512, avx2 or generic");
+  m.def("isa", [] { return cpu::isa_name(cpu::selected_isa()); },
+        "the ISA level every CPU kernel runs at (FASTCONV_ISA honoured): avx512, avx2 or generic");
 #ifdef _OPENMP
   m.attr("openmp") = true;
 #else

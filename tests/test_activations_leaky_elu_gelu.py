@@ -235,3 +235,68 @@ def test_against_pytorch():
         y = ours_f()
         ref.assert_close(y, ty.detach().numpy(), TOL, f"{name} forward vs torch")
         ref.assert_close(ours_b(y), tdx.numpy(), TOL, f"{name} backward vs torch")
+
+
+# ------------------------------------------------------------------ GELU's kernels, every ISA
+def check_gelu_sweep():
+    """GELU forward and backward (erf form) element by element against the float64 reference:
+    a dense sweep of [-15, 15] (the tail through Phi(-|x|) = t Q(t) e^(-x^2/2), the flush of
+    e^(-x^2/2) to 0 past |x| = 13.1), every length from 1 to 70 (the kernels' blocks of 4 vectors
+    and their tails, 8 and 16 lanes), in place, with a shift by +-0 and the special values."""
+    x = np.linspace(-15.0, 15.0, 60001).astype(np.float32)
+    dy = np.cos(np.arange(x.size, dtype=np.float32))            # any signs, no zeros needed
+    y = F.gelu(x).astype(np.float64)
+    want = ref.gelu(x)
+    # Relative to each element's own size where the result is a normal float (the tail test
+    # below has the documented bound); absolute beside 1 elsewhere (cancellation-free sums).
+    big = np.abs(want) >= 1e-30
+    rel = np.abs(y - want)[big] / np.abs(want[big])
+    assert rel.max() < 1e-5, ("gelu forward", x[big][np.argmax(rel)])
+    assert np.abs(y - want).max() < 2e-6 * max(1.0, np.abs(want).max())
+    assert np.all(np.abs(y[~big]) < 1e-30)                   # the flushed far tail: zeros
+    dx = F.gelu_backward(dy, x).astype(np.float64)
+    want_dx = ref.gelu_backward(dy, x)
+    assert np.abs(dx - want_dx).max() < 3e-6 * np.abs(want_dx).max(), "gelu backward"
+    # every length (blocks and tails), the result independent of where an element sits
+    rng = np.random.default_rng(5)
+    for n in range(1, 71):
+        xs = (rng.standard_normal(n) * 3).astype(np.float32)
+        g = rng.standard_normal(n).astype(np.float32)
+        yn = F.gelu(xs)
+        ref.assert_close(yn, ref.gelu(xs), TOL, f"gelu forward, n={n}")
+        ref.assert_close(F.gelu_backward(g, xs), ref.gelu_backward(g, xs), TOL, f"gelu backward, n={n}")
+        for i in range(n):
+            assert yn[i] == F.gelu(xs[i:i + 1])[0], (n, i)
+    # special values: NaN stays NaN, +inf -> inf, large negative -> -0 (finite)
+    sp = np.array([np.nan, np.inf, -1e30, 1e30, -20.0, 0.0, -0.0], np.float32)
+    ys = F.gelu(sp)
+    assert np.isnan(ys[0]) and ys[1] == np.inf and ys[2] == 0 and ys[3] == np.float32(1e30)
+    assert ys[4] == 0 and ys[5] == 0 and ys[6] == 0
+    ds = F.gelu_backward(np.ones_like(sp), sp)
+    assert np.isnan(ds[0]) and np.all(np.isfinite(ds[1:]))
+    np.testing.assert_allclose(ds[1:], [1.0, 0.0, 1.0, 0.0, 0.5, 0.5], rtol=1e-6, atol=1e-30)
+
+
+def test_gelu_sweep():
+    check_gelu_sweep()
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_gelu_sweep_on_each_isa(isa):
+    """The same sweep in a fresh interpreter per ISA (FASTCONV_ISA picks the kernels once)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_activations import _isas_here
+
+    if isa not in _isas_here():
+        pytest.skip(f"this CPU cannot run the {isa} kernels")
+    here = str(Path(__file__).resolve().parent)
+    code = (f"import sys; sys.path.insert(0, {here!r})\n"
+            "import fastconv; assert fastconv.cpu_isa() == sys.argv[1], fastconv.cpu_isa()\n"
+            "import test_activations_leaky_elu_gelu as t; t.check_gelu_sweep(); print('ok')")
+    run = subprocess.run([sys.executable, "-c", code, isa], env=dict(os.environ, FASTCONV_ISA=isa),
+                         capture_output=True, text=True, timeout=120, cwd=here)
+    assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""The row-vectorised direct conv2d of the CPU (csrc/cpu/conv2d_rows_avx2.cpp): layers with fewer
+"""The row-vectorised direct conv2d of the CPU (csrc/cpu/avx2/conv2d_rows_avx2.cpp): layers with fewer
 than 8 output channels and stride 1 along the width (LeNet's C1; LeNet's C3 backward input,
 whose flipped problem has C = 6 output channels). Forward (bias, fused activation), backward
 input and backward weight against the float64 reference, on odd sizes, rows that are not a

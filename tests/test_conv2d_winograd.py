@@ -1,4 +1,4 @@
-"""The Winograd F(2x2, 3x3) path of the CPU conv2d (csrc/cpu/conv2d_winograd_avx2.cpp): forward
+"""The Winograd F(2x2, 3x3) path of the CPU conv2d (csrc/cpu/avx2/conv2d_winograd_f2x2_3x3_avx2.cpp): forward
 (bias, fused activation), backward input and backward weight against the float64 reference, on odd sizes, every
 padding it takes (asymmetric too) and batch 1. Mode 2 forces it onto small shapes; mode 1 (the
 default) uses it for 3x3 stride-1 layers of at least 16 channels. On a CPU without AVX2 the

@@ -174,7 +174,8 @@ def test_fuzz_reaches_every_conv_kernel():
             ((2, 3, 9, 19), (6, 3, 3, 3), (1, 1), (1, 1, 1, 1)),     # rows (K < 8, Q >= 8)
             ((2, 8, 9, 9), (20, 8, 2, 2), (2, 2), (0, 0, 0, 0)),     # channel-direct
             ((2, 5, 6, 6), (11, 5, 4, 4), (3, 3), (3, 3, 3, 3)),     # im2col (CRS = 80, K = 11)
-            ((1, 2, 3, 3), (4, 2, 3, 3), (1, 1), (0, 0, 0, 0))]:     # whole image
+            ((1, 2, 3, 3), (4, 2, 3, 3), (1, 1), (0, 0, 0, 0)),      # whole image
+            ((2, 8, 10, 10), (16, 8, 4, 4), (2, 2), (1, 1, 1, 1))]:  # sub-pixel backward input
         algos.update(_core._conv2d_algorithms(list(x_shape), list(w_shape), stride, pad, (1, 1)))
     old = _core._set_winograd_mode(2)
     try:
@@ -183,7 +184,7 @@ def test_fuzz_reaches_every_conv_kernel():
         _core._set_winograd_mode(old)
     expected = {"im2col_gemm", "whole_image_gemm"}
     if fastconv.cpu_isa() != "generic":
-        expected |= {"direct_rows", "direct_channels", "winograd"}
+        expected |= {"direct_rows", "direct_channels", "winograd", "sub_pixel"}
     assert expected <= algos, algos
 
 

@@ -43,7 +43,7 @@ def cpu_flags():
 
 
 def isa_supported(isa):
-    """Whether this CPU can run an ISA's kernel (what dispatch.cpp checks, read from Linux)."""
+    """Whether this CPU can run an ISA's kernel (what csrc/cpu/isa.cpp checks, read from Linux)."""
     if isa == "generic":
         return True
     if platform.machine().lower() not in ("x86_64", "amd64"):
@@ -193,19 +193,20 @@ def test_cpp_harness_checks_alpha_beta_epilogue_and_packed_b(tmp_path):
     beta (NaN in C when beta == 0), row/column bias + activations, the im2col packed-B entry,
     and sgemm called inside a parallel region, for every ISA the CPU supports."""
     cxx = shutil.which("g++")
-    if cxx is None or not (REPO / "csrc" / "cpu" / "gemm").is_dir():
+    cpu = REPO / "csrc" / "cpu"
+    if cxx is None or not (cpu / "gemm").is_dir():
         pytest.skip("needs g++ and the source tree")
     x86 = platform.machine().lower() in ("x86_64", "amd64")
+    # Each ISA folder's files get that ISA's flags, as CMakeLists.txt gives them.
     flags = {"avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"],
              "avx2": ["-mavx2", "-mfma"]}
-    sources = sorted((REPO / "csrc" / "cpu" / "gemm").glob("*.cpp"))
-    sources.append(REPO / "benchmarks" / "gemm_harness.cpp")
+    sources = [(src, None) for src in sorted((cpu / "gemm").glob("*.cpp"))] + [(cpu / "isa.cpp", None)]
+    if x86:
+        sources += [(src, isa) for isa in flags for src in sorted((cpu / isa).glob("sgemm_*.cpp"))]
+    sources.append((REPO / "benchmarks" / "gemm_harness.cpp", None))
     objects = []
-    for src in sources:
-        isa = next((name for name in flags if name in src.name), None)
-        if isa and not x86:
-            continue
-        obj = tmp_path / (src.name + ".o")
+    for src, isa in sources:
+        obj = tmp_path / (src.parent.name + "_" + src.name + ".o")
         cmd = [cxx, "-O2", "-std=c++17", "-fopenmp", f"-I{REPO / 'csrc'}", "-c", str(src), "-o", str(obj)]
         cmd += (["-DFASTCONV_X86=1"] if x86 else []) + (flags[isa] if isa else [])
         subprocess.run(cmd, check=True, timeout=300)

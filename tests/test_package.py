@@ -1,8 +1,9 @@
 """The installed package as a user meets it: its version, its build info, and the CPU kernel choice.
 
 These tests run against the INSTALLED fastconv (a wheel, or `pip install .`), never the source
-tree's fastconv/ (which has no compiled _core). FASTCONV_ISA is read once, when the SGEMM
-dispatch first runs, so every test that forces a kernel does it in a fresh interpreter.
+tree's fastconv/ (which has no compiled _core). FASTCONV_ISA is read once, when the first
+CPU kernel's dispatch runs (csrc/cpu/isa.cpp), so every test that forces one does it in a fresh
+interpreter.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ PEP440_CANONICAL = re.compile(
 
 VERSION_FILE = Path(__file__).resolve().parents[1] / "fastconv" / "_version.py"
 
-# The CPU flags each SGEMM micro-kernel needs (csrc/cpu/gemm/dispatch.cpp asks the same of cpuid).
+# The CPU flags each ISA level needs (csrc/cpu/isa.cpp asks the same of cpuid).
 ISA_FLAGS = {
     "avx512": {"avx512f", "avx512dq", "avx512bw", "avx512vl", "avx2", "fma"},
     "avx2": {"avx2", "fma"},

@@ -140,9 +140,11 @@ class Workspace {
   int64_t capacity_ = 0;
 };
 
-// The workspace of the calling thread; `slot` picks one of a few independent buffers.
+// The workspace of the calling thread; `slot` picks one of a few independent buffers. Slots
+// 0-3 are scratch for any kernel; slot 4 belongs to the direct conv2d kernels' padded image
+// (avx2/conv2d_direct_avx2.cpp), which keeps its zero border from one call to the next.
 inline float* thread_workspace(int slot, int64_t n) {
-  thread_local Workspace ws[4];
+  thread_local Workspace ws[5];
   return ws[slot].get(n);
 }
 

@@ -1,8 +1,8 @@
 // relu, tanh, sigmoid, leaky relu, elu and gelu on the CPU, forward and backward, over flat
 // float arrays.
 //
-// Forward runs the vectorised kernels of vmath.h (AVX-512, AVX2+FMA or portable C++, the ISA
-// sgemm_isa() picked): the activation is chosen once per call and each kernel is a straight
+// Forward runs the vectorised kernels of vmath.h (AVX-512, AVX2+FMA or portable C++, from
+// vmath.cpp's dispatch table): the activation is chosen once per call and each kernel is a straight
 // vector loop, no per-element call. Large arrays are cut into fixed chunks spread over the
 // OpenMP threads (the chunking does not depend on the thread count, so neither do the bits).
 // Backward takes the forward OUTPUT y: relu' = (y > 0), tanh' = 1 - y^2, sigmoid' = y (1 - y);
@@ -20,9 +20,10 @@
 // stores: the result goes to a small per-thread buffer in L1 and from there straight to memory.
 // Why: an ordinary store to a line not in cache first reads that line (read-for-ownership), so
 // a memory-bound op moves 3 bytes for every 2 it needs, and the output evicts the input from
-// the cache. ReLU forward on 64x32x28x28 (6.4 MB each way), one thread: 1.01 -> 0.64 ms
-// (benchmarks/bench.py); part of that is the input then staying in the 8 MiB L3 between the
-// benchmark's repeated calls; at batch 256 (26 MB, no such reuse) 3.8 -> 3.2 ms. The backward
+// the cache. ReLU forward on 64x32x28x28 (6.4 MB each way) gets clearly faster that way
+// (benchmarks/bench.py), partly because the input then stays in the 8 MiB L3 between the
+// benchmark's repeated calls; at batch 256 (26 MB, no such reuse) the gain is the 3 -> 2 bytes
+// moved per output byte. The backward
 // passes stream too (all three are one multiply-add an element); the tanh and sigmoid forward
 // do not (see activation_forward). Outputs that fit the cache keep ordinary stores, so the
 // next op finds them there.
@@ -44,8 +45,9 @@ void activation_forward(Activation act, const float* x, float* y, int64_t n, flo
   const ActivationKernel f = activation_kernel(vec_math(), act, alpha);
   if (act == Activation::None && x == y) return;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-  // tanh and sigmoid are compute-bound here (1.3-2 ns an element), so only the memory-bound
-  // identity and ReLU stream; the extra pass through the L1 buffer cost tanh 5-10%.
+  // tanh and sigmoid are compute-bound here (a division or exponential an element), so only
+  // the memory-bound identity and ReLU stream; for tanh the extra pass through the L1 buffer
+  // cost more than the store traffic it saved.
   const bool stream = x != y && (act == Activation::None || act == Activation::ReLU) &&
                       streams_output(n * int64_t(sizeof(float)));
 #pragma omp parallel for schedule(static) num_threads(omp_threads()) if (n > kParallelMin)
@@ -68,7 +70,7 @@ void activation_forward(Activation act, const float* x, float* y, int64_t n, flo
 namespace {
 // dy * act'(y), written with the forward output y. The caller has loaded dy: `y > 0 ? dy[i] : 0`
 // would read dy on one side only, which keeps GCC from turning the ReLU loop into a branch-free
-// vector select (a mispredicted branch per element on random data, 7x slower).
+// vector select (a mispredicted branch per element on random data, several times slower).
 template <Activation A>
 inline float act_grad(float g, float v) {
   if (A == Activation::ReLU) return v <= 0.f ? 0.f : g;   // y NaN: g (PyTorch's threshold_backward)

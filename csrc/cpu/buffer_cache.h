@@ -2,8 +2,8 @@
 //
 // Why: a training step allocates the same large arrays every step (each layer's output, its
 // gradients). glibc hands large freed blocks back to the kernel (munmap, or trimming the top
-// of the heap), so the next step's array page-faults on first touch: about 1 us per 4 KiB page
-// on the 2-core development VM, some 640 faults and 0.6 ms of a 4.6 ms LeNet-5 step (batch 64).
+// of the heap), so the next step's array page-faults on first touch: one fault per 4 KiB page,
+// some 640 faults in a LeNet-5 step at batch 64, a visible share of the step on a small VM.
 // The bindings allocate every output through acquire(); when NumPy frees the array, release()
 // keeps the block (already mapped and touched) for the next request of about the same size.
 //

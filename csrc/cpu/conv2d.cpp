@@ -26,12 +26,12 @@
 //                 dx (N, CRS) = dy (N, K) . w, dw (K, CRS) = dy^T (K, N) . x (N, CRS); each
 //                 call sgemm outside a parallel region, which spreads it over the threads.
 //
-// Faster kernels where the ISA has them and the shape suits them (the dispatch table below
-// says which, for each pass): Winograd F(2x2, 3x3) (conv2d_winograd_avx2.cpp) for 3x3 layers
-// with many channels, direct kernels vectorised over output channels (conv2d_direct_avx2.cpp:
-// LeNet's C3, 4 to 128 channels) or along output rows (conv2d_rows_avx2.cpp: fewer than 8
-// channels, LeNet's C1). Backward input with stride 1 is a forward convolution of dy with the
-// flipped filter, so it takes the same kernels.
+// Faster kernels where the ISA has them and the shape suits them (conv2d_kernels.h; the two
+// dispatch tables below say which ISA has which, and which runs each pass): Winograd
+// F(2x2, 3x3) for 3x3 layers with many channels, direct kernels vectorised over output
+// channels (LeNet's C3, 4 to 128 channels) or along output rows (fewer than 8 channels,
+// LeNet's C1), all in csrc/cpu/avx2/. Backward input with stride 1 is a forward convolution
+// of dy with the flipped filter, so it takes the same kernels.
 //
 // Backward weight keeps one partial sum per thread, each over a contiguous range of
 // groups, added in thread order at the end: a given thread count always gives the same bits.
@@ -44,10 +44,10 @@
 #include <vector>
 
 #include "common/parallel.h"
-#include "cpu/conv2d_direct.h"
-#include "cpu/conv2d_winograd.h"
+#include "cpu/conv2d_kernels.h"
 #include "cpu/gemm/sgemm.h"
 #include "cpu/im2col.h"
+#include "cpu/isa.h"
 #include "cpu/vmath.h"
 #include "ops.h"
 
@@ -131,10 +131,110 @@ std::vector<float> flipped_filter(const float* w, const Conv2dParams& p) {
   return wf;
 }
 
+// ---- Backward input with a stride, as forward problems: the sub-pixel decomposition --------
+//
+// With stride (sh, sw) and no dilation, dx row h meets dy rows p only through the taps
+// r = h + pt - sh p, all of one residue a = (h + pt) mod sh. Writing h + pt = sh i + a, the taps
+// are r = a + sh j and the rows p = i - j, j < R / sh; the same for columns. So
+//   dx[n][c][sh i + a - pt][sw l + b - pl] = sum over k, j, m of
+//       dy[n][k][i - j][l - m] w[k][c][a + sh j][b + sw m]
+// and the dx pixels of one residue pair (a, b) are a stride-1 convolution of dy with the
+// sub-filter w[:, :, a + sh j, b + sw m] turned 180 degrees and transposed (C out, K in, as in
+// flipped_filter). Each pair is a forward problem for the direct kernel, which writes its
+// output straight into every sh-th row and sw-th column of dx (Conv2dOutputStrides): no
+// im2col matrix, no col2im scatter-add. Only for filters whose size is a multiple of the
+// stride (the DCGAN's 4x4 stride 2): every residue then has R / sh taps, so no product is
+// wasted on a zero tap.
+struct SubPixelPart {
+  Conv2dParams q;   // dy (N, K, P, Q) -> (N, C, q.P, q.Q), filter (C, K, R/sh, S/sw), stride 1
+  int64_t a, b;     // the residues
+  int64_t i0, l0;   // output row o, column o2 is dx row sh (i0 + o) + a - pt, col sw (l0 + o2) + b - pl
+};
+
+inline int64_t floor_div(int64_t n, int64_t d) { return n >= 0 ? n / d : -((-n + d - 1) / d); }
+
+// One dimension of a part: residue a of stride s, J = R / s taps, dx length n, padding pt
+// before, dy length P. The dx indices i = i0 ... i0 + count - 1 (count 0: the residue has none);
+// the forward problem reads dy padded by before, after. False where that padding would be
+// negative (dy would have to be cropped).
+struct SubPixelSpan { int64_t i0 = 0, count = 0, before = 0, after = 0; };
+bool sub_pixel_span(int64_t a, int64_t s, int64_t J, int64_t n, int64_t pt, int64_t P, SubPixelSpan* span) {
+  const int64_t i0 = -floor_div(a - pt, s), i1 = floor_div(n - 1 + pt - a, s);   // ceil, floor
+  if (i1 < i0) { *span = SubPixelSpan(); return true; }
+  span->i0 = i0;
+  span->count = i1 - i0 + 1;
+  span->before = J - 1 - i0;       // output o reads dy rows i0 + o - (J - 1) ... i0 + o
+  span->after = i1 - (P - 1);
+  return span->before >= 0 && span->after >= 0;
+}
+
+// The parts of p's backward input, or false where the decomposition does not apply.
+bool sub_pixel_parts(const Conv2dParams& p, std::vector<SubPixelPart>* parts) {
+  const int64_t sh = p.stride_h, sw = p.stride_w;
+  if ((sh == 1 && sw == 1) || p.dil_h != 1 || p.dil_w != 1 || p.R % sh != 0 || p.S % sw != 0)
+    return false;
+  const int64_t Jh = p.R / sh, Jw = p.S / sw;
+  parts->clear();
+  for (int64_t a = 0; a < sh; ++a) {
+    SubPixelSpan rows;
+    if (!sub_pixel_span(a, sh, Jh, p.H, p.pad_top, p.P, &rows)) return false;
+    for (int64_t b = 0; b < sw; ++b) {
+      SubPixelSpan cols;
+      if (!sub_pixel_span(b, sw, Jw, p.W, p.pad_left, p.Q, &cols)) return false;
+      if (rows.count == 0 || cols.count == 0) continue;   // no dx pixel has these residues
+      SubPixelPart part;
+      Conv2dParams& q = part.q;
+      q = p;
+      q.C = p.K; q.H = p.P; q.W = p.Q; q.K = p.C; q.R = Jh; q.S = Jw;
+      q.stride_h = q.stride_w = 1;
+      q.pad_top = rows.before; q.pad_bottom = rows.after;
+      q.pad_left = cols.before; q.pad_right = cols.after;
+      q.P = rows.count; q.Q = cols.count;
+      part.a = a; part.b = b; part.i0 = rows.i0; part.l0 = cols.i0;
+      parts->push_back(part);
+    }
+  }
+  return !parts->empty();
+}
+
+// wf (C, K, R/sh, S/sw): the sub-filter of residues (a, b), turned and transposed.
+std::vector<float> sub_pixel_filter(const float* w, const Conv2dParams& p, int64_t a, int64_t b) {
+  const int64_t Jh = p.R / p.stride_h, Jw = p.S / p.stride_w;
+  std::vector<float> wf(size_t(p.C * p.K * Jh * Jw));
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t k = 0; k < p.K; ++k)
+      for (int64_t j = 0; j < Jh; ++j)
+        for (int64_t m = 0; m < Jw; ++m)
+          wf[((c * p.K + k) * Jh + (Jh - 1 - j)) * Jw + (Jw - 1 - m)] =
+              w[((k * p.C + c) * p.R + a + p.stride_h * j) * p.S + b + p.stride_w * m];
+  return wf;
+}
+
 }  // namespace
 
+// ---- The ISA dispatch table: which fast algorithms each ISA level has (isa.h) -------------
 namespace {
+
+// Entries in priority order: {needs, winograd, rows, direct, direct_strided}, each algorithm a
+// {forward, backward weight} pair. The AVX2 entry serves the avx512 level too (no AVX-512 conv kernels).
+const Conv2dKernels kConv2dKernels[] = {
+#ifdef FASTCONV_X86
+    {Isa::Avx2,
+     {conv2d_forward_winograd_f2x2_3x3_avx2, conv2d_backward_weight_winograd_f2x2_3x3_avx2},
+     {conv2d_forward_rows_avx2, conv2d_backward_weight_rows_avx2},
+     {conv2d_forward_direct_avx2, conv2d_backward_weight_direct_avx2},
+     conv2d_forward_direct_strided_avx2},
+#endif
+    {Isa::Generic, {}, {}, {}, nullptr},   // im2col + GEMM (and the whole-image GEMM) for every pass
+};
+
 std::atomic<int> g_winograd_mode{1};
+
+}  // namespace
+
+const Conv2dKernels& conv2d_kernels() {
+  static const Conv2dKernels& chosen = first_runnable(kConv2dKernels);  // thread-safe, once
+  return chosen;
 }
 
 int winograd_mode() { return g_winograd_mode.load(std::memory_order_relaxed); }
@@ -142,65 +242,74 @@ void set_winograd_mode(int mode) { g_winograd_mode.store(mode < 0 ? 0 : (mode > 
 
 bool winograd_fits(const Conv2dParams& p) {
   const int mode = winograd_mode();
-  if (mode == 0 || std::strcmp(vec_math().isa, "generic") == 0) return false;
+  if (mode == 0) return false;
   const int64_t min_channels = mode == 2 ? 1 : kWinogradMinChannels;
   return p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
          p.dil_w == 1 && p.C >= min_channels && p.K >= min_channels && p.P >= 2 && p.Q >= 2;
 }
 
-// ---- The dispatch table: which kernel runs each pass of a problem, first match wins --------
+// ---- The shape dispatch table: which kernel runs each pass of a problem, first match wins ---
 //
 //   pass             whole image   Winograd        rows (K < 8)     direct (channels)   else
 //   forward          one GEMM      3x3, C,K >= 16  stride_w 1       K 4..128            im2col
-//   backward input   one GEMM      flipped 3x3     flipped, 2..7 C  flipped, C >= 16    im2col
+//   backward input   one GEMM      flipped 3x3     flipped, 2..7 C  flipped, C >= 16    (*)
 //   backward weight  one GEMM      3x3, C,K >= 16  stride_w 1       K 4..128            im2col
 //
 // "flipped": backward input with stride 1 is itself a forward convolution (flipped_problem),
-// so it takes the forward kernels. The AVX2 kernels run on AVX2 and AVX-512 machines, never
-// on the generic ISA (FASTCONV_ISA=generic turns them off, which the tests use).
+// so it takes the forward kernels. (*) With a stride, backward input is sh*sw forward problems
+// (sub_pixel_parts) where the filter size is a multiple of the stride and every part runs on
+// the direct or Winograd kernel ("sub_pixel"); else im2col. A column applies only where the selected ISA's entry of
+// kConv2dKernels has that algorithm (none at the generic level: FASTCONV_ISA=generic turns
+// them all off, which the tests use).
 namespace {
 
-enum class Algo { WholeImage, Winograd, Rows, Direct, Im2col };
-
-bool avx2_kernels() {
-#ifdef FASTCONV_X86
-  return std::strcmp(vec_math().isa, "generic") != 0;
-#else
-  return false;
-#endif
-}
+enum class Algo { WholeImage, Winograd, Rows, Direct, SubPixel, Im2col };
 
 Algo forward_algo(const Conv2dParams& p) {
   if (is_whole_image(p)) return Algo::WholeImage;
-  if (!avx2_kernels()) return Algo::Im2col;
-  if (winograd_fits(p)) return Algo::Winograd;     // 3x3, stride 1: 2.25x fewer products
-  if (rows_fits(p)) return Algo::Rows;
-  if (direct_forward_fits(p)) return Algo::Direct;
+  const Conv2dKernels& k = conv2d_kernels();
+  if (k.winograd && winograd_fits(p)) return Algo::Winograd;   // 3x3, stride 1: 2.25x fewer products
+  if (k.rows && rows_fits(p)) return Algo::Rows;
+  if (k.direct && direct_forward_fits(p)) return Algo::Direct;
   return Algo::Im2col;
 }
 
-// q: the flipped problem, where the answer is one of the forward kernels.
-Algo backward_input_algo(const Conv2dParams& p, Conv2dParams* q) {
+// q: the flipped problem, where the answer is one of the forward kernels; parts: the
+// sub-pixel parts, where the answer is SubPixel.
+Algo backward_input_algo(const Conv2dParams& p, Conv2dParams* q, std::vector<SubPixelPart>* parts) {
   if (is_whole_image(p)) return Algo::WholeImage;
-  if (!avx2_kernels() || !flipped_problem(p, q)) return Algo::Im2col;
-  if (winograd_fits(*q)) return Algo::Winograd;
+  if (!flipped_problem(p, q)) {
+    if (!conv2d_kernels().direct_strided || !sub_pixel_parts(p, parts)) return Algo::Im2col;
+    for (const SubPixelPart& part : *parts)
+      if (forward_algo(part.q) != Algo::Direct) return Algo::Im2col;
+    return Algo::SubPixel;
+  }
+  const Conv2dKernels& k = conv2d_kernels();
+  if (k.winograd && winograd_fits(*q)) return Algo::Winograd;
   // Not for one input channel (C = 1, the flipped K' = 1): the row kernel then keeps only 4
-  // accumulators, FMA-latency-bound, and im2col + GEMM + col2im was 2x faster on the small
-  // VGG's first layer (1 -> 32, 3x3 "same": 7.5 against 14.8 ms at batch 256, one thread).
-  if (rows_fits(*q) && q->K >= 2) return Algo::Rows;
+  // accumulators, FMA-latency-bound, and im2col + GEMM + col2im was faster on the small
+  // VGG's first layer (1 -> 32, 3x3 "same").
+  if (k.rows && rows_fits(*q) && q->K >= 2) return Algo::Rows;
   // C >= 16 for the channel-vectorised kernel: with 8 <= C < 16 most of the second vector
   // of channels is padding, and im2col + GEMM + col2im is faster.
-  if (q->K >= 16 && direct_forward_fits(*q)) return Algo::Direct;
+  if (k.direct && q->K >= 16 && direct_forward_fits(*q)) return Algo::Direct;
   return Algo::Im2col;
 }
 
 Algo backward_weight_algo(const Conv2dParams& p) {
   if (is_whole_image(p)) return Algo::WholeImage;
-  if (!avx2_kernels()) return Algo::Im2col;
-  if (winograd_fits(p)) return Algo::Winograd;
-  if (rows_fits(p)) return Algo::Rows;
-  if (direct_forward_fits(p)) return Algo::Direct;
+  const Conv2dKernels& k = conv2d_kernels();
+  if (k.winograd && winograd_fits(p)) return Algo::Winograd;
+  if (k.rows && rows_fits(p)) return Algo::Rows;
+  if (k.direct && direct_forward_fits(p)) return Algo::Direct;
   return Algo::Im2col;
+}
+
+// The kernels of an algorithm forward_algo or backward_weight_algo picked (not WholeImage or
+// Im2col, which conv2d.cpp runs itself).
+const Conv2dAlgorithmKernels& kernels_of(Algo a) {
+  const Conv2dKernels& k = conv2d_kernels();
+  return a == Algo::Winograd ? k.winograd : (a == Algo::Rows ? k.rows : k.direct);
 }
 
 const char* algo_name(Algo a) {
@@ -209,6 +318,7 @@ const char* algo_name(Algo a) {
     case Algo::Winograd: return "winograd";
     case Algo::Rows: return "direct_rows";
     case Algo::Direct: return "direct_channels";
+    case Algo::SubPixel: return "sub_pixel";
     default: return "im2col_gemm";
   }
 }
@@ -217,8 +327,9 @@ const char* algo_name(Algo a) {
 
 const char* conv2d_algorithm(int pass, const Conv2dParams& p) {
   Conv2dParams q;
+  std::vector<SubPixelPart> parts;
   if (pass == 0) return algo_name(forward_algo(p));
-  if (pass == 1) return algo_name(backward_input_algo(p, &q));
+  if (pass == 1) return algo_name(backward_input_algo(p, &q, &parts));
   return algo_name(backward_weight_algo(p));
 }
 
@@ -227,7 +338,8 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, K = p.K;
   const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);   // y = act(out + b[k])
 
-  switch (forward_algo(p)) {
+  const Algo algo = forward_algo(p);
+  switch (algo) {
     case Algo::WholeImage: {                       // y (N, K) = x (N, CRS) . w^T (CRS, K)
       sgemm(false, true, p.N, K, CRS, 1.f, x, CRS, w, CRS, 0.f, y, K);
       if (!b && act == Activation::None) return;
@@ -239,12 +351,11 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y,
       }
       return;
     }
-#ifdef FASTCONV_X86
-    case Algo::Winograd: conv2d_forward_winograd(x, w, b, y, p, act, alpha); return;
-    case Algo::Rows: conv2d_forward_rows_avx2(x, w, b, y, p, act, alpha); return;
-    case Algo::Direct: conv2d_forward_direct_avx2(x, w, b, y, p, act, alpha); return;
-#endif
-    default: break;                                // im2col + GEMM, below
+    case Algo::Winograd:
+    case Algo::Rows:
+    case Algo::Direct: kernels_of(algo).forward(x, w, b, y, p, act, alpha); return;
+    case Algo::SubPixel:                           // (backward input only)
+    case Algo::Im2col: break;                      // im2col + GEMM, below
   }
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
@@ -273,20 +384,45 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W, K = p.K;
 
   Conv2dParams q;                                  // the flipped problem (flipped_problem)
-  const Algo algo = backward_input_algo(p, &q);
+  std::vector<SubPixelPart> parts;                 // or the sub-pixel parts (sub_pixel_parts)
+  const Algo algo = backward_input_algo(p, &q, &parts);
   if (algo == Algo::WholeImage) {                  // dx (N, CRS) = dy (N, K) . w (K, CRS)
     sgemm(false, false, p.N, CRS, K, 1.f, dy, K, w, CRS, 0.f, dx, CRS);
     return;
   }
-#ifdef FASTCONV_X86
-  if (algo != Algo::Im2col) {                      // a forward of dy with the flipped filter
-    const std::vector<float> wf = flipped_filter(w, p);    // (C, K, R, S)
-    if (algo == Algo::Winograd) conv2d_forward_winograd(dy, wf.data(), nullptr, dx, q, Activation::None);
-    if (algo == Algo::Rows) conv2d_forward_rows_avx2(dy, wf.data(), nullptr, dx, q, Activation::None);
-    if (algo == Algo::Direct) conv2d_forward_direct_avx2(dy, wf.data(), nullptr, dx, q, Activation::None);
+  if (algo == Algo::SubPixel) {                    // every dx pixel is written by one part
+    // dy padded once for all parts, by the most any part needs on each side: dyp (N, K, Hq, Wq).
+    // Each part reads its own window of it as an image without padding (the kernel reads only
+    // rows o ... o + R/sh - 1 of output row o, all inside the window).
+    int64_t top = 0, left = 0, bottom = 0, right = 0;
+    for (const SubPixelPart& part : parts) {
+      top = std::max(top, part.q.pad_top); bottom = std::max(bottom, part.q.pad_bottom);
+      left = std::max(left, part.q.pad_left); right = std::max(right, part.q.pad_right);
+    }
+    const int64_t Hq = p.P + top + bottom, Wq = p.Q + left + right, planes = p.N * K;
+    std::vector<float> dyp(size_t(planes * Hq * Wq), 0.f);
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (planes * Hq * Wq > (1 << 16))
+    for (int64_t i = 0; i < planes; ++i)
+      for (int64_t r = 0; r < p.P; ++r)
+        std::copy_n(dy + (i * p.P + r) * p.Q, p.Q, dyp.data() + (i * Hq + top + r) * Wq + left);
+    const Conv2dOutputStrides dx_every_stride{CHW, p.H * p.W, p.stride_h * p.W, p.stride_w};
+    for (const SubPixelPart& part : parts) {
+      const std::vector<float> wf = sub_pixel_filter(w, p, part.a, part.b);  // (C, K, R/sh, S/sw)
+      Conv2dParams q = part.q;                     // the window: Hq x Wq rows, no padding
+      q.H = Hq; q.W = Wq;
+      q.pad_top = q.pad_bottom = q.pad_left = q.pad_right = 0;
+      const float* window = dyp.data() + (top - part.q.pad_top) * Wq + (left - part.q.pad_left);
+      const int64_t h0 = p.stride_h * part.i0 + part.a - p.pad_top;   // dx row of output row 0
+      const int64_t w0 = p.stride_w * part.l0 + part.b - p.pad_left;  // dx column of column 0
+      conv2d_kernels().direct_strided(window, wf.data(), dx + h0 * p.W + w0, q, dx_every_stride);
+    }
     return;
   }
-#endif
+  if (algo != Algo::Im2col) {                      // a forward of dy with the flipped filter
+    const std::vector<float> wf = flipped_filter(w, p);    // (C, K, R, S)
+    kernels_of(algo).forward(dy, wf.data(), nullptr, dx, q, Activation::None, 0.f);
+    return;
+  }
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
   const bool pointwise = is_pointwise(p);
@@ -309,16 +445,16 @@ void conv2d_backward_input(const float* dy, const float* w, float* dx, const Con
 void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Conv2dParams& p) {
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, K = p.K, KCRS = K * CRS;
 
-  switch (backward_weight_algo(p)) {
+  const Algo algo = backward_weight_algo(p);
+  switch (algo) {
     case Algo::WholeImage:                         // dw (K, CRS) = dy^T (K, N) . x (N, CRS)
       sgemm(true, false, K, CRS, p.N, 1.f, dy, K, x, CRS, 0.f, dw, CRS);
       return;
-#ifdef FASTCONV_X86
-    case Algo::Winograd: conv2d_backward_weight_winograd(dy, x, dw, p); return;
-    case Algo::Rows: conv2d_backward_weight_rows_avx2(dy, x, dw, p); return;
-    case Algo::Direct: conv2d_backward_weight_direct_avx2(dy, x, dw, p); return;
-#endif
-    default: break;                                // im2col + GEMM, below
+    case Algo::Winograd:
+    case Algo::Rows:
+    case Algo::Direct: kernels_of(algo).backward_weight(dy, x, dw, p); return;
+    case Algo::SubPixel:                           // (backward input only)
+    case Algo::Im2col: break;                      // im2col + GEMM, below
   }
 
   const int64_t G = images_per_group(p), groups = (p.N + G - 1) / G;
@@ -330,7 +466,7 @@ void conv2d_backward_weight(const float* dy, const float* x, float* dw, const Co
   //             dy_g, the small operand, is the one read transposed.
   //   K < 32:   dw (K, CRS) += dy_g (K, G*PQ) . col_g^T (G*PQ, CRS)
   //             a narrow N = K would leave the micro-kernel's 16 or 32 columns mostly empty
-  //             (LeNet's C1, K = 6: 1.7x slower the other way).
+  //             (LeNet's C1, K = 6, was slower the other way).
   const bool transposed = K >= 32;
   std::vector<float> partial(size_t(max_nt) * KCRS);
   const int team = parallel_team(max_nt, [&](int t, int nt) {

@@ -4,7 +4,7 @@
 //   model's flat weight and gradient buffers, so one call updates every layer.
 //
 // Why in C++: the same steps as NumPy array expressions take 10 to 12 passes over the buffers
-// (870,634 floats for the small VGG: about 3% of a CPU training step) and a Python call each.
+// (870,634 floats for the small VGG, each pass memory-bound) and a Python call each.
 //
 // The arithmetic is the float32 arithmetic of the NumPy expressions they replace, operation
 // by operation and in the same order (each product and sum rounded to float32; no fused
@@ -47,8 +47,8 @@ void sgd_update(float* p, const float* g, float* velocity, int64_t n, float lr, 
 // the same number).
 void adam_update(float* p, const float* g, float* m, float* v, int64_t n, float alpha, float b1,
                  float c1, float b2, float c2, float eps, float decay) {
-  // A lower threshold than SGD's: the square root and division make Adam compute-bound, and
-  // splitting LeNet-5's 61,706 parameters over 2 threads took 0.10 -> 0.05 ms a step.
+  // A lower threshold than SGD's: the square root and division make Adam compute-bound, so
+  // even LeNet-5's 61,706 parameters split over 2 threads take half the time.
 #pragma omp parallel for schedule(static) num_threads(omp_threads()) if (n > (1 << 14))
   for (int64_t i = 0; i < n; ++i) {
     float pi = p[i];

@@ -19,23 +19,20 @@
 //   max     m = the window's maximum, NaN if any cell is NaN (first NaN wins in the reference)
 //   argmax  the first cell with v == m, or v != v (a NaN): exactly the reference's first max
 //   avg     the row-major sum divided by kh*kw
+// The 2x2 training pair (with indices) also has an AVX2 version (avx2/pool2d_max2x2_avx2.cpp,
+// the same bits); the dispatch table kMaxPool2x2Kernels below picks it by ISA (isa.h).
 #include <algorithm>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "common/parallel.h"
-#include "cpu/vmath.h"
+#include "cpu/isa.h"
+#include "cpu/pool2d_kernels.h"
 #include "ops.h"
 
 namespace fastconv {
 namespace cpu {
-
-#ifdef FASTCONV_X86
-// The 2x2 stride-2 training pair with AVX2 (pool2d_max2x2_avx2.cpp).
-void max_pool2d_2x2_forward_indices_avx2(const float* x, float* y, uint8_t* idx, const Pool2dParams& p);
-void max_pool2d_2x2_backward_indices_avx2(const float* dy, const uint8_t* idx, float* dx, const Pool2dParams& p);
-#endif
 
 namespace {
 struct Window { int64_t h0, h1, w0, w1; };
@@ -299,27 +296,26 @@ void max_backward_indices_tiled(const float* dy, const uint8_t* idx, float* dx, 
     std::memset(dx + i * HW + p.P * kh * W, 0, sizeof(float) * (p.H - p.P * kh) * W);  // rows past P*kh
   }
 }
-}  // namespace
-
-// The AVX2 kernels run on AVX2 and AVX-512 machines, not under FASTCONV_ISA=generic.
-inline bool avx2_2x2(const Pool2dParams& p) {
+// The dispatch table of the 2x2 stride-2 training pair, in priority order (isa.h): the AVX2
+// kernels (which the avx512 level uses too), then the plain loops above with the window fixed.
+//                        needs         forward_indices                       backward_indices
+const MaxPool2x2Kernels kMaxPool2x2Kernels[] = {
 #ifdef FASTCONV_X86
-  return tiles_input(p) && is_2x2(p) && std::strcmp(vec_math().isa, "generic") != 0;
-#else
-  (void)p;
-  return false;
+    {Isa::Avx2, max_pool2d_2x2_forward_indices_avx2, max_pool2d_2x2_backward_indices_avx2},
 #endif
+    {Isa::Generic, max_forward_indices_tiled<2, 2>, max_backward_indices_tiled<2, 2>},
+};
+
+const MaxPool2x2Kernels& max_pool2x2_kernels() {
+  static const MaxPool2x2Kernels& chosen = first_runnable(kMaxPool2x2Kernels);  // once
+  return chosen;
 }
 
+}  // namespace
+
 void max_pool2d_forward_indices(const float* x, float* y, uint8_t* idx, const Pool2dParams& p) {
-#ifdef FASTCONV_X86
-  if (avx2_2x2(p)) {
-    max_pool2d_2x2_forward_indices_avx2(x, y, idx, p);
-    return;
-  }
-#endif
   if (tiles_input(p)) {
-    if (is_2x2(p)) max_forward_indices_tiled<2, 2>(x, y, idx, p);
+    if (is_2x2(p)) max_pool2x2_kernels().forward_indices(x, y, idx, p);
     else max_forward_indices_tiled<0, 0>(x, y, idx, p);
     return;
   }
@@ -379,14 +375,8 @@ int64_t max_pool2d_find_bad_index(const uint8_t* idx, const Pool2dParams& p) {
 }
 
 void max_pool2d_backward_indices(const float* dy, const uint8_t* idx, float* dx, const Pool2dParams& p) {
-#ifdef FASTCONV_X86
-  if (avx2_2x2(p)) {
-    max_pool2d_2x2_backward_indices_avx2(dy, idx, dx, p);
-    return;
-  }
-#endif
   if (tiles_input(p)) {
-    if (is_2x2(p)) max_backward_indices_tiled<2, 2>(dy, idx, dx, p);
+    if (is_2x2(p)) max_pool2x2_kernels().backward_indices(dy, idx, dx, p);
     else max_backward_indices_tiled<0, 0>(dy, idx, dx, p);
     return;
   }

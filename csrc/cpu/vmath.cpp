@@ -1,17 +1,17 @@
-// Portable element-wise math (the algorithm is described in vmath.h) and the ISA dispatch.
+// Portable element-wise math (the algorithm is described in vmath.h) and the dispatch table.
 //
 // Written as branch-free scalar functions over one float, inlined into plain loops: every
 // step is an add, multiply, compare-and-select or integer shift on the float's bits, so the
 // compiler vectorises the loops at the baseline ISA (SSE2 on x86-64) with no calls to libm.
 // GCC if-converts the float compare-and-selects only when it may assume compares do not trap
-// (the default -ftrapping-math keeps every loop scalar, 10x slower), hence the pragma; the
+// (the default -ftrapping-math keeps every loop scalar, an order of magnitude slower), hence the pragma; the
 // results are the same, only the floating-point exception flags may differ.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
 #include <cstring>
 
-#include "cpu/gemm/sgemm.h"
+#include "cpu/isa.h"
 #include "cpu/vmath.h"
 
 namespace fastconv {
@@ -93,26 +93,50 @@ inline float expm1_f32(float x) {
   return q * scale + (scale - 1.f);
 }
 
-// erfc(z) for z >= 0: t exp(-z^2 + P(t)), t = 1 / (1 + z/2) (Numerical Recipes' erfcc).
-inline float erfc_nonneg_f32(float z) {
-  const float t = 1.f / (1.f + 0.5f * z);
-  float p = 0.17087277f;
-  p = p * t - 0.82215223f;
-  p = p * t + 1.48851587f;
-  p = p * t - 1.13520398f;
-  p = p * t + 0.27886807f;
-  p = p * t - 0.18628806f;
-  p = p * t + 0.09678418f;
-  p = p * t + 0.37409196f;
-  p = p * t + 1.00002368f;
-  p = p * t - 1.26551223f;
-  return t * exp_f32(p - z * z);
+// e^(-x^2/2), the normal density without its 1/sqrt(2 pi), as 2^w with w = -x^2 log2(e) / 2:
+// w = k + f, k = round(w), f in [-1/2, 1/2], 2^f by a degree-6 polynomial, and 2^k added
+// straight into the exponent bits (k >= -125, so the result is a normal float). Below
+// w = -124.9 (e^(-x^2/2) < 3e-38, |x| > 13.1) the result is flushed to 0; NaN gives 0 (the
+// callers' other factors carry the NaN).
+inline float gauss_f32(float x) {
+  float w = x * x * -0.72134752044448170f;
+  const bool keep = w >= -124.9f;                   // false for NaN
+  w = w < -124.9f ? -124.9f : w;
+  const float magic = 12582912.f;
+  const float kt = w + magic;                       // k in kt's low mantissa bits
+  const float f = w - (kt - magic);
+  float p = 1.535334159e-4f;
+  p = p * f + 1.339887269e-3f;
+  p = p * f + 9.618437849e-3f;
+  p = p * f + 5.550332367e-2f;
+  p = p * f + 2.402264774e-1f;
+  p = p * f + 6.931471825e-1f;
+  p = p * f + 1.f;                                  // 2^f
+  // (kt's bits - 0x4B400000) << 23 is k << 23: the magic's low 9 bits are zero.
+  const uint32_t scaled = uint32_t(float_to_bits(p)) + (uint32_t(float_to_bits(kt)) << 23);
+  return keep ? bits_to_float(int32_t(scaled)) : 0.f;
 }
 
-// Phi(x), the standard normal CDF, through erfc on both sides (no 1 + erf cancellation).
-inline float normal_cdf_f32(float x) {
+// Phi(-|x|) = erfc(|x|/sqrt2)/2 = t Q(t) e^(-x^2/2), t = 1 / (1 + 0.3 |x|/sqrt2), Q of degree 8
+// (vmath.h); g = gauss_f32(x).
+inline float normal_tail_f32(float x, float g) {
   const float ax = x < 0.f ? -x : x;
-  const float h = 0.5f * erfc_nonneg_f32(ax * 0.707106781186547524f);
+  const float t = 1.f / (1.f + 0.2121320366859436f * ax);
+  float q = -6.477658451e-02f;
+  q = q * t + 2.428612560e-01f;
+  q = q * t - 2.563187778e-01f;
+  q = q * t + 2.740867436e-01f;
+  q = q * t - 4.749993607e-02f;
+  q = q * t + 1.075469255e-01f;
+  q = q * t + 7.414504886e-02f;
+  q = q * t + 8.536159992e-02f;
+  q = q * t + 8.459372818e-02f;
+  return q * t * g;
+}
+
+// Phi(x), the standard normal CDF, through the tail on both sides (no 1 + erf cancellation).
+inline float normal_cdf_f32(float x, float g) {
+  const float h = normal_tail_f32(x, g);
   return x < 0.f ? h : 1.f - h;
 }
 
@@ -121,10 +145,10 @@ inline float clamp30(float x) { return clamp(x, -30.f, 30.f); }
 
 inline float leaky_relu_f32(float x, float a) { return x > 0.f ? x : a * x; }
 inline float elu_f32(float x, float a) { return x > 0.f ? x : a * expm1_f32(x); }
-inline float gelu_f32(float x) { return x * normal_cdf_f32(x); }
+inline float gelu_f32(float x) { return x * normal_cdf_f32(x, gauss_f32(x)); }
 inline float gelu_grad_f32(float x) {              // Phi(x) + x phi(x)
-  const float density = exp_f32(-0.5f * x * x) * 0.398942280401432678f;
-  return clamp30(x) * density + normal_cdf_f32(x);
+  const float g = gauss_f32(x);
+  return clamp30(x) * (g * 0.398942280401432678f) + normal_cdf_f32(x, g);
 }
 // 2u = 2 sqrt(2/pi) (x + 0.044715 x^3)
 inline float gelu_tanh_arg(float x) { return 1.59576912160573071f * (x + 0.044715f * x * x * x); }
@@ -171,16 +195,6 @@ void gelu_tanh_backward_generic(const float* x, const float* dy, float* dx, int6
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gelu_tanh_grad_f32(x[i]);
 }
 
-const VecMath& pick() {
-  const char* isa = sgemm_isa();
-#ifdef FASTCONV_X86
-  if (std::strcmp(isa, "avx512") == 0) return kVecMathAvx512;
-  if (std::strcmp(isa, "avx2") == 0) return kVecMathAvx2;
-#endif
-  (void)isa;
-  return kVecMathGeneric;
-}
-
 }  // namespace
 
 void leaky_relu_backward_from_output(const float* dy, const float* y, float* dx, int64_t n, float alpha) {
@@ -198,13 +212,32 @@ void elu_backward_from_output(const float* dy, const float* y, float* dx, int64_
   }
 }
 
-const VecMath kVecMathGeneric = {"generic", identity_generic, relu_generic, exp_generic,
+const VecMath kVecMathGeneric = {identity_generic, relu_generic, exp_generic,
                                  tanh_generic, sigmoid_generic, leaky_relu_generic, elu_generic,
                                  gelu_generic, gelu_tanh_generic, gelu_backward_generic,
                                  gelu_tanh_backward_generic};
 
+namespace {
+
+struct VecMathEntry {
+  Isa needs;
+  const VecMath* kernels;
+};
+
+// The element-wise kernels by ISA, in priority order (isa.h).
+//                          needs         kernels
+const VecMathEntry kVecMathTable[] = {
+#ifdef FASTCONV_X86
+    {Isa::Avx512, &kVecMathAvx512},   // avx512/vmath_avx512.cpp
+    {Isa::Avx2, &kVecMathAvx2},       // avx2/vmath_avx2.cpp
+#endif
+    {Isa::Generic, &kVecMathGeneric},  // above
+};
+
+}  // namespace
+
 const VecMath& vec_math() {
-  static const VecMath& chosen = pick();
+  static const VecMath& chosen = *first_runnable(kVecMathTable).kernels;  // thread-safe, once
   return chosen;
 }
 

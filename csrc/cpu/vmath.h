@@ -12,9 +12,9 @@
 //               e^89 to inf. NaN passes through every step.
 //   tanh(x)     x P(x^2) / Q(x^2), degrees 13 and 6 (Eigen's fast tanh coefficients), on
 //               |x| < 7.9053111, where it reaches 1; sign(x) from there on; x itself below
-//               |x| = 4e-4. One division and 11 multiply-adds, no exp: twice as fast as
-//               sign(x) (1 - 2 / (e^2|x| + 1)) was (1.3 against 2.6 ns an element on the
-//               EPYC), worst relative error 2.8e-7 (benchmarks/check_vmath.cpp).
+//               |x| = 4e-4. One division and 11 multiply-adds, no exp: cheaper than
+//               sign(x) (1 - 2 / (e^2|x| + 1)), which needs an exp and a division;
+//               worst relative error 2.8e-7 (benchmarks/check_vmath.cpp).
 //   sigmoid(x)  e = e^-|x| (never overflows), s = 1 / (1 + e): s for x >= 0, e s for x < 0,
 //               so sigmoid(-100) = 3.7e-44 exactly rounded, sigmoid(100) = 1, no inf/inf.
 //   relu(x)     x < 0 ? 0 : x, so relu(NaN) = NaN as in NumPy's maximum(x, 0) and PyTorch: a NaN
@@ -24,20 +24,28 @@
 //               e^x = 2^n (1 + q), q = r + p r^2, expm1(x) = 2^n q + (2^n - 1), so it keeps
 //               full relative precision near 0 (n = 0 there: expm1 = q), where e^x - 1 would
 //               cancel (x = -1e-4 would lose 3 digits).
-//   gelu        x Phi(x), Phi(x) = 1 - erfc(x/sqrt2)/2 for x >= 0 and erfc(|x|/sqrt2)/2 below,
-//               erfc(z) = t exp(-z^2 + P(t)), t = 1/(1 + z/2), P of degree 9 (Numerical
-//               Recipes' erfcc, relative error < 1.2e-7 for every z >= 0). Through erfc, not
-//               1 + erf, so the negative tail keeps its relative precision.
+//   gelu        x Phi(x), Phi(x) = 1 - h for x >= 0 and h below, h = Phi(-|x|) = erfc(|x|/sqrt2)/2
+//               = t Q(t) g, t = 1/(1 + 0.3 |x|/sqrt2), g = e^(-x^2/2), Q of degree 8 (a minimax
+//               fit of erfc(z) e^(z^2) / (2t), relative error 2e-8 for every z >= 0; Horner).
+//               Through the tail h, not 1 + erf, so the negative tail keeps its relative
+//               precision (bounded by -x^2/2 rounded to float: a few 1e-6 at x = -9). g is
+//               2^w, w = -x^2 log2(e)/2 = k + f: 2^f by a degree-6 polynomial and k added into
+//               the exponent bits, flushed to 0 below w = -124.9 (g < 3e-38, |x| > 13.1), so
+//               one exp, one division and no second exp for the backward, which needs g too.
+//               The AVX2 and AVX-512 builds run 4 vectors side by side (each step for all 4
+//               before the next): one element's chain is long, and alone it leaves the FMA
+//               units idle.
 //   gelu_tanh   x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): the same number as
 //               0.5 x (1 + tanh(u)), through the sigmoid so the tail does not cancel either.
-//   The GELU backward kernels take x and dy: dx = dy (Phi(x) + x phi(x)), phi the normal
-//   density, and for gelu_tanh dx = dy (s + 2 x s (1 - s) u'(x)), s = sigmoid(2u).
+//   The GELU backward kernels take x and dy: dx = dy (Phi(x) + x phi(x)), phi = g / sqrt(2 pi)
+//   the normal density, and for gelu_tanh dx = dy (s + 2 x s (1 - s) u'(x)), s = sigmoid(2u).
 // Relative error against float64 is below about 3e-7 (a few ulp) everywhere they are finite.
 //
 // Builds: vmath.cpp (portable C++ written so the compiler vectorises it at the baseline ISA,
-// plus the dispatch), vmath_avx2.cpp (AVX2+FMA intrinsics, 8 lanes), vmath_avx512.cpp
-// (AVX-512F, 16 lanes). vec_math() picks one once, following the GEMM's choice (sgemm_isa(),
-// which honours FASTCONV_ISA), so one environment variable moves every kernel together.
+// plus the dispatch table), avx2/vmath_avx2.cpp (AVX2+FMA intrinsics, 8 lanes),
+// avx512/vmath_avx512.cpp (AVX-512F, 16 lanes). vec_math() returns the first entry of the
+// table that the selected ISA level may run (isa.h), picked once, so FASTCONV_ISA moves these
+// kernels together with every other op family's.
 #pragma once
 #include <cstdint>
 
@@ -53,8 +61,8 @@ using VecParamFn = void (*)(const float* x, float shift, float* y, int64_t n, fl
 // An activation's backward from its input: dx[i] = dy[i] f'(x[i]); dx may equal dy.
 using VecGradFn = void (*)(const float* x, const float* dy, float* dx, int64_t n);
 
+// One ISA's set of kernels: an entry of vmath.cpp's dispatch table.
 struct VecMath {
-  const char* isa;  // "avx512", "avx2" or "generic"
   VecFn identity, relu, exp, tanh, sigmoid;
   VecParamFn leaky_relu, elu, gelu, gelu_tanh;   // gelu and gelu_tanh ignore alpha
   VecGradFn gelu_backward, gelu_tanh_backward;
@@ -66,7 +74,7 @@ extern const VecMath kVecMathAvx2;
 extern const VecMath kVecMathAvx512;
 #endif
 
-// The kernels for this machine: those of the ISA sgemm_isa() names, chosen on first use.
+// The kernels for this process: the dispatch table's pick for selected_isa(), made once.
 const VecMath& vec_math();
 
 // Leaky ReLU's and ELU's backward from the forward output y, alpha their parameter (dx may

@@ -86,15 +86,15 @@ thread_local AlignedBuffer tls_b_edge;   // the last, partial B panel when B is 
 
 // Read a stored B (K, N) in place instead of packing it when M is at most this many
 // register tiles: few rows of C use each B panel only a few times, and packing B then
-// costs more than it saves (M = 6..24 on the EPYC: +10..45%). Not when ldb is a multiple
-// of 512 floats (2 KiB): the kc rows of a panel then fall in a few L2 sets and evict each
-// other (M = 16, N = 1024 or 4096: -20%).
+// costs more than it saves (M = 6..24 on the EPYC). Not when ldb is a multiple of 512
+// floats (2 KiB): the kc rows of a panel then fall in a few L2 sets and evict each other
+// (M = 16, N = 1024 or 4096 was slower in place).
 constexpr int64_t kBInPlaceMaxTiles = 4;
 // Also when K is short: a B micro-panel of at most 64 x NR floats (4 KiB for NR = 16) stays in
 // L1 while up to 64 rows of C use it, so reading it in place costs nothing and packing it is
 // a whole extra pass over B. Winograd's 16 GEMMs per group (M = K_out, K = C_in = 32 or 64,
 // B = the transformed input): the small VGG's three Winograd layers, all passes at batch 128,
-// took 335 instead of 345 ms on one thread (173 against 175 ms on two, within the noise).
+// came out slightly faster on one thread (no worse on two).
 constexpr int64_t kBInPlaceShortK = 64;
 constexpr int64_t kBInPlaceShortKMaxM = 64;
 constexpr int64_t kBInPlaceBadStride = 512;
@@ -407,7 +407,7 @@ void reserve_thread_buffers(const SgemmKernel& kr, const Problem& p, const Block
 
 // Threads worth using: all of them outside a parallel region, unless the problem is too
 // small to pay for waking them (about 0.5 MFLOP per thread: LeNet-5's F6 layer, 64 x 84 x 120,
-// 1.3 MFLOP, took 0.036 ms on 2 threads against 0.053 on one) or has too few tiles.
+// 1.3 MFLOP, is still faster on 2 threads than on one) or has too few tiles.
 int threads_for(const SgemmKernel& kr, const Problem& p) {
 #ifdef _OPENMP
   if (omp_in_parallel()) return 1;
@@ -504,8 +504,6 @@ void sgemm_packed_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, 
   b.packer = &pack_b;
   run(Problem{trans_a, M, N, K, alpha, A, lda, b, beta, C, ldc, &epilogue});
 }
-
-const char* sgemm_isa() { return gemm::selected_kernel().isa; }
 
 namespace gemm {
 

@@ -52,11 +52,6 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc);
 
-// Name of the micro-kernel the dispatch picked ("avx512", "avx2" or "generic"). The
-// FASTCONV_ISA environment variable (avx512|avx2|generic), read once, forces one; an ISA
-// this CPU lacks falls back to the best supported one with a warning on stderr.
-const char* sgemm_isa();
-
 // What to do to each element of C after the product is complete (after alpha and beta):
 //   C[i][j] = act(C[i][j] + row_bias[i] + col_bias[j])
 // row_bias (M) and col_bias (N) may each be null. conv2d forward uses row_bias (one bias

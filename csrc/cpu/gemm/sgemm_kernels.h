@@ -1,5 +1,6 @@
 // The inside of fastconv's GEMM: the micro-kernel contract, the dispatch table's entry
-// type, the packers and the reference GEMM. Only csrc/cpu/gemm/ includes this file.
+// type, the packers and the reference GEMM. Only the GEMM includes this file: csrc/cpu/gemm/
+// and the sgemm_* micro-kernels of the ISA folders.
 //
 // Packed layouts (BLIS's):
 //   A block (mc x kc) -> ceil(mc/MR) panels, panel i is kc columns of MR floats:
@@ -11,6 +12,8 @@
 // with the whole tile held in registers.
 #pragma once
 #include <cstdint>
+
+#include "cpu/isa.h"
 
 namespace fastconv {
 namespace cpu {
@@ -32,19 +35,16 @@ using SgemmMicroKernel = void (*)(int64_t kc, const float* a_panel, const float*
 //   MC        rows of a packed A block (MC x KC), sized to stay in L2
 //   NC        columns of a packed B block (KC x NC), sized to stay in L3
 struct SgemmKernel {
-  const char* isa;                 // "avx512", "avx2" or "generic"
-  bool (*cpu_supports)();          // can this CPU (and OS) run it
+  Isa needs;                       // the ISA level it is compiled for (isa.h)
   SgemmMicroKernel micro_kernel;
   int MR, NR;
   int64_t MC, KC, NC;
 };
 
-// The kernel the dispatch picked (dispatch.cpp): chosen once, FASTCONV_ISA honoured.
+// The kernel the dispatch picked (dispatch.cpp): the first the selected ISA level may run.
 const SgemmKernel& selected_kernel();
-// The table's entry for an ISA name, or null when absent from this build or this CPU.
-const SgemmKernel* supported_kernel(const char* isa);
 
-// The micro-kernels, one file each.
+// The micro-kernels, one file each: csrc/cpu/avx512/, csrc/cpu/avx2/, csrc/cpu/gemm/ (generic).
 #ifdef FASTCONV_X86
 void sgemm_avx512_12x32(int64_t kc, const float* a_panel, const float* b_panel,
                         int64_t b_stride, float* C, int64_t ldc, int m, int n, float alpha,

@@ -9,13 +9,13 @@
 // 24 accumulators + 2 B vectors + broadcasts fit the 32 zmm registers; 24 independent FMA
 // chains cover 2 FMA ports x 4 cycles of latency three times over.
 //
-// Same structure as sgemm_kernel_avx2_6x16.cpp: the loop is a template over the rows
+// Same structure as avx2/sgemm_avx2_6x16.cpp: the loop is a template over the rows
 // (1..12) and vectors (1..2) an edge tile needs, and partial vectors are written with
 // AVX-512 masked loads/stores (mask = the low `cols` bits), so C outside the m x n tile is
 // never touched. a_panel is (kc, 12) k-major, b_panel is (kc, 32) with rows b_stride apart
 // (32 when packed), C (m, n) row-major with leading dimension ldc, m <= 12, n <= 32.
-// Compiled with -mavx512f (dq, bw, vl); reached only through dispatch.cpp after the CPU and
-// OS checks. NOT run on the development machine (no AVX-512 there): the tests exercise it
+// Compiled with -mavx512f (dq, bw, vl: csrc/cpu/avx512/); reached only through
+// gemm/dispatch.cpp's table, at the avx512 level (isa.h checks the CPU and the OS). NOT run on the development machine (no AVX-512 there): the tests exercise it
 // only where the CPU supports it.
 #include <immintrin.h>
 

@@ -9,16 +9,17 @@
 //   m = max(a, b, c, d) with a NaN winning;  idx = 0 if a holds m, else 1 if b, 2 if c, 3
 // (the same first-maximum rule as pool2d.cpp's plain loops, so the same bits).
 // Backward: dx's four cells = dy where idx names them, else 0; interleaved back into rows.
-// Why: the compiler left pool2d.cpp's byte-index loops scalar (0.96 ms for the forward of
-// 64x6x28x28, against 0.11 ms for the plain forward).
+// Why: the compiler left pool2d.cpp's byte-index loops scalar, several times slower than the
+// plain (index-free) forward it vectorises.
 //
-// Compiled with -mavx2 -mfma (the *avx2* file rule); pool2d.cpp calls it only on AVX2 machines.
+// Compiled with -mavx2 -mfma (csrc/cpu/avx2/); reached only through pool2d.cpp's dispatch table.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "common/parallel.h"
+#include "cpu/pool2d_kernels.h"
 #include "ops.h"
 
 namespace fastconv {

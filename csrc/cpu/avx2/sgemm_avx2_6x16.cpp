@@ -14,7 +14,7 @@
 //
 // a_panel is (kc, 6) k-major, b_panel is (kc, 16) with rows b_stride apart (16 when packed),
 // C (m, n) is row-major with leading dimension ldc, m <= 6, n <= 16. Compiled with -mavx2
-// -mfma; reached only through dispatch.cpp after the CPU check.
+// -mfma (csrc/cpu/avx2/); reached only through gemm/dispatch.cpp's table.
 #include <immintrin.h>
 
 #include "cpu/gemm/sgemm_kernels.h"

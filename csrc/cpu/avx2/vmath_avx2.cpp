@@ -1,7 +1,7 @@
 // Element-wise math with AVX2+FMA intrinsics, 8 floats a step (algorithm in vmath.h).
 //
-// Compiled with -mavx2 -mfma (CMake gives every *avx2* file these flags) and reached only
-// through vec_math() when sgemm_isa() is "avx2". The tail of n % 8 elements goes through a
+// Compiled with -mavx2 -mfma (CMake gives every file in csrc/cpu/avx2/ these flags) and reached
+// only through vmath.cpp's dispatch table at the avx2 level. The tail of n % 8 elements goes through a
 // small stack buffer so the same vector code handles it and nothing past y[n-1] is touched.
 // Operand order in min/max matters: _mm256_min_ps(a, b) returns b when either is NaN, so the
 // constant goes first and NaN inputs come out NaN.
@@ -96,31 +96,6 @@ inline __m256 expm1_8(__m256 x) {
   return _mm256_fmadd_ps(q, scale, _mm256_sub_ps(scale, _mm256_set1_ps(1.f)));
 }
 
-// erfc(z), z >= 0 (vmath.h): t exp(P(t) - z^2), t = 1 / (1 + z/2).
-inline __m256 erfc_nonneg8(__m256 z) {
-  const __m256 one = _mm256_set1_ps(1.f);
-  const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), one));
-  __m256 p = _mm256_set1_ps(0.17087277f);
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.82215223f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
-  return _mm256_mul_ps(t, exp8(_mm256_fnmadd_ps(z, z, p)));
-}
-
-// Phi(x): erfc(|x|/sqrt2)/2 where x < 0 (sign bit), 1 minus that elsewhere.
-inline __m256 normal_cdf8(__m256 x) {
-  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.f), x);
-  const __m256 h = _mm256_mul_ps(_mm256_set1_ps(0.5f),
-                                 erfc_nonneg8(_mm256_mul_ps(ax, _mm256_set1_ps(0.707106781186547524f))));
-  return _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(1.f), h), h, x);
-}
-
 inline __m256 clamp30_8(__m256 x) {  // NaN stays NaN: the constant goes first
   return _mm256_max_ps(_mm256_set1_ps(-30.f), _mm256_min_ps(_mm256_set1_ps(30.f), x));
 }
@@ -132,12 +107,6 @@ inline __m256 leaky_relu8(__m256 x, __m256 a) {
 inline __m256 elu8(__m256 x, __m256 a) {
   const __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
   return _mm256_blendv_ps(_mm256_mul_ps(a, expm1_8(x)), x, pos);
-}
-inline __m256 gelu8(__m256 x, __m256) { return _mm256_mul_ps(x, normal_cdf8(x)); }
-inline __m256 gelu_grad8(__m256 x) {
-  const __m256 density = _mm256_mul_ps(exp8(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(x, x))),
-                                       _mm256_set1_ps(0.398942280401432678f));
-  return _mm256_fmadd_ps(clamp30_8(x), density, normal_cdf8(x));
 }
 inline __m256 gelu_tanh_arg8(__m256 x) {
   const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
@@ -157,6 +126,98 @@ inline __m256 gelu_tanh_grad8(__m256 x) {
 
 inline __m256 relu8(__m256 x) { return _mm256_max_ps(_mm256_setzero_ps(), x); }  // NaN -> NaN
 inline __m256 identity8(__m256 x) { return x; }
+
+// GELU (vmath.h) over U vectors at once. Each step is written for all U vectors before the
+// next, so the U dependency chains (a division and two polynomials each) run side by side; a
+// chain alone leaves the FMA units idle most of the time.
+#define FASTCONV_FOR_U for (int u = 0; u < U; ++u)
+
+// cdf = Phi(x) and g = e^(-x^2/2) (vmath.cpp: gauss_f32, normal_tail_f32; same constants).
+template <int U>
+inline void gelu_parts8(const __m256 (&x)[U], __m256 (&cdf)[U], __m256 (&g)[U]) {
+  const __m256 magic = _mm256_set1_ps(12582912.f), one = _mm256_set1_ps(1.f);
+  __m256 w[U], kt[U], keep[U], t[U];
+  // g = 2^w, w = -x^2 log2(e) / 2 = k + f; 2^k added into the exponent bits; 0 below -124.9.
+  FASTCONV_FOR_U w[u] = _mm256_mul_ps(_mm256_mul_ps(x[u], x[u]), _mm256_set1_ps(-0.72134752044448170f));
+  FASTCONV_FOR_U keep[u] = _mm256_cmp_ps(w[u], _mm256_set1_ps(-124.9f), _CMP_GE_OQ);  // false for NaN
+  FASTCONV_FOR_U w[u] = _mm256_max_ps(_mm256_set1_ps(-124.9f), w[u]);
+  FASTCONV_FOR_U kt[u] = _mm256_add_ps(w[u], magic);
+  FASTCONV_FOR_U w[u] = _mm256_sub_ps(w[u], _mm256_sub_ps(kt[u], magic));   // f in [-1/2, 1/2]
+  FASTCONV_FOR_U g[u] = _mm256_fmadd_ps(_mm256_set1_ps(1.535334159e-4f), w[u], _mm256_set1_ps(1.339887269e-3f));
+  FASTCONV_FOR_U g[u] = _mm256_fmadd_ps(g[u], w[u], _mm256_set1_ps(9.618437849e-3f));
+  FASTCONV_FOR_U g[u] = _mm256_fmadd_ps(g[u], w[u], _mm256_set1_ps(5.550332367e-2f));
+  FASTCONV_FOR_U g[u] = _mm256_fmadd_ps(g[u], w[u], _mm256_set1_ps(2.402264774e-1f));
+  FASTCONV_FOR_U g[u] = _mm256_fmadd_ps(g[u], w[u], _mm256_set1_ps(6.931471825e-1f));
+  FASTCONV_FOR_U g[u] = _mm256_fmadd_ps(g[u], w[u], one);
+  FASTCONV_FOR_U g[u] = _mm256_and_ps(keep[u], _mm256_castsi256_ps(_mm256_add_epi32(
+      _mm256_castps_si256(g[u]), _mm256_slli_epi32(_mm256_castps_si256(kt[u]), 23))));
+  // Phi(-|x|) = t Q(t) g, t = 1 / (1 + 0.3 |x| / sqrt2).
+  FASTCONV_FOR_U t[u] = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), x[u]),
+                                                           _mm256_set1_ps(0.2121320366859436f), one));
+  FASTCONV_FOR_U cdf[u] = _mm256_fmadd_ps(_mm256_set1_ps(-6.477658451e-02f), t[u], _mm256_set1_ps(2.428612560e-01f));
+  FASTCONV_FOR_U cdf[u] = _mm256_fmadd_ps(cdf[u], t[u], _mm256_set1_ps(-2.563187778e-01f));
+  FASTCONV_FOR_U cdf[u] = _mm256_fmadd_ps(cdf[u], t[u], _mm256_set1_ps(2.740867436e-01f));
+  FASTCONV_FOR_U cdf[u] = _mm256_fmadd_ps(cdf[u], t[u], _mm256_set1_ps(-4.749993607e-02f));
+  FASTCONV_FOR_U cdf[u] = _mm256_fmadd_ps(cdf[u], t[u], _mm256_set1_ps(1.075469255e-01f));
+  FASTCONV_FOR_U cdf[u] = _mm256_fmadd_ps(cdf[u], t[u], _mm256_set1_ps(7.414504886e-02f));
+  FASTCONV_FOR_U cdf[u] = _mm256_fmadd_ps(cdf[u], t[u], _mm256_set1_ps(8.536159992e-02f));
+  FASTCONV_FOR_U cdf[u] = _mm256_fmadd_ps(cdf[u], t[u], _mm256_set1_ps(8.459372818e-02f));
+  FASTCONV_FOR_U cdf[u] = _mm256_mul_ps(_mm256_mul_ps(cdf[u], t[u]), g[u]);
+  // x < 0 (sign bit): the tail itself; else 1 minus it.
+  FASTCONV_FOR_U cdf[u] = _mm256_blendv_ps(_mm256_sub_ps(one, cdf[u]), cdf[u], x[u]);
+}
+
+// y = x Phi(x) for U vectors of x + shift.
+template <int U>
+inline void gelu_block8(const float* x, __m256 shift, float* y) {
+  __m256 v[U], cdf[U], g[U];
+  FASTCONV_FOR_U v[u] = _mm256_add_ps(_mm256_loadu_ps(x + 8 * u), shift);
+  gelu_parts8<U>(v, cdf, g);
+  FASTCONV_FOR_U _mm256_storeu_ps(y + 8 * u, _mm256_mul_ps(v[u], cdf[u]));
+}
+
+// dx = dy (Phi(x) + x phi(x)) for U vectors; x clamped to +-30 where it multiplies phi (0 there).
+template <int U>
+inline void gelu_grad_block8(const float* x, const float* dy, float* dx) {
+  __m256 v[U], cdf[U], g[U];
+  FASTCONV_FOR_U v[u] = _mm256_loadu_ps(x + 8 * u);
+  gelu_parts8<U>(v, cdf, g);
+  FASTCONV_FOR_U {
+    const __m256 grad = _mm256_fmadd_ps(clamp30_8(v[u]), _mm256_mul_ps(g[u], _mm256_set1_ps(0.398942280401432678f)),
+                                        cdf[u]);
+    _mm256_storeu_ps(dx + 8 * u, _mm256_mul_ps(_mm256_loadu_ps(dy + 8 * u), grad));
+  }
+}
+#undef FASTCONV_FOR_U
+
+void gelu_avx2(const float* x, float shift, float* y, int64_t n, float) {
+  const __m256 vs = _mm256_set1_ps(shift);
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) gelu_block8<4>(x + i, vs, y + i);
+  for (; i + 8 <= n; i += 8) gelu_block8<1>(x + i, vs, y + i);
+  if (i < n) {
+    alignas(32) float buf[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    const size_t rest = size_t(n - i) * sizeof(float);
+    std::memcpy(buf, x + i, rest);
+    gelu_block8<1>(buf, vs, buf);
+    std::memcpy(y + i, buf, rest);
+  }
+}
+
+void gelu_backward_avx2(const float* x, const float* dy, float* dx, int64_t n) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) gelu_grad_block8<4>(x + i, dy + i, dx + i);
+  for (; i + 8 <= n; i += 8) gelu_grad_block8<1>(x + i, dy + i, dx + i);
+  if (i < n) {
+    alignas(32) float bx[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    alignas(32) float bg[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    const size_t rest = size_t(n - i) * sizeof(float);
+    std::memcpy(bx, x + i, rest);
+    std::memcpy(bg, dy + i, rest);
+    gelu_grad_block8<1>(bx, bg, bg);
+    std::memcpy(dx + i, bg, rest);
+  }
+}
 
 // y[i] = f(x[i] + shift) over n elements, 8 at a time, the tail through a buffer.
 template <__m256 (*f)(__m256)>
@@ -219,9 +280,9 @@ void apply_grad(const float* x, const float* dy, float* dx, int64_t n) {
 
 }  // namespace
 
-const VecMath kVecMathAvx2 = {"avx2", apply<identity8>, apply<relu8>, apply<exp8>, apply<tanh8>,
+const VecMath kVecMathAvx2 = {apply<identity8>, apply<relu8>, apply<exp8>, apply<tanh8>,
                               apply<sigmoid8>, apply_param<leaky_relu8>, apply_param<elu8>,
-                              apply_param<gelu8>, apply_param<gelu_tanh8>, apply_grad<gelu_grad8>,
+                              gelu_avx2, apply_param<gelu_tanh8>, gelu_backward_avx2,
                               apply_grad<gelu_tanh_grad8>};
 
 }  // namespace cpu

@@ -1,7 +1,7 @@
 // Element-wise math with AVX-512F intrinsics, 16 floats a step (algorithm in vmath.h).
 //
-// Compiled with AVX-512 flags (CMake gives every *avx512* file them) and reached only through
-// vec_math() when sgemm_isa() is "avx512". The same steps as vmath_avx2.cpp, with mask
+// Compiled with AVX-512 flags (CMake gives every file in csrc/cpu/avx512/ them) and reached
+// only through vmath.cpp's dispatch table at the avx512 level. The same steps as vmath_avx2.cpp, with mask
 // registers for the compare-and-select and a masked load/store for the tail of n % 16.
 // Written by construction from the AVX2 version (the development machine has no AVX-512);
 // FASTCONV_ISA=avx512 on an AVX-512 machine runs the test suite through it.
@@ -98,31 +98,6 @@ inline __m512 expm1_16(__m512 x) {
   return _mm512_fmadd_ps(q, scale, _mm512_sub_ps(scale, _mm512_set1_ps(1.f)));
 }
 
-inline __m512 erfc_nonneg16(__m512 z) {
-  const __m512 one = _mm512_set1_ps(1.f);
-  const __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), one));
-  __m512 p = _mm512_set1_ps(0.17087277f);
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.82215223f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.48851587f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.13520398f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.27886807f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.18628806f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.09678418f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.37409196f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.00002368f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.26551223f));
-  return _mm512_mul_ps(t, exp16(_mm512_fnmadd_ps(z, z, p)));
-}
-
-inline __m512 normal_cdf16(__m512 x) {
-  const __m512i xi = _mm512_castps_si512(x);
-  const __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32(int32_t(0x80000000u)), xi));
-  const __m512 h = _mm512_mul_ps(_mm512_set1_ps(0.5f),
-                                 erfc_nonneg16(_mm512_mul_ps(ax, _mm512_set1_ps(0.707106781186547524f))));
-  const __mmask16 negative = _mm512_movepi32_mask(xi);
-  return _mm512_mask_blend_ps(negative, _mm512_sub_ps(_mm512_set1_ps(1.f), h), h);
-}
-
 inline __m512 clamp30_16(__m512 x) {
   return _mm512_max_ps(_mm512_set1_ps(-30.f), _mm512_min_ps(_mm512_set1_ps(30.f), x));
 }
@@ -134,12 +109,6 @@ inline __m512 leaky_relu16(__m512 x, __m512 a) {
 inline __m512 elu16(__m512 x, __m512 a) {
   const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ);
   return _mm512_mask_blend_ps(pos, _mm512_mul_ps(a, expm1_16(x)), x);
-}
-inline __m512 gelu16(__m512 x, __m512) { return _mm512_mul_ps(x, normal_cdf16(x)); }
-inline __m512 gelu_grad16(__m512 x) {
-  const __m512 density = _mm512_mul_ps(exp16(_mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_mul_ps(x, x))),
-                                       _mm512_set1_ps(0.398942280401432678f));
-  return _mm512_fmadd_ps(clamp30_16(x), density, normal_cdf16(x));
 }
 inline __m512 gelu_tanh_arg16(__m512 x) {
   const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
@@ -159,6 +128,88 @@ inline __m512 gelu_tanh_grad16(__m512 x) {
 
 inline __m512 relu16(__m512 x) { return _mm512_max_ps(_mm512_setzero_ps(), x); }  // NaN -> NaN
 inline __m512 identity16(__m512 x) { return x; }
+
+// GELU (vmath.h) over U vectors at once, each step for all U before the next, so the U
+// dependency chains run side by side (as in avx2/vmath_avx2.cpp).
+#define FASTCONV_FOR_U for (int u = 0; u < U; ++u)
+
+// cdf = Phi(x) and g = e^(-x^2/2) (vmath.cpp: gauss_f32, normal_tail_f32; same constants).
+template <int U>
+inline void gelu_parts16(const __m512 (&x)[U], __m512 (&cdf)[U], __m512 (&g)[U]) {
+  const __m512 magic = _mm512_set1_ps(12582912.f), one = _mm512_set1_ps(1.f);
+  __m512 w[U], kt[U], t[U];
+  __mmask16 keep[U];
+  // g = 2^w, w = -x^2 log2(e) / 2 = k + f; 2^k added into the exponent bits; 0 below -124.9.
+  FASTCONV_FOR_U w[u] = _mm512_mul_ps(_mm512_mul_ps(x[u], x[u]), _mm512_set1_ps(-0.72134752044448170f));
+  FASTCONV_FOR_U keep[u] = _mm512_cmp_ps_mask(w[u], _mm512_set1_ps(-124.9f), _CMP_GE_OQ);  // false for NaN
+  FASTCONV_FOR_U w[u] = _mm512_max_ps(_mm512_set1_ps(-124.9f), w[u]);
+  FASTCONV_FOR_U kt[u] = _mm512_add_ps(w[u], magic);
+  FASTCONV_FOR_U w[u] = _mm512_sub_ps(w[u], _mm512_sub_ps(kt[u], magic));   // f in [-1/2, 1/2]
+  FASTCONV_FOR_U g[u] = _mm512_fmadd_ps(_mm512_set1_ps(1.535334159e-4f), w[u], _mm512_set1_ps(1.339887269e-3f));
+  FASTCONV_FOR_U g[u] = _mm512_fmadd_ps(g[u], w[u], _mm512_set1_ps(9.618437849e-3f));
+  FASTCONV_FOR_U g[u] = _mm512_fmadd_ps(g[u], w[u], _mm512_set1_ps(5.550332367e-2f));
+  FASTCONV_FOR_U g[u] = _mm512_fmadd_ps(g[u], w[u], _mm512_set1_ps(2.402264774e-1f));
+  FASTCONV_FOR_U g[u] = _mm512_fmadd_ps(g[u], w[u], _mm512_set1_ps(6.931471825e-1f));
+  FASTCONV_FOR_U g[u] = _mm512_fmadd_ps(g[u], w[u], one);
+  FASTCONV_FOR_U g[u] = _mm512_maskz_mov_ps(keep[u], _mm512_castsi512_ps(_mm512_add_epi32(
+      _mm512_castps_si512(g[u]), _mm512_slli_epi32(_mm512_castps_si512(kt[u]), 23))));
+  // Phi(-|x|) = t Q(t) g, t = 1 / (1 + 0.3 |x| / sqrt2).
+  FASTCONV_FOR_U t[u] = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_abs_ps(x[u]),
+                                                           _mm512_set1_ps(0.2121320366859436f), one));
+  FASTCONV_FOR_U cdf[u] = _mm512_fmadd_ps(_mm512_set1_ps(-6.477658451e-02f), t[u], _mm512_set1_ps(2.428612560e-01f));
+  FASTCONV_FOR_U cdf[u] = _mm512_fmadd_ps(cdf[u], t[u], _mm512_set1_ps(-2.563187778e-01f));
+  FASTCONV_FOR_U cdf[u] = _mm512_fmadd_ps(cdf[u], t[u], _mm512_set1_ps(2.740867436e-01f));
+  FASTCONV_FOR_U cdf[u] = _mm512_fmadd_ps(cdf[u], t[u], _mm512_set1_ps(-4.749993607e-02f));
+  FASTCONV_FOR_U cdf[u] = _mm512_fmadd_ps(cdf[u], t[u], _mm512_set1_ps(1.075469255e-01f));
+  FASTCONV_FOR_U cdf[u] = _mm512_fmadd_ps(cdf[u], t[u], _mm512_set1_ps(7.414504886e-02f));
+  FASTCONV_FOR_U cdf[u] = _mm512_fmadd_ps(cdf[u], t[u], _mm512_set1_ps(8.536159992e-02f));
+  FASTCONV_FOR_U cdf[u] = _mm512_fmadd_ps(cdf[u], t[u], _mm512_set1_ps(8.459372818e-02f));
+  FASTCONV_FOR_U cdf[u] = _mm512_mul_ps(_mm512_mul_ps(cdf[u], t[u]), g[u]);
+  // x < 0 (sign bit): the tail itself; else 1 minus it.
+  FASTCONV_FOR_U cdf[u] = _mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(x[u])),
+                                               _mm512_sub_ps(one, cdf[u]), cdf[u]);
+}
+
+// dy (Phi(x) + x phi(x)); x clamped to +-30 where it multiplies phi (0 there).
+inline __m512 gelu_grad16(__m512 x, __m512 cdf, __m512 g, __m512 dy) {
+  return _mm512_mul_ps(dy, _mm512_fmadd_ps(clamp30_16(x), _mm512_mul_ps(g, _mm512_set1_ps(0.398942280401432678f)), cdf));
+}
+
+void gelu_avx512(const float* x, float shift, float* y, int64_t n, float) {
+  const __m512 vs = _mm512_set1_ps(shift);
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    constexpr int U = 4;
+    __m512 v[U], cdf[U], g[U];
+    FASTCONV_FOR_U v[u] = _mm512_add_ps(_mm512_loadu_ps(x + i + 16 * u), vs);
+    gelu_parts16<U>(v, cdf, g);
+    FASTCONV_FOR_U _mm512_storeu_ps(y + i + 16 * u, _mm512_mul_ps(v[u], cdf[u]));
+  }
+  for (; i < n; i += 16) {                  // the rest 16 at a time, the last ones masked
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    __m512 v[1] = {_mm512_add_ps(_mm512_maskz_loadu_ps(m, x + i), vs)}, cdf[1], g[1];
+    gelu_parts16<1>(v, cdf, g);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(v[0], cdf[0]));
+  }
+}
+
+void gelu_backward_avx512(const float* x, const float* dy, float* dx, int64_t n) {
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    constexpr int U = 4;
+    __m512 v[U], cdf[U], g[U];
+    FASTCONV_FOR_U v[u] = _mm512_loadu_ps(x + i + 16 * u);
+    gelu_parts16<U>(v, cdf, g);
+    FASTCONV_FOR_U _mm512_storeu_ps(dx + i + 16 * u, gelu_grad16(v[u], cdf[u], g[u], _mm512_loadu_ps(dy + i + 16 * u)));
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    __m512 v[1] = {_mm512_maskz_loadu_ps(m, x + i)}, cdf[1], g[1];
+    gelu_parts16<1>(v, cdf, g);
+    _mm512_mask_storeu_ps(dx + i, m, gelu_grad16(v[0], cdf[0], g[0], _mm512_maskz_loadu_ps(m, dy + i)));
+  }
+}
+#undef FASTCONV_FOR_U
 
 template <__m512 (*f)(__m512)>
 void apply(const float* x, float shift, float* y, int64_t n) {
@@ -198,10 +249,10 @@ void apply_grad(const float* x, const float* dy, float* dx, int64_t n) {
 
 }  // namespace
 
-const VecMath kVecMathAvx512 = {"avx512", apply<identity16>, apply<relu16>, apply<exp16>,
+const VecMath kVecMathAvx512 = {apply<identity16>, apply<relu16>, apply<exp16>,
                                 apply<tanh16>, apply<sigmoid16>, apply_param<leaky_relu16>,
-                                apply_param<elu16>, apply_param<gelu16>, apply_param<gelu_tanh16>,
-                                apply_grad<gelu_grad16>, apply_grad<gelu_tanh_grad16>};
+                                apply_param<elu16>, gelu_avx512, apply_param<gelu_tanh16>,
+                                gelu_backward_avx512, apply_grad<gelu_tanh_grad16>};
 
 }  // namespace cpu
 }  // namespace fastconv

@@ -17,10 +17,11 @@
 //       no slow remainder loop)
 //       the block is written out transposed into y_n (K, P*Q) through a small stack tile
 //   then y_n = act(y_n + b), row by row, with the vectorised kernels of vmath.h.
-// Registers: PB*KV accumulators + KV weights + 1 broadcast <= 16 ymm; PB = 12 / KV.
-// Per tap: KV + PB loads for PB*KV FMAs, so the FMA units, not the loads, set the pace once
-// KV >= 2. Compiled with -mavx2 -mfma (the *avx2* file rule); conv2d.cpp calls it only when
-// sgemm_isa() is "avx2" or "avx512".
+// Registers: PB*KV = 12 accumulators (PB = 12 / KV), the KV weights and a broadcast; at
+// KV = 4 that is one more than the 16 ymm, so the compiler reads some weights from memory
+// (L1) as FMA operands. Per tap: the tap's offset (one flat table, tap_off), up to KV + PB
+// vector loads for PB*KV FMAs. Compiled with -mavx2 -mfma (csrc/cpu/avx2/); reached only through conv2d.cpp's
+// dispatch table (the avx2 entry, which the avx512 level uses too).
 //
 // Backward weight is the same loop nest with the roles of taps and pixels swapped: a block is
 // TB consecutive filter taps (c, r, s) x KV vectors of output channels, accumulated over every
@@ -33,7 +34,7 @@
 #include <vector>
 
 #include "common/parallel.h"
-#include "cpu/conv2d_direct.h"
+#include "cpu/conv2d_kernels.h"
 #include "cpu/vmath.h"
 
 namespace fastconv {
@@ -44,10 +45,13 @@ namespace {
 constexpr int64_t kChunk = 32;   // output channels per pass over the image: 4 vectors
 
 // PB consecutive output pixels pix0 ... pix0+PB-1 of the flattened (P*Q) plane (a block may
-// span output rows) x KV*8 channels. tile receives (PB, KV*8).
+// span output rows) x KV*8 channels. tile receives (PB, KV*8). tap_off (CRS) holds each tap's
+// offset in xp from the pixel's tap (0, 0, 0): one flat loop over the taps, one load of the
+// offset each; the (c, r, s) loop nest it replaces cost a multiply and stack reloads per tap
+// and left the loads, not the FMAs, setting the pace.
 template <int KV, int PB>
-inline void block(const float* xp, int64_t Hp, int64_t Wp, const float* wt, const Conv2dParams& p,
-                  int64_t pix0, float* tile) {
+inline void block(const float* xp, int64_t Wp, const int64_t* tap_off, const float* wt,
+                  const Conv2dParams& p, int64_t pix0, float* tile) {
   const float* base[PB];                                      // x at tap (0, 0, 0) of each pixel
   for (int i = 0; i < PB; ++i) {
     const int64_t op = (pix0 + i) / p.Q, oq = (pix0 + i) % p.Q;
@@ -56,54 +60,83 @@ inline void block(const float* xp, int64_t Hp, int64_t Wp, const float* wt, cons
   __m256 acc[PB][KV];
   for (int i = 0; i < PB; ++i)
     for (int v = 0; v < KV; ++v) acc[i][v] = _mm256_setzero_ps();
+  const int64_t CRS = p.C * p.R * p.S;
   const float* wtap = wt;                                      // (CRS, KV*8), row (c, r, s)
-  for (int64_t c = 0; c < p.C; ++c)
-    for (int64_t r = 0; r < p.R; ++r) {
-      const int64_t row_off = (c * Hp + r * p.dil_h) * Wp;
-      for (int64_t s = 0; s < p.S; ++s, wtap += KV * 8) {
-        const int64_t off = row_off + s * p.dil_w;
-        __m256 wv[KV];
-        for (int v = 0; v < KV; ++v) wv[v] = _mm256_load_ps(wtap + v * 8);
-        for (int i = 0; i < PB; ++i) {
-          const __m256 xv = _mm256_broadcast_ss(base[i] + off);
-          for (int v = 0; v < KV; ++v) acc[i][v] = _mm256_fmadd_ps(xv, wv[v], acc[i][v]);
-        }
-      }
+  for (int64_t t = 0; t < CRS; ++t, wtap += KV * 8) {
+    const int64_t off = tap_off[t];
+    __m256 wv[KV];
+    for (int v = 0; v < KV; ++v) wv[v] = _mm256_load_ps(wtap + v * 8);
+    for (int i = 0; i < PB; ++i) {
+      const __m256 xv = _mm256_broadcast_ss(base[i] + off);
+      for (int v = 0; v < KV; ++v) acc[i][v] = _mm256_fmadd_ps(xv, wv[v], acc[i][v]);
     }
+  }
   for (int i = 0; i < PB; ++i)
     for (int v = 0; v < KV; ++v) _mm256_store_ps(tile + i * KV * 8 + v * 8, acc[i][v]);
 }
 
-// One chunk of kc <= KV*8 output channels of one image: yk is (kc, P*Q), wt (CRS, KV*8).
+// Writes a tile (PB, KV*8) of pixels pix0 ... pix0+PB-1, channels 0 ... kc-1, to yk at
+// channel stride ks, output row stride rs and column stride cs.
+template <int KV, int PB>
+inline void store_tile(const float* tile, float* yk, int64_t kc, int64_t pix0, int64_t Q,
+                       const Conv2dOutputStrides& out) {
+  int64_t off[PB];
+  for (int i = 0; i < PB; ++i) off[i] = (pix0 + i) / Q * out.row + (pix0 + i) % Q * out.col;
+  for (int64_t k = 0; k < kc; ++k)
+    for (int i = 0; i < PB; ++i) yk[k * out.k + off[i]] = tile[i * KV * 8 + k];
+}
+
+// One chunk of kc <= KV*8 output channels of one image: yk holds channel 0 of the chunk,
+// pixel (0, 0) (strides as out), wt is (CRS, KV*8).
 template <int KV>
-void forward_image(const float* xp, int64_t Hp, int64_t Wp, const float* wt, float* yk,
-                   int64_t kc, const Conv2dParams& p) {
+void forward_image(const float* xp, int64_t Wp, const int64_t* tap_off, const float* wt,
+                   float* yk, int64_t kc, const Conv2dParams& p, const Conv2dOutputStrides& out) {
   constexpr int PB = 12 / KV;
   const int64_t PQ = p.P * p.Q;
   alignas(32) float tile[PB * KV * 8];
   for (int64_t pix0 = 0; pix0 < PQ; pix0 += PB) {
     if (pix0 + PB > PQ && PQ >= PB) pix0 = PQ - PB;           // last block: shift back, overlap
     if (pix0 + PB <= PQ) {
-      block<KV, PB>(xp, Hp, Wp, wt, p, pix0, tile);
-      for (int64_t k = 0; k < kc; ++k)
-        for (int i = 0; i < PB; ++i) yk[k * PQ + pix0 + i] = tile[i * KV * 8 + k];
+      block<KV, PB>(xp, Wp, tap_off, wt, p, pix0, tile);
+      store_tile<KV, PB>(tile, yk, kc, pix0, p.Q, out);
     } else {                                                   // a plane smaller than one block
       for (int64_t pix = pix0; pix < PQ; ++pix) {
-        block<KV, 1>(xp, Hp, Wp, wt, p, pix, tile);
-        for (int64_t k = 0; k < kc; ++k) yk[k * PQ + pix] = tile[k];
+        block<KV, 1>(xp, Wp, tap_off, wt, p, pix, tile);
+        store_tile<KV, 1>(tile, yk, kc, pix, p.Q, out);
       }
     }
   }
 }
 
-// x_n (C, H, W) zero-padded into buf (C, Hp, Wp), or x_n itself when there is no padding.
-const float* padded_image(const float* xn, const Conv2dParams& p, int64_t Hp, int64_t Wp, float* buf) {
+// x_n (C, H, W) zero-padded into the thread's workspace slot 4 as (C, Hp, Wp), or x_n itself
+// when there is no padding. The border is zeroed only when the buffer last held another
+// geometry: the images of a batch (and the next step's) overwrite the interior alone. Row by
+// row with plain loops: the images here are small (7x7 to 32x32), and a memcpy call per row
+// cost more than its copying.
+const float* padded_image(const float* xn, const Conv2dParams& p, int64_t Hp, int64_t Wp) {
   if (Hp == p.H && Wp == p.W) return xn;
-  std::memset(buf, 0, sizeof(float) * p.C * Hp * Wp);
-  for (int64_t c = 0; c < p.C; ++c)
-    for (int64_t h = 0; h < p.H; ++h)
-      std::memcpy(buf + (c * Hp + h + p.pad_top) * Wp + p.pad_left, xn + (c * p.H + h) * p.W,
-                  sizeof(float) * p.W);
+  float* buf = thread_workspace(4, p.C * Hp * Wp);
+  struct Geometry {                                     // what the zero border fits
+    const float* buf;
+    int64_t C, H, W, top, left, Hp, Wp;
+    bool operator==(const Geometry& o) const {
+      return buf == o.buf && C == o.C && H == o.H && W == o.W && top == o.top && left == o.left &&
+             Hp == o.Hp && Wp == o.Wp;
+    }
+  };
+  thread_local Geometry zeroed = {nullptr, 0, 0, 0, 0, 0, 0, 0};
+  const Geometry now = {buf, p.C, p.H, p.W, p.pad_top, p.pad_left, Hp, Wp};
+  if (!(zeroed == now)) {
+    std::fill(buf, buf + p.C * Hp * Wp, 0.f);
+    zeroed = now;
+  }
+  const int64_t W = p.W;
+  for (int64_t c = 0; c < p.C; ++c) {
+    float* dst = buf + (c * Hp + p.pad_top) * Wp + p.pad_left;   // row 0 of channel c's interior
+    const float* src = xn + c * p.H * W;                          // (H, W)
+    for (int64_t h = 0; h < p.H; ++h, dst += Wp, src += W)
+      for (int64_t i = 0; i < W; ++i) dst[i] = src[i];
+  }
   return buf;
 }
 
@@ -114,7 +147,7 @@ const float* padded_image(const float* xn, const Conv2dParams& p, int64_t Hp, in
 // time (TB = 1).
 // Always inlined: compiled as a function of its own, GCC 12 -O3 kept acc in registers but
 // also stored all of it to the stack after every pixel (the assembly shows it): 12 stores
-// beside 12 FMAs, and LeNet's C3 backward weight ran at 40% of the forward's speed.
+// beside 12 FMAs, and LeNet's C3 backward weight ran far slower than the forward.
 template <int KV, int TB>
 __attribute__((always_inline)) inline void weight_block(const float* xp, int64_t Hp, int64_t Wp,
                                                         const float* dyt, float* dwt,
@@ -172,9 +205,8 @@ void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* 
   const int team = parallel_team(max_nt, [&](int t, int nt) {
     float* dwt = partial.data() + size_t(t) * CRS * Kpad;
     float* dyt = thread_workspace(2, PQ * Kpad);              // dy_n transposed, chunk by chunk
-    float* buf = thread_workspace(0, p.C * Hp * Wp);
     for (int64_t n = p.N * t / nt; n < p.N * (t + 1) / nt; ++n) {
-      const float* xp = padded_image(x + n * CHW, p, Hp, Wp, buf);   // (C, Hp, Wp)
+      const float* xp = padded_image(x + n * CHW, p, Hp, Wp);        // (C, Hp, Wp)
       const float* dyn = dy + n * p.K * PQ;                          // (K, P*Q)
       for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
         const int64_t kc = std::min(kChunk, p.K - k0), ld = (kc + 7) / 8 * 8;
@@ -204,8 +236,11 @@ void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* 
   }
 }
 
-void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
-                                const Conv2dParams& p, Activation act, float alpha) {
+namespace {
+
+// The forward with y's layout given by out; act(y + b) afterwards where y is dense.
+void forward_direct(const float* x, const float* w, const float* b, float* y, const Conv2dParams& p,
+                    Activation act, float alpha, const Conv2dOutputStrides& out) {
   const int64_t CRS = p.C * p.R * p.S, PQ = p.P * p.Q, CHW = p.C * p.H * p.W;
   const int64_t Hp = p.H + p.pad_top + p.pad_bottom, Wp = p.W + p.pad_left + p.pad_right;
   const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);
@@ -220,27 +255,45 @@ void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, 
       for (int64_t k = 0; k < ld; ++k) wt[k0 * CRS + crs * ld + k] = k < kc ? w[(k0 + k) * CRS + crs] : 0.f;
   }
 
+  // tap_off (CRS): tap (c, r, s)'s offset in the padded image from the pixel's tap (0, 0, 0).
+  std::vector<int64_t> tap_off(static_cast<size_t>(CRS));
+  for (int64_t c = 0, t = 0; c < p.C; ++c)
+    for (int64_t r = 0; r < p.R; ++r)
+      for (int64_t s = 0; s < p.S; ++s, ++t) tap_off[size_t(t)] = (c * Hp + r * p.dil_h) * Wp + s * p.dil_w;
+
   ParallelErrors errors;                                     // the padded image's workspace
 #pragma omp parallel for schedule(static) num_threads(omp_threads()) if (p.N > 1)
   for (int64_t n = 0; n < p.N; ++n) errors.run([&] {
     const float* xn = x + n * CHW;                           // (C, H, W)
-    float* yn = y + n * p.K * PQ;                            // (K, P*Q)
-    const float* xp = padded_image(xn, p, Hp, Wp, thread_workspace(0, p.C * Hp * Wp));  // (C, Hp, Wp)
+    float* yn = y + n * out.n;                               // (K, P, Q) at out's strides
+    const float* xp = padded_image(xn, p, Hp, Wp);           // (C, Hp, Wp)
     for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
       const int64_t kc = std::min(kChunk, p.K - k0);
       const float* wc = wt + k0 * CRS;
-      float* yk = yn + k0 * PQ;                              // (kc, P*Q)
+      float* yk = yn + k0 * out.k;                           // the chunk's kc channels
       switch ((kc + 7) / 8) {
-        case 1: forward_image<1>(xp, Hp, Wp, wc, yk, kc, p); break;
-        case 2: forward_image<2>(xp, Hp, Wp, wc, yk, kc, p); break;
-        case 3: forward_image<3>(xp, Hp, Wp, wc, yk, kc, p); break;
-        default: forward_image<4>(xp, Hp, Wp, wc, yk, kc, p); break;
+        case 1: forward_image<1>(xp, Wp, tap_off.data(), wc, yk, kc, p, out); break;
+        case 2: forward_image<2>(xp, Wp, tap_off.data(), wc, yk, kc, p, out); break;
+        case 3: forward_image<3>(xp, Wp, tap_off.data(), wc, yk, kc, p, out); break;
+        default: forward_image<4>(xp, Wp, tap_off.data(), wc, yk, kc, p, out); break;
       }
     }
-    if (b || act != Activation::None)
+    if (b || act != Activation::None)                        // dense y only (the callers')
       for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
   });
   errors.rethrow();
+}
+
+}  // namespace
+
+void conv2d_forward_direct_avx2(const float* x, const float* w, const float* b, float* y,
+                                const Conv2dParams& p, Activation act, float alpha) {
+  forward_direct(x, w, b, y, p, act, alpha, Conv2dOutputStrides{p.K * p.P * p.Q, p.P * p.Q, p.Q, 1});
+}
+
+void conv2d_forward_direct_strided_avx2(const float* x, const float* w, float* y,
+                                        const Conv2dParams& p, const Conv2dOutputStrides& out) {
+  forward_direct(x, w, nullptr, y, p, Activation::None, 0.f, out);
 }
 
 }  // namespace cpu

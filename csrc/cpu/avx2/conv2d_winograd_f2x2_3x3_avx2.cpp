@@ -29,9 +29,9 @@
 // Backward input with stride 1 is a forward convolution of dy with the flipped, transposed
 // filter (see conv2d.cpp), so it runs here too.
 //
-// Compiled with -mavx2 -mfma (the file name asks CMake for them) so the transforms' loops are
-// vectorised 8 wide; conv2d.cpp calls it only where the AVX2 kernels run.
-#include "cpu/conv2d_winograd.h"
+// Compiled with -mavx2 -mfma (csrc/cpu/avx2/) so the transforms' loops are vectorised 8 wide;
+// reached only through conv2d.cpp's dispatch table (the avx2 entry).
+#include "cpu/conv2d_kernels.h"
 
 #include <immintrin.h>
 
@@ -239,8 +239,9 @@ void untransform_filters(const float* dU, int64_t K, int64_t C, float* dw) {
 
 }  // namespace
 
-void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y,
-                             const Conv2dParams& p, Activation act, float alpha) {
+void conv2d_forward_winograd_f2x2_3x3_avx2(const float* x, const float* w, const float* b,
+                                           float* y, const Conv2dParams& p, Activation act,
+                                           float alpha) {
   const int64_t C = p.C, K = p.K, H = p.H, W = p.W, P = p.P, Q = p.Q;
   const int64_t th = (P + 1) / 2, tw = (Q + 1) / 2, tiles = th * tw;  // tiles per image
   const int64_t Hp = 2 * th + 2, Wp = 2 * ((tw + 7) / 8 * 8) + 2;  // blocks of 8 tiles
@@ -283,8 +284,8 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* b, flo
 // forward, Wt = A dY A^T from dy, then dU[xi] (K, C) += Wt[xi] (K, T) . V[xi]^T (T, C); each
 // thread sums its own contiguous range of groups, the partials are added in thread order
 // (the same bits for a given thread count), and dw = G^T dU G.
-void conv2d_backward_weight_winograd(const float* dy, const float* x, float* dw,
-                                     const Conv2dParams& p) {
+void conv2d_backward_weight_winograd_f2x2_3x3_avx2(const float* dy, const float* x, float* dw,
+                                                   const Conv2dParams& p) {
   const int64_t C = p.C, K = p.K, H = p.H, W = p.W, P = p.P, Q = p.Q;
   const int64_t th = (P + 1) / 2, tw = (Q + 1) / 2, tiles = th * tw;
   const int64_t tw8 = (tw + 7) / 8 * 8;

@@ -5,7 +5,7 @@
 // Why: the channel-vectorised direct kernel (conv2d_direct_avx2.cpp) puts 8 output channels
 // in a vector, so with K < 8 most lanes are padding; im2col + GEMM has a GEMM of M = K < 8
 // rows, which spends more time writing and packing the im2col matrix than multiplying
-// (LeNet's C1, 1 -> 6 channels, 5x5 on 32x32: 4 GFLOP/s a core that way). Here a vector runs
+// (LeNet's C1, 1 -> 6 channels, 5x5 on 32x32, runs far below the GEMM's peak that way). Here a vector runs
 // along an output row instead: 8 neighbouring output pixels of one channel, which with
 // stride_w = 1 read 8 neighbouring input pixels, one unaligned load.
 //
@@ -31,7 +31,7 @@
 // Each thread sums its images into its own dw, added in thread order at the end, so a given
 // thread count always gives the same bits.
 //
-// Compiled with -mavx2 -mfma (the *avx2* file rule); conv2d.cpp calls it only on AVX2 machines.
+// Compiled with -mavx2 -mfma (csrc/cpu/avx2/); reached only through conv2d.cpp's dispatch table.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "common/parallel.h"
-#include "cpu/conv2d_direct.h"
+#include "cpu/conv2d_kernels.h"
 #include "cpu/vmath.h"
 
 namespace fastconv {
