@@ -1,6 +1,9 @@
 """fastconv's CPU benchmark suite: one command, one table, a JSON file beside it.
 
-    python benchmarks/bench.py [--quick] [--threads 1,2] [--batches 64,256] [--out results.json]
+    python benchmarks/bench.py [--quick] [--threads 1,2] [--batches 64,256] [--out FILE.json]
+
+writes benchmarks/results/cpu_ops_<machine>.json and .txt unless --out says otherwise
+(machine.py: <machine> names the CPU model and generation, the CPUs and fastconv's ISA).
 
 For every op and shape of the two reference networks (LeNet-5 and the small VGG, DESIGN.md) it
 times fastconv against a vectorised NumPy baseline (benchmarks/reference_numpy.py: im2col + one
@@ -38,7 +41,6 @@ NumPy's sgemm down (OpenBLAS reads them when it loads, so the script can only wa
 """
 import argparse
 import dataclasses
-import datetime
 import json
 import os
 import platform
@@ -67,6 +69,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_numpy as ref  # noqa: E402  (the NumPy baseline beside this file)
+import machine  # noqa: E402  (the machine's description and the results file named for it)
 
 import fastconv  # noqa: E402
 import fastconv.functional as F  # noqa: E402
@@ -543,13 +546,10 @@ def machine_header():
         cores = int(cpu.get("Core(s) per socket", 0)) * int(cpu.get("Socket(s)", 0)) or None
     except ValueError:
         pass
-    header = {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-        "cpu_model": cpu.get("Model name", platform.processor() or "unknown"),
-        "cpus": os.cpu_count(),
-        "cores": cores,
-        "cpu_flags_simd": sorted(f for f in cpu.get("Flags", "").split() if f.startswith(("avx", "fma"))),
-        "load_average_start": list(os.getloadavg()),
+    header = machine.describe(fastconv.cpu_isa())  # CPU model and generation, date, load: the file's name
+    header.update({
+        "cpu_model": cpu.get("Model name", header["cpu_model"]),
+        "cores": cores or header["cores"],
         "python": platform.python_version(),
         "fastconv": fastconv.__version__,
         "fastconv_isa": fastconv.cpu_isa(),
@@ -559,7 +559,7 @@ def machine_header():
         "blas": [],
         "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")},
         "omp_env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_", "MKL_"))},
-    }
+    })
     if threadpoolctl is not None:
         pools = threadpoolctl.threadpool_info()
         header["threadpools"] = [{k: lib.get(k) for k in ("user_api", "internal_api", "version", "filepath")}
@@ -572,7 +572,8 @@ def machine_header():
 
 def print_header(h):
     print("fastconv CPU benchmark")
-    print(f"  machine   {h['cpu_model']}, {h['cores']} cores, {h['cpus']} CPUs "
+    print(f"  machine   {h['cpu_model']}" + (f" ({h['cpu_uarch']})" if h.get("cpu_uarch") else "") +
+          f", {h['cores']} cores, {h['cpus']} CPUs "
           f"(SIMD: {' '.join(h['cpu_flags_simd']) or '?'}), load average {h['load_average_start'][0]:.2f}")
     print(f"  fastconv  {h['fastconv']}, ISA {h['fastconv_isa']}")
     print(f"  numpy     {h['numpy']}, BLAS: " + ("; ".join(
@@ -668,7 +669,10 @@ def parse_args(argv=None):
                    help="batch 64 only, fewer and shorter samples (about two minutes)")
     p.add_argument("--threads", type=_int_list, default=[1, 2], help="thread counts (default 1,2)")
     p.add_argument("--batches", type=_int_list, default=None, help="batch sizes (default 64,256; --quick: 64)")
-    p.add_argument("--out", default="results.json", help="JSON file to write (default results.json)")
+    p.add_argument("--out", default=None,
+                   help="JSON file to write, the printed table going to the same name with .txt (default: "
+                        "benchmarks/results/cpu_ops_<machine>.json, generative_ops_<machine>.json with "
+                        "--suite generative; <machine> names the CPU, its generation, CPUs and ISA)")
     p.add_argument("--filter", default="", help="only rows whose op contains this text (e.g. conv2d, pool, vgg)")
     p.add_argument("--repeats", type=int, default=None, help="samples per row (default 7; --quick: 3)")
     p.add_argument("--warmup", type=int, default=None,
@@ -687,7 +691,7 @@ def parse_args(argv=None):
                         "for rows with more threads")
     p.add_argument("--gemm", action="store_true",
                    help="afterwards run benchmarks/bench_gemm.py (fastconv's sgemm vs NumPy) with the same "
-                        "threads, writing OUT's stem + _gemm.json")
+                        "threads, writing OUT's stem + _gemm.json (with no --out: gemm_<machine>.json)")
     return p.parse_args(argv)
 
 
@@ -706,6 +710,17 @@ def main(argv=None):
     )
     warn_slow_env()
     header = machine_header()
+    args.gemm_out = None if args.out is None else os.path.splitext(args.out)[0] + "_gemm.json"
+    if args.out is None:
+        args.out = machine.results_path("generative_ops" if args.suite == "generative" else "cpu_ops", header)
+    with machine.Tee(os.path.splitext(args.out)[0] + ".txt"):
+        run(args, batches, plan, header)
+    if args.gemm:
+        run_gemm_benchmark(args)
+
+
+def run(args, batches, plan, header):
+    """Times every row and prints the table (main's body, its output also going to the .txt)."""
     print_header(header)
     print(f"  timing    median of {plan.repeats} samples after {plan.warmup} warm-up calls, each sample "
           f">= {plan.min_sample_s * 1e3:g} ms; ratios above 1x mean fastconv is faster; "
@@ -762,8 +777,6 @@ def main(argv=None):
           f"{header['load_average_end'][0]:.2f}; JSON: {args.out}")
     with open(args.out, "w") as f:
         json.dump({"header": header, "rows": records}, f, indent=1)
-    if args.gemm:
-        run_gemm_benchmark(args)
 
 
 def run_gemm_benchmark(args):
@@ -772,8 +785,9 @@ def run_gemm_benchmark(args):
     if not os.path.exists(script):
         print(f"--gemm: {script} is not in this checkout; skipped", file=sys.stderr)
         return
-    out = os.path.splitext(args.out)[0] + "_gemm.json"
-    cmd = [sys.executable, script, "--threads", *map(str, args.threads), "--out", out]
+    cmd = [sys.executable, script, "--threads", *map(str, args.threads)]
+    if args.gemm_out:  # else bench_gemm.py's own file for the machine, gemm_<machine>.json
+        cmd += ["--out", args.gemm_out]
     if args.quick:
         cmd.append("--quick")
     print(f"\n$ {' '.join(cmd)}", flush=True)

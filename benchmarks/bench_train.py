@@ -1,10 +1,14 @@
-"""Whole-model training speed: fastconv's layer API against PyTorch, same model, same work.
+"""Whole-model training speed: fastconv's layer API against PyTorch and TensorFlow/Keras, same
+model, same work.
 
     python benchmarks/bench_train.py [--threads 1,2] [--steps 100] [--vgg-steps 10]
-                                     [--data-dir DIR] [--out train_results.json]
+                                     [--data-dir DIR] [--out FILE.json] [--no-torch] [--no-keras]
 
-Two measurements, each at every thread count (fastconv.set_num_threads, torch.set_num_threads and,
-through threadpoolctl, NumPy's BLAS):
+writes benchmarks/results/train_<machine>.json and .txt unless --out says otherwise
+(machine.py: <machine> names the CPU model and generation, the CPUs and fastconv's ISA).
+
+Two measurements, each at every thread count (fastconv.set_num_threads, torch.set_num_threads,
+TensorFlow's intra-op pool and, through threadpoolctl, NumPy's BLAS):
 
   LeNet-5, MNIST epoch, batch 64. fastconv: models.lenet5() (the classic network of DESIGN.md:
     28x28 padded by 2, tanh, average pooling, C3 wired by LeCun's connection table) trained with
@@ -12,14 +16,27 @@ through threadpoolctl, NumPy's BLAS):
     (ZeroPad2d, Conv2d, Tanh, AvgPool2d, Linear) with C3 a full 6->16 Conv2d whose weight is
     multiplied by the 0/1 connection mask in every forward pass, which is how fastconv's
     Conv2D(connections=...) computes it too; same Adam, batch, shuffling and per-step loss and
-    accuracy bookkeeping. Reported: seconds per 60,000-sample epoch. With --steps N (default
-    100; 0 = the whole epoch) only N steps are timed (fit on the first N*64 samples) and the
-    epoch time is extrapolated as time * 938 / N; the table says so.
+    accuracy bookkeeping. Keras: the same network as a Keras user writes it, channels-last
+    (keras.Sequential from Input((28, 28, 1)), ZeroPadding2D, Conv2D, AveragePooling2D, Dense),
+    C3 a Conv2D subclass whose kernel is multiplied by the same mask in every call (Keras has
+    no connection table), trained by model.fit with the same Adam and batch. Reported: seconds
+    per 60,000-sample epoch. With --steps N (default 100; 0 = the whole epoch) only N steps are
+    timed (fit on the first N*64 samples) and the epoch time is extrapolated as time * 938 / N;
+    the table says so.
 
-  small VGG, training step, batch 128. fastconv: models.vgg_small() with Adam; PyTorch: the same
-    network (conv 32, 32, pool, conv 64, 64, pool, Dense 256, Dropout 0.5, Dense 10). Reported:
-    the median milliseconds of one step (forward, loss, backward, Adam update) over --vgg-steps
-    steps after --warmup-steps steps; fastconv's steps are timed inside model.fit by a callback.
+  small VGG, training step, batch 128. fastconv: models.vgg_small() with Adam; PyTorch and
+    Keras: the same network (conv 32, 32, pool, conv 64, 64, pool, Dense 256, Dropout 0.5,
+    Dense 10; Keras channels-last). Reported: the median milliseconds of one step (forward,
+    loss, backward, Adam update) over --vgg-steps steps after --warmup-steps steps; fastconv's
+    and Keras's steps are timed inside fit by a callback.
+
+TensorFlow fixes its thread pools once per process, so the Keras column of each thread count
+is measured in a subprocess of its own (this script with a hidden --keras-worker T), right
+after fastconv and PyTorch: tf.config.threading.set_intra_op_parallelism_threads(T) and
+set_inter_op_parallelism_threads(1), one pool of T threads like the other two. It runs where
+TensorFlow imports (pip install tensorflow-cpu) and is skipped with a line saying why where it
+does not. Keras compiles with its defaults (jit_compile="auto", which is no XLA on a CPU-only
+machine) and fit's own tf.data input pipeline.
 
 Data: MNIST from --data-dir (fastconv.datasets.load_mnist where the library has it, otherwise a
 small IDX reader here), scaled to [0, 1]. Run with the OpenBLAS tuning variables unset:
@@ -28,9 +45,11 @@ small IDX reader here), scaled to [0, 1]. Run with the OpenBLAS tuning variables
 """
 import argparse
 import gzip
+import importlib.util
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -67,6 +86,7 @@ except ImportError:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import Threads, machine_header, print_header, warn_slow_env, _int_list  # noqa: E402
+import machine  # noqa: E402  (the results file named for the machine)
 
 MNIST_TRAIN = 60000
 LEARNING_RATE = 1e-3
@@ -176,6 +196,148 @@ def torch_train(model, x, y, batch_size, seed=0):
     return step_times, loss_sum / len(x)
 
 
+# ----------------------------------------------------------------------------- Keras (in a worker)
+def keras_models(keras):
+    """The two networks as a Keras user writes them (channels-last), built in the worker once
+    TensorFlow's thread pools are set. Returns {name: builder}."""
+
+    class MaskedConv2D(keras.layers.Conv2D):
+        """A Conv2D whose kernel (R, S, C, K) is multiplied by a fixed 0/1 (C, K) connection
+        mask in every call: LeNet-5's C3 table, which Keras has no layer for."""
+
+        def __init__(self, filters, kernel_size, table, in_channels, **kwargs):
+            super().__init__(filters, kernel_size, **kwargs)
+            mask = np.zeros((1, 1, in_channels, filters), dtype=np.float32)
+            for k, sources in enumerate(table):
+                mask[0, 0, sources, k] = 1.0
+            self.mask_value = mask
+
+        def call(self, inputs):
+            kernel = keras.ops.multiply(self.kernel, self.mask_value)
+            y = keras.ops.add(self.convolution_op(inputs, kernel), self.bias)  # y is (N, P, Q, K)
+            return self.activation(y)
+
+    L = keras.layers
+
+    def lenet5():
+        return keras.Sequential([
+            keras.Input((28, 28, 1)),
+            L.ZeroPadding2D(2),
+            L.Conv2D(6, 5, activation="tanh"), L.AveragePooling2D(2),
+            MaskedConv2D(16, 5, C3_TABLE, 6, activation="tanh"), L.AveragePooling2D(2),
+            L.Conv2D(120, 5, activation="tanh"), L.Flatten(),
+            L.Dense(84, activation="tanh"), L.Dense(10)], name="lenet5")
+
+    def vgg_small():
+        return keras.Sequential([
+            keras.Input((28, 28, 1)),
+            L.Conv2D(32, 3, padding="same", activation="relu"),
+            L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+            L.Conv2D(64, 3, padding="same", activation="relu"),
+            L.Conv2D(64, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+            L.Flatten(), L.Dense(256, activation="relu"), L.Dropout(0.5), L.Dense(10)], name="vgg_small")
+
+    return {"lenet5": lenet5, "vgg_small": vgg_small}
+
+
+def keras_worker(args, threads):
+    """The Keras column at one thread count, in this (sub)process: prints one JSON object,
+    {"versions": ..., "results": [...]}, as its last line of output."""
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no oneDNN and CPU-feature banners
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y = load_mnist_train(args.data_dir)
+    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # x is (N, 28, 28, 1): channels-last
+    builders = keras_models(keras)
+
+    class KerasStepTimer(keras.callbacks.Callback):
+        """Wall-clock time of every step of fit, and the mean loss of the timed steps (the last
+        running mean Keras logs)."""
+
+        def __init__(self):
+            super().__init__()
+            self.step_times, self.losses = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.last = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            # Keras logs the running mean of the epoch's losses; reading it waits for the step.
+            self.losses.append(float(logs["loss"]))
+            now = time.perf_counter()
+            self.step_times.append(now - self.last)
+            self.last = now
+
+    def model_for(name):
+        model = builders[name]()
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE, epsilon=ADAM_EPSILON),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        return model
+
+    def train(model, xs, ys, batch):
+        timer = KerasStepTimer()
+        t0 = time.perf_counter()
+        model.fit(xs, ys, batch_size=batch, epochs=1, shuffle=True, verbose=0, callbacks=[timer])
+        return timer, time.perf_counter() - t0
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    results = []
+    if "lenet5" in models:
+        batch, n, scale = _lenet_plan(len(x), args.steps)
+        model = model_for("lenet5")
+        # Warm-up: 2.5 batches, so that fit traces its step function for a full batch and for
+        # a partial one (the epoch's last) before anything is timed.
+        model.fit(x[:5 * batch // 2], y[:5 * batch // 2], batch_size=batch, epochs=1, verbose=0)
+        timer, elapsed = train(model, x[:n], y[:n], batch)
+        results.append({"model": "lenet5", "threads": threads, "value": elapsed * scale, "timed_s": elapsed,
+                        "median_step_s": statistics.median(timer.step_times),
+                        "loss": timer.losses[-1], "params": model.count_params(),
+                        "params_note": "C3 holds a full 6->16 kernel, 900 entries masked to zero"})
+    if "vgg_small" in models:
+        batch, steps = 128, args.vgg_steps
+        model = model_for("vgg_small")
+        if args.warmup_steps:
+            model.fit(x[-args.warmup_steps * batch:], y[-args.warmup_steps * batch:], batch_size=batch,
+                      epochs=1, verbose=0)
+        timer, _ = train(model, x[:steps * batch], y[:steps * batch], batch)
+        results.append({"model": "vgg_small", "threads": threads,
+                        "value": statistics.median(timer.step_times) * 1e3,
+                        "min_ms": min(timer.step_times) * 1e3, "loss": timer.losses[-1],
+                        "params": model.count_params()})
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__,
+                "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 Linux builds)")}
+    print(json.dumps({"versions": versions, "results": results}))
+
+
+def keras_column(args, threads):
+    """Runs keras_worker for one thread count in a subprocess; returns (versions, results) or
+    (None, why) when TensorFlow/Keras cannot run here."""
+    if importlib.util.find_spec("tensorflow") is None:
+        return None, "TensorFlow is not installed (pip install tensorflow-cpu)"
+    if importlib.util.find_spec("keras") is None:
+        return None, "Keras is not installed (pip install keras)"
+    cmd = [sys.executable, os.path.abspath(__file__), "--keras-worker", str(threads),
+           "--models", args.models, "--steps", str(args.steps), "--vgg-steps", str(args.vgg_steps),
+           "--warmup-steps", str(args.warmup_steps)]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        err = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        return None, f"the Keras worker failed (exit {proc.returncode}): {err[-1] if err else 'no output'}"
+    out = json.loads(lines[-1])
+    return out["versions"], out["results"]
+
+
 # ----------------------------------------------------------------------------- fastconv side
 class StepTimer(fastconv_models.Callback if fastconv_models is not None else object):
     """A fit callback that records the wall-clock time of every training step."""
@@ -220,14 +382,19 @@ def _params(model):
 
 
 # ----------------------------------------------------------------------------- main
+def _lenet_plan(n_train, steps):
+    """LeNet-5's timing plan: (batch 64, samples timed, factor from them to the whole epoch)."""
+    batch = 64
+    n = n_train if steps <= 0 else min(n_train, steps * batch)
+    return batch, n, -(-n_train // batch) / -(-n // batch)
+
+
 def bench_lenet(x, y, steps, t, has_torch):
     """Seconds per MNIST epoch at batch 64 (extrapolated from `steps` steps when steps > 0)."""
-    batch = 64
-    epoch_steps = -(-len(x) // batch)
-    n = len(x) if steps <= 0 else min(len(x), steps * batch)
+    batch, n, scale = _lenet_plan(len(x), steps)
     xs, ys = x[:n], y[:n]
+    epoch_steps = -(-len(x) // batch)
     timed_steps = -(-n // batch)
-    scale = epoch_steps / timed_steps
     warm_x, warm_y = x[:2 * batch], y[:2 * batch]
     result = {"model": "lenet5", "what": "s/epoch", "batch": batch, "threads": t, "timed_steps": timed_steps,
               "epoch_steps": epoch_steps, "extrapolated": timed_steps != epoch_steps}
@@ -271,24 +438,39 @@ def bench_vgg(x, y, steps, warmup_steps, t, has_torch):
     return result
 
 
-def print_results(results):
-    cols = ("model", "batch", "thr", "timed", "fastconv", "torch", "torch/fc", "fc loss", "torch loss")
+PEERS = ("torch", "keras")
+
+
+def print_results(results, skipped):
+    """The table: each provider's time, the peers' times over fastconv's (above 1x fastconv is
+    faster; "best peer/fc" against the faster of PyTorch and Keras), and each side's mean loss."""
+    cols = ("model", "batch", "thr", "timed", "fastconv", "torch", "keras", "torch/fc", "keras/fc",
+            "best peer/fc", "fc loss", "torch loss", "keras loss")
     rows = []
     for r in results:
-        fc, tc = r.get("fastconv"), r.get("torch")
+        fc = r.get("fastconv")
         unit = r["what"]
         timed = f"{r['timed_steps']} steps" + (f" (x{r['epoch_steps'] / r['timed_steps']:.1f} extrapolated)"
                                                if r["extrapolated"] else "")
         fmt = (lambda v: f"{v:.2f} {unit}") if unit == "s/epoch" else (lambda v: f"{v:.1f} {unit}")
+        peers = {p: r.get(p) for p in PEERS}
+        ratios = {p: (peers[p]["value"] / fc["value"] if fc and peers[p] else None) for p in PEERS}
+        best = min((v for v in ratios.values() if v is not None), default=None)
+        r["best_peer_over_fastconv"] = best
         rows.append((r["model"], str(r["batch"]), str(r["threads"]), timed,
-                     fmt(fc["value"]) if fc else "-", fmt(tc["value"]) if tc else "-",
-                     f"{tc['value'] / fc['value']:.2f}x" if fc and tc else "-",
-                     f"{fc['loss']:.3f}" if fc else "-", f"{tc['loss']:.3f}" if tc else "-"))
+                     fmt(fc["value"]) if fc else "-",
+                     *(fmt(peers[p]["value"]) if peers[p] else "-" for p in PEERS),
+                     *(f"{ratios[p]:.2f}x" if ratios[p] is not None else "-" for p in PEERS),
+                     f"{best:.2f}x" if best is not None else "-",
+                     f"{fc['loss']:.3f}" if fc else "-",
+                     *(f"{peers[p]['loss']:.3f}" if peers[p] else "-" for p in PEERS)))
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    for provider, why in skipped.items():
+        print(f"{provider}: skipped: {why}")
 
 
 def parse_args(argv=None):
@@ -303,38 +485,82 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=os.environ.get("FASTCONV_MNIST"),
                    help="folder with MNIST's IDX files (default: fastconv's search, which ends at "
                         "the copy shipped with the package)")
-    p.add_argument("--out", default="train_results.json", help="JSON file to write")
+    p.add_argument("--out", default=None,
+                   help="JSON file to write, the table going to the same name with .txt "
+                        "(default: benchmarks/results/train_<machine>.json)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
-    return p.parse_args(argv)
+    p.add_argument("--no-keras", action="store_true", help="leave TensorFlow/Keras out even when installed")
+    p.add_argument("--keras-worker", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.vgg_steps < 1:
+        p.error(f"--vgg-steps must be >= 1, got {args.vgg_steps}")
+    if args.warmup_steps < 0:
+        p.error(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.keras_worker is not None:
+        keras_worker(args, args.keras_worker)
+        return
     if fastconv_models is None:
         sys.exit("bench_train.py needs fastconv's layer API (fastconv.models), which this install lacks; "
                  "merge main once the layers branch has landed")
     has_torch = torch is not None and not args.no_torch
+    skipped = {}
+    if torch is None:
+        skipped["torch"] = "PyTorch is not installed (pip install torch)"
+    elif args.no_torch:
+        skipped["torch"] = "--no-torch"
+    if args.no_keras:
+        skipped["keras"] = "--no-keras"
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     warn_slow_env()
     header = machine_header()
+    out = args.out or machine.results_path("train", header)
+    with machine.Tee(os.path.splitext(out)[0] + ".txt"):
+        run(args, header, out, models, has_torch, skipped)
+
+
+def run(args, header, out, models, has_torch, skipped):
+    """Times every model at every thread count and prints the table (main's body, its output
+    also going to the .txt)."""
     print_header(header)
     x, y = load_mnist_train(args.data_dir)
     print(f"  data      MNIST train {x.shape} from {args.data_dir or 'fastconv.datasets'}; Adam lr {LEARNING_RATE}, eps {ADAM_EPSILON}")
-    print("  LeNet-5   classic (tanh, avg pool, C3 connection table; PyTorch: masked full C3 weight)\n", flush=True)
+    print("  LeNet-5   classic (tanh, avg pool, C3 connection table; PyTorch and Keras: masked full C3 weight)\n",
+          flush=True)
     results = []
     for t in args.threads:
+        done = []
         with Threads(t):
             if "lenet5" in models:
-                results.append(bench_lenet(x, y, args.steps, t, has_torch))
+                done.append(bench_lenet(x, y, args.steps, t, has_torch))
                 print(f"lenet5 threads={t} done", file=sys.stderr, flush=True)
             if "vgg_small" in models:
-                results.append(bench_vgg(x, y, args.vgg_steps, args.warmup_steps, t, has_torch))
+                done.append(bench_vgg(x, y, args.vgg_steps, args.warmup_steps, t, has_torch))
                 print(f"vgg_small threads={t} done", file=sys.stderr, flush=True)
-    print_results(results)
+        if "keras" not in skipped:
+            versions, keras_results = keras_column(args, t)
+            if versions is None:
+                skipped["keras"] = keras_results
+            else:
+                header["keras"] = versions
+                for r in keras_results:
+                    next(d for d in done if d["model"] == r["model"])["keras"] = r
+                print(f"keras threads={t} done", file=sys.stderr, flush=True)
+        results += done
+    if "keras" in header:
+        v = header["keras"]
+        print(f"  keras     TensorFlow {v['tensorflow']}, Keras {v['keras']}, oneDNN {v['onednn']}; "
+              "channels-last, one intra-op pool of T threads, inter-op 1, in a subprocess per T\n")
+    print_results(results, skipped)
     header["load_average_end"] = list(os.getloadavg())
-    print(f"\nload average at the end {header['load_average_end'][0]:.2f}; torch/fc above 1x: fastconv is faster; "
-          f"JSON: {args.out}")
-    with open(args.out, "w") as f:
+    header["skipped"] = skipped
+    print(f"\nload average at the end {header['load_average_end'][0]:.2f}; <peer>/fc above 1x: fastconv is "
+          f"faster; JSON: {out}")
+    with open(out, "w") as f:
         json.dump({"header": header, "results": results}, f, indent=1)
 
 

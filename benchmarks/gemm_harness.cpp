@@ -15,14 +15,22 @@
 //   /tmp/gh/gemm_harness bench [reps]     GFLOP/s (best and median of reps) at n = 256..2048
 //                                         and conv-shaped sizes
 //   /tmp/gh/gemm_harness size M N K [ta tb]  one size
+//   /tmp/gh/gemm_harness clock            the clock the core runs at and its FP32 FMA peak,
+//                                         measured (the peak bench_gemm.py's %peak divides by)
 //   FASTCONV_ISA=avx2|generic|avx512 picks the kernel; OMP_NUM_THREADS=1|2 the threads;
 //   FASTCONV_BENCH_CPUTIME=1 times by thread CPU time (one thread on a busy machine);
 //   FASTCONV_BENCH_CPUTIME=process by all threads' CPU time (with OMP_WAIT_POLICY=passive:
 //   GFLOP per CPU second, i.e. parallel efficiency, on a machine too busy for wall time).
 //
-// Napkin math for the development EPYC (Zen 1, 2 GHz, AVX2 on 128-bit FMA units):
-// 2 FMA pipes x 4 floats x 2 FLOP = 16 FLOP/cycle = ~32 GFLOP/s per core at 2 GHz (more
-// with boost). NumPy's OpenBLAS reaches ~31-35 on one core.
+// Napkin math. Zen 2 / Zen 3 / Zen 4 and Intel cores since Haswell: 2 FMA pipes x 8 floats
+// x 2 FLOP = 32 FLOP/cycle with AVX2 (Zen 1: 128-bit pipes, 16). /proc/cpuinfo's MHz is the
+// base clock on a virtual machine and turbo runs above it, so `clock` measures both factors:
+//   clock: a chain of dependent integer adds (one cycle each on every x86 core since the P6)
+//          timed by the thread's CPU time -> cycles per second;
+//   FMA:   12 independent vfmadd231ps ymm chains (more than 2 pipes x 4-5 cycles of latency),
+//          no memory -> the FP32 FLOP/s one core can issue; divided by the clock, FLOP/cycle.
+// On the shared 2-vCPU EPYC (Zen 3) this gave 2.6-2.86 GHz and 30-31.7 FLOP/cycle, i.e. a
+// peak of about 85-90 GFLOP/s per core, against 78.3 from cpuinfo's 2445 MHz.
 #include <omp.h>
 
 #include <algorithm>
@@ -271,8 +279,73 @@ int run_bench(int reps, const char* which) {
 
 }  // namespace
 
+// The core's clock and FP32 FMA peak, measured by the calling thread's CPU time (see the
+// napkin math at the top). The FMA loop needs AVX2 + FMA; it is skipped on CPUs without.
+__attribute__((target("avx2,fma"))) double fma_gflops(long iters) {
+  timespec t0, t1;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+  asm volatile(
+      "vxorps %%ymm0, %%ymm0, %%ymm0\n vxorps %%ymm1, %%ymm1, %%ymm1\n"
+      "vxorps %%ymm2, %%ymm2, %%ymm2\n vxorps %%ymm3, %%ymm3, %%ymm3\n"
+      "vxorps %%ymm4, %%ymm4, %%ymm4\n vxorps %%ymm5, %%ymm5, %%ymm5\n"
+      "vxorps %%ymm6, %%ymm6, %%ymm6\n vxorps %%ymm7, %%ymm7, %%ymm7\n"
+      "vxorps %%ymm8, %%ymm8, %%ymm8\n vxorps %%ymm9, %%ymm9, %%ymm9\n"
+      "vxorps %%ymm10, %%ymm10, %%ymm10\n vxorps %%ymm11, %%ymm11, %%ymm11\n"
+      "vxorps %%ymm12, %%ymm12, %%ymm12\n vxorps %%ymm13, %%ymm13, %%ymm13\n"
+      "mov %0, %%rcx\n"
+      "1:\n"
+      "vfmadd231ps %%ymm12, %%ymm13, %%ymm0\n vfmadd231ps %%ymm12, %%ymm13, %%ymm1\n"
+      "vfmadd231ps %%ymm12, %%ymm13, %%ymm2\n vfmadd231ps %%ymm12, %%ymm13, %%ymm3\n"
+      "vfmadd231ps %%ymm12, %%ymm13, %%ymm4\n vfmadd231ps %%ymm12, %%ymm13, %%ymm5\n"
+      "vfmadd231ps %%ymm12, %%ymm13, %%ymm6\n vfmadd231ps %%ymm12, %%ymm13, %%ymm7\n"
+      "vfmadd231ps %%ymm12, %%ymm13, %%ymm8\n vfmadd231ps %%ymm12, %%ymm13, %%ymm9\n"
+      "vfmadd231ps %%ymm12, %%ymm13, %%ymm10\n vfmadd231ps %%ymm12, %%ymm13, %%ymm11\n"
+      "sub $1, %%rcx\n jnz 1b\n"
+      :
+      : "r"(iters)
+      : "rcx", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+        "xmm10", "xmm11", "xmm12", "xmm13", "cc");
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+  const double s = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+  return iters * 12.0 * 16.0 / s / 1e9;  // 12 FMAs x 8 lanes x 2 FLOP per iteration
+}
+
+double clock_ghz(long adds) {
+  timespec t0, t1;
+  long x = 0;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+  asm volatile(
+      "mov %1, %%rcx\n"
+      "1:\n"
+      "add $1, %0\n add $1, %0\n add $1, %0\n add $1, %0\n"
+      "add $1, %0\n add $1, %0\n add $1, %0\n add $1, %0\n"
+      "sub $1, %%rcx\n jnz 1b\n"
+      : "+r"(x)
+      : "r"(adds / 8)
+      : "rcx", "cc");
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+  const double s = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+  return x / s / 1e9;
+}
+
+int run_clock(int reps) {
+  const bool fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  std::printf("rep  clock GHz  FMA GFLOP/s  FLOP/cycle   (thread CPU time; 8 adds chained, 12 FMA chains)\n");
+  for (int r = 0; r < reps; ++r) {
+    const double ghz = clock_ghz(400000000L);
+    if (fma) {
+      const double gf = fma_gflops(100000000L);
+      std::printf("%3d  %9.3f  %11.1f  %10.2f\n", r, ghz, gf, gf / ghz);
+    } else {
+      std::printf("%3d  %9.3f  %11s  %10s\n", r, ghz, "-", "-");
+    }
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc >= 2 && !std::strcmp(argv[1], "check")) return run_checks();
+  if (argc >= 2 && !std::strcmp(argv[1], "clock")) return run_clock(argc >= 3 ? std::atoi(argv[2]) : 5);
   if (argc >= 5 && !std::strcmp(argv[1], "size")) {  // size M N K [ta tb]
     std::printf("isa=%s threads=%d\n", isa_name(gemm::selected_kernel().needs), omp_get_max_threads());
     bench_one("size", argc >= 6 && argv[5][0] == '1', argc >= 7 && argv[6][0] == '1', std::atol(argv[2]),
@@ -281,6 +354,7 @@ int main(int argc, char** argv) {
   }
   if (argc >= 2 && !std::strcmp(argv[1], "bench"))
     return run_bench(argc >= 3 ? std::atoi(argv[2]) : 7, argc >= 4 ? argv[3] : nullptr);
-  std::printf("usage: %s check | bench [reps] [all|square|trans|conv]\n", argv[0]);
+  std::printf("usage: %s check | bench [reps] [all|square|trans|conv] | size M N K [ta tb] | clock [reps]\n",
+              argv[0]);
   return 2;
 }

@@ -3,6 +3,7 @@
 
     fastconv train lenet5 --dataset mnist --epochs 10
     fastconv train vgg_small --dataset fashion-mnist --epochs 5 --save vgg.npz
+    fastconv train --preset mnist99           (a named recipe: model, epochs, batch, schedule)
     fastconv info
     mpiexec -n 4 fastconv train vgg_small --distributed     (data-parallel; needs fastconv[mpi])
 
@@ -14,6 +15,12 @@ batch 64; the small VGG with Adam 1e-3 and batch 128. ``--limit N`` trains on th
 training images only. Every argument is checked before training starts (numbers in range, the
 --save and --plots folders present and writable), so a bad one never costs a training run.
 Errors print one line ``error: ...`` on stderr and exit with status 2.
+
+``--preset NAME`` runs a named recipe of fastconv.presets (mnist99: MNIST to 99% in two
+epochs, docs/MNIST99.md): the preset chooses the model, data set, epochs, batch size, optimiser
+and learning-rate schedule, so the model argument and those options are left out (giving one
+is an error that names it); --seed, --threads, --limit, --data-dir, --save, --plots and
+--verbose work as usual.
 
 Two generative models train on the same data (fastconv.models.gan):
 
@@ -47,7 +54,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "train", "check_train_args", "info"]
+__all__ = ["main", "build_parser", "train", "check_train_args", "resolve_preset", "info"]
 
 CLASSIFIERS = ("lenet5", "lenet5_modern", "vgg_small", "resnet_small")
 GENERATIVE = ("denoise", "dcgan")
@@ -83,6 +90,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def build_parser():
     """The argparse parser of the ``fastconv`` command (also ``python -m fastconv``)."""
+    from . import presets
     from ._version import __version__
 
     parser = argparse.ArgumentParser(prog="fastconv", formatter_class=_HelpFormatter,
@@ -93,13 +101,17 @@ def build_parser():
     t = sub.add_parser("train", help="train a reference CNN, the denoising autoencoder or the DCGAN "
                                      "on MNIST or Fashion-MNIST",
                        formatter_class=_HelpFormatter)
-    t.add_argument("model", choices=MODELS,
+    t.add_argument("model", choices=MODELS, nargs="?", default=None,
                    help="lenet5 (classic: tanh, average pooling, C3 table), lenet5_modern "
                         "(ReLU, max pooling, full C3), vgg_small, resnet_small (two residual "
                         "blocks, built with the functional API), denoise (the convolutional "
-                        "denoising autoencoder) or dcgan (a DCGAN)")
-    t.add_argument("--dataset", choices=DATASETS, default="mnist", help="the data set")
-    t.add_argument("--epochs", type=int, default=10, help="passes over the training set")
+                        "denoising autoencoder) or dcgan (a DCGAN); left out with --preset")
+    t.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
+                   help="a named recipe (fastconv.presets) that chooses the model, data set, epochs, "
+                        "batch size, optimiser and schedule: " +
+                        "; ".join(f"{p.name}: {p.summary}" for p in presets.PRESETS.values()).replace("%", "%%"))
+    t.add_argument("--dataset", choices=DATASETS, default=None, help="the data set (default: mnist)")
+    t.add_argument("--epochs", type=int, default=None, help="passes over the training set (default: 10)")
     t.add_argument("--batch-size", type=int, default=None,
                    help="images per step (default: 64 for lenet5, lenet5_modern and dcgan, 128 for "
                         "vgg_small, resnet_small and denoise)")
@@ -134,12 +146,12 @@ def build_parser():
     t.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: 1e-3 for Adam (dcgan: 2e-4), 0.05 for SGD)")
     t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum, in [0, 1)")
-    t.add_argument("--lr-decay", type=float, default=1.0,
-                   help="multiply the learning rate by this after each epoch (1: constant)")
+    t.add_argument("--lr-decay", type=float, default=None,
+                   help="multiply the learning rate by this after each epoch (default: 1, constant)")
     t.add_argument("--seed", type=int, default=0, help="seed of the weights, shuffling and dropout")
-    t.add_argument("--augment", type=int, default=0, metavar="PIXELS",
+    t.add_argument("--augment", type=int, default=None, metavar="PIXELS",
                    help="in training, shift each image by up to PIXELS pixels each way (a "
-                        "RandomTranslation layer first; CPU only; 0: off)")
+                        "RandomTranslation layer first; CPU only; default 0: off)")
     t.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: fastconv's, OMP_NUM_THREADS or the CPU count)")
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -207,11 +219,58 @@ def _check_number(option, value, low=None, high=None, low_open=False, high_open=
                        f"got {value!r}")
 
 
+# The options a preset chooses (argparse dest -> the option's name): giving one with --preset
+# is an error, since the recipe is what the preset is.
+_PRESET_OPTIONS = {"dataset": "--dataset", "epochs": "--epochs", "batch_size": "--batch-size",
+                   "optimizer": "--optimizer", "lr": "--lr", "lr_decay": "--lr-decay",
+                   "augment": "--augment"}
+# What the options above default to without a preset.
+_PLAIN_DEFAULTS = {"dataset": "mnist", "epochs": 10, "lr_decay": 1.0, "augment": 0}
+
+
+def resolve_preset(args):
+    """Fill in what ``args`` left open: with --preset, the preset's model, data set, epochs and
+    batch size (after checking that none of the options it chooses was given); without, the
+    plain defaults (mnist, 10 epochs, no decay, no augmentation). Returns the Preset or None.
+    Raises CLIError. Safe to call twice."""
+    from . import presets
+
+    name = getattr(args, "preset", None)
+    if name is None:
+        if getattr(args, "model", None) is None:
+            raise CLIError("give a model (" + ", ".join(MODELS) + ") or --preset (" +
+                           ", ".join(sorted(presets.PRESETS)) + ")")
+        for dest, value in _PLAIN_DEFAULTS.items():
+            if getattr(args, dest, None) is None:
+                setattr(args, dest, value)
+        return None
+    try:
+        preset = presets.get(name)
+    except ValueError as err:
+        raise CLIError(f"--preset: {err}") from None
+    if getattr(args, "_preset_applied", None) == name:
+        return preset
+    if args.model is not None:
+        raise CLIError(f"--preset {name} trains its own model ({preset.model_name}); leave the "
+                       f"model argument {args.model!r} out")
+    given = [option for dest, option in _PRESET_OPTIONS.items() if getattr(args, dest, None) is not None]
+    if given:
+        raise CLIError(f"--preset {name} chooses {', '.join(given)} itself (the recipe: "
+                       f"{preset.summary}); leave {'it' if len(given) == 1 else 'them'} out, or train "
+                       f"a model without --preset")
+    args.dataset, args.epochs, args.batch_size = preset.dataset, preset.epochs, preset.batch_size
+    args.optimizer, args.lr, args.lr_decay, args.augment = "adam", preset.max_lr, 1.0, 0
+    args._preset_applied = name
+    return preset
+
+
 def check_train_args(args):
     """Every check on ``train``'s arguments that needs no data and no model: run first, so a
-    mistake is reported before a training run, not after it. Raises CLIError."""
+    mistake is reported before a training run, not after it. Fills in the defaults and the
+    preset's choices (resolve_preset). Raises CLIError."""
     import fastconv
 
+    resolve_preset(args)
     if args.epochs < 0:
         raise CLIError(f"--epochs must be >= 0, got {args.epochs}")
     if args.batch_size is not None and args.batch_size < 1:
@@ -336,11 +395,13 @@ def train(args, out=None):
 
     out = out if out is not None else sys.stdout
     check_train_args(args)
+    preset = resolve_preset(args)  # None without --preset
     if args.threads is not None:
         fastconv.set_num_threads(args.threads)
     if args.model in GENERATIVE:
         return _train_generative(args, out)
-    opt_name, default_lr, default_batch = DEFAULTS[args.model]
+    opt_name, default_lr, default_batch = DEFAULTS[args.model] if preset is None else ("adam", preset.max_lr,
+                                                                                       preset.batch_size)
     opt_name = args.optimizer or opt_name
     batch_size = args.batch_size if args.batch_size is not None else default_batch
     lr = args.lr if args.lr is not None else (default_lr if opt_name == "adam" else 0.05)
@@ -373,10 +434,13 @@ def train(args, out=None):
         except ImportError as e:
             raise CLIError(str(e)) from None
 
-    try:
-        model = _build_model(args.model, args.seed, augment)
-    except ValueError as err:
-        raise CLIError(f"--augment {augment}: {err}") from None
+    if preset is not None:
+        model = preset.build_model(args.seed)
+    else:
+        try:
+            model = _build_model(args.model, args.seed, augment)
+        except ValueError as err:
+            raise CLIError(f"--augment {augment}: {err}") from None
 
     t0 = time.perf_counter()
     (x_train, y_train), (x_test, y_test) = _load(args.dataset, args.data_dir, args.download)
@@ -385,8 +449,11 @@ def train(args, out=None):
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images "
           f"(loaded in {time.perf_counter() - t0:.1f}s)", file=out)
 
-    optimizer = (optimizers.Adam(lr) if opt_name == "adam"
-                 else optimizers.SGD(lr, momentum=args.momentum, nesterov=args.momentum > 0))
+    if preset is not None:  # Adam under the preset's one-cycle schedule, sized to the data
+        optimizer = preset.optimizer(len(x_train))
+    else:
+        optimizer = (optimizers.Adam(lr) if opt_name == "adam"
+                     else optimizers.SGD(lr, momentum=args.momentum, nesterov=args.momentum > 0))
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if args.verbose:
         model.summary(print_fn=lambda s: print(s, file=out))
@@ -394,6 +461,8 @@ def train(args, out=None):
                  f"threads {fastconv.get_num_threads()}, CPU kernel {fastconv.cpu_isa()}")
         if distributed:
             where += f", {dist.size()} MPI ranks (each batch split over them)"
+        if preset is not None:
+            print(f"preset {preset.name}: {preset.summary}", file=out)
         print(f"optimizer: {optimizer}, batch size {batch_size}, {where}", file=out, flush=True)
 
     callbacks = []

@@ -164,7 +164,7 @@ def test_version_and_usage_name_the_fastconv_command(tmp_path):
     result = run_cli("train", "--help", cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.startswith("usage: fastconv train ")
     text = " ".join(result.stdout.split())
-    for default in ("(default: 10)", "(default: mnist)", "(default: 0.9)", "(default: 1.0)",
+    for default in ("(default: 10)", "(default: mnist)", "(default: 0.9)", "(default: 1, constant)",
                     "(default: cpu)", "(default: 0)", "64 for lenet5", "1e-3 for Adam"):
         assert default in text, default
     # The console script installed beside this Python, where there is one.
