@@ -1,7 +1,7 @@
 """Named training recipes: ``fastconv train --preset NAME`` runs one, and Python code builds the
 same model and optimiser from ``fastconv.presets.get(NAME)``.
 
-    mnist99   MNIST to 99% test accuracy in 2 epochs: lenet5_bn (LeNet-5 on the unpadded 28x28
+    mnist99   MNIST to about 99% test accuracy in 2 epochs: lenet5_bn (LeNet-5 on the unpadded 28x28
               images, batch normalisation after both convolutions), batch 64, Adam under a
               one-cycle learning rate peaking at 1e-2. docs/MNIST99.md has the recipe, the
               seeds it was checked with and the time it takes.
@@ -104,7 +104,7 @@ class Preset:
 PRESETS = {
     "mnist99": Preset(
         name="mnist99",
-        summary="MNIST to 99% test accuracy in 2 epochs: lenet5_bn, batch 64, Adam one-cycle to 1e-2",
+        summary="MNIST to about 99% test accuracy in 2 epochs: lenet5_bn, batch 64, Adam one-cycle to 1e-2",
         model_name="lenet5_bn", model_builder=lenet5_bn, dataset="mnist", epochs=2, batch_size=64,
         max_lr=1e-2),
 }

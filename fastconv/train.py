@@ -16,7 +16,7 @@ training images only. Every argument is checked before training starts (numbers 
 --save and --plots folders present and writable), so a bad one never costs a training run.
 Errors print one line ``error: ...`` on stderr and exit with status 2.
 
-``--preset NAME`` runs a named recipe of fastconv.presets (mnist99: MNIST to 99% in two
+``--preset NAME`` runs a named recipe of fastconv.presets (mnist99: MNIST to about 99% in two
 epochs, docs/MNIST99.md): the preset chooses the model, data set, epochs, batch size, optimiser
 and learning-rate schedule, so the model argument and those options are left out (giving one
 is an error that names it); --seed, --threads, --limit, --data-dir, --save, --plots and
