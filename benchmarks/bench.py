@@ -652,23 +652,13 @@ def print_table(rows):
 
 
 # ----------------------------------------------------------------------------- main
-def _int_list(text):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="batch 64 only, fewer and shorter samples (about two minutes)")
-    p.add_argument("--threads", type=_int_list, default=[1, 2], help="thread counts (default 1,2)")
-    p.add_argument("--batches", type=_int_list, default=None, help="batch sizes (default 64,256; --quick: 64)")
+    p.add_argument("--threads", type=machine.int_list(), default=[1, 2], help="thread counts (default 1,2)")
+    p.add_argument("--batches", type=machine.int_list(), default=None, help="batch sizes (default 64,256; --quick: 64)")
     p.add_argument("--out", default=None,
                    help="JSON file to write, the printed table going to the same name with .txt (default: "
                         "benchmarks/results/cpu_ops_<machine>.json, generative_ops_<machine>.json with "

@@ -43,7 +43,6 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # see benchmarks/README.m
 import numpy as np
 
 import fastconv
-from fastconv import layers as L
 from fastconv import models
 
 LENET_PARAMS, VGG_PARAMS = 61_706, 870_634

@@ -135,22 +135,13 @@ def flops_per_cycle(d):
     return per_cycle
 
 
-def _int_csv(text):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--reps", type=int, default=9, help="samples per size and provider (median taken)")
     ap.add_argument("--quick", action="store_true", help="n = 256, 512 and two conv shapes only")
-    ap.add_argument("--sizes", type=_int_csv, default=None,
+    ap.add_argument("--sizes", type=machine.int_list(), default=None,
                     help="the square sizes n (default 256,512,1024,2048)")
     ap.add_argument("--no-conv", action="store_true", help="leave out the conv-shaped GEMMs")
     ap.add_argument("--cpu-time", action="store_true",

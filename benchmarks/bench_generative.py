@@ -56,7 +56,8 @@ except ImportError:
     threadpoolctl = None
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Threads, machine_header, print_header, warn_slow_env, _int_list  # noqa: E402
+from bench import Threads, machine_header, print_header, warn_slow_env  # noqa: E402
+import machine  # noqa: E402  (the results file named for the machine; int_list)
 
 ADAM_EPSILON = 1e-7
 LEARNING_RATE = 1e-3
@@ -219,7 +220,7 @@ def main(argv=None):
     global BATCH
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=_int_list, default=[1, 2], help="thread counts, e.g. 1,2")
+    p.add_argument("--threads", type=machine.int_list(), default=[1, 2], help="thread counts, e.g. 1,2")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only")

@@ -85,8 +85,8 @@ except ImportError:
     threadpoolctl = None
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Threads, machine_header, print_header, warn_slow_env, _int_list  # noqa: E402
-import machine  # noqa: E402  (the results file named for the machine)
+from bench import Threads, machine_header, print_header, warn_slow_env  # noqa: E402
+import machine  # noqa: E402  (the results file named for the machine; int_list)
 
 MNIST_TRAIN = 60000
 LEARNING_RATE = 1e-3
@@ -476,7 +476,7 @@ def print_results(results, skipped):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=_int_list, default=[1, 2], help="thread counts (default 1,2)")
+    p.add_argument("--threads", type=machine.int_list(), default=[1, 2], help="thread counts (default 1,2)")
     p.add_argument("--steps", type=int, default=100,
                    help="LeNet-5: time this many batch-64 steps and extrapolate to the epoch (0: whole epoch)")
     p.add_argument("--vgg-steps", type=int, default=10, help="small VGG: steps timed (default 10)")

@@ -13,10 +13,12 @@ fairest comparison two installs allow. Run it with the OpenBLAS tuning variables
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402  (the CPU's name)
 
 WORKER = r"""
 import json, sys, time
@@ -69,16 +71,6 @@ def run(python, args):
     raise RuntimeError(f"{python} failed:\n{proc.stderr[-2000:]}")
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -103,7 +95,7 @@ def main():
                   f"{result['lenet5_epoch_s']:.3f} s, VGG step {result['vgg_step_ms']:.1f} ms",
                   flush=True)
     (a, _), (b, _) = builds
-    print(f"\n{cpu_model()}, {os.cpu_count()} CPUs, {args.threads} threads, {args.rounds} rounds "
+    print(f"\n{machine.cpu_model()}, {os.cpu_count()} CPUs, {args.threads} threads, {args.rounds} rounds "
           f"alternated; load average at the end {os.getloadavg()[0]:.2f}")
     print(f"{'':24}{a:>14}{b:>14}{b + '/' + a:>14}")
     for key, label in (("lenet5_epoch_s", "LeNet-5 epoch (s)"), ("vgg_step_ms", "small-VGG step (ms)")):
@@ -112,7 +104,7 @@ def main():
         print(f"{label:<24}{ma:>14.3f}{mb:>14.3f}{mb / ma:>14.3f}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"cpu": cpu_model(), "threads": args.threads, "samples": samples}, f, indent=1)
+            json.dump({"cpu": machine.cpu_model(), "threads": args.threads, "samples": samples}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 # Continue training a saved vgg_small for more epochs (Adam restarts: the .npz holds no optimizer state).
-import sys, time
+import sys
 import fastconv
 from fastconv import datasets, models, optimizers
 path, epochs, lr = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])

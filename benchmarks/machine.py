@@ -14,6 +14,7 @@ with (FASTCONV_ISA may force a lower one). The header that goes with it (describ
 the CPU model, family/model/stepping, microarchitecture, SIMD flags, core count, date and load
 average.
 """
+import argparse
 import datetime
 import os
 import platform
@@ -85,7 +86,7 @@ def describe(isa=None):
     fastconv ISA (``isa``, passed in so this module needs no fastconv), date_utc,
     load_average_start and the machine slug."""
     info = _cpuinfo()
-    model_name = _lscpu_model() or info.get("model name") or platform.processor() or platform.machine()
+    model_name = cpu_model()
     vendor = info.get("vendor_id")
     family, model = _int_or_none(info.get("cpu family")), _int_or_none(info.get("model"))
     try:
@@ -142,6 +143,24 @@ def machine_slug(d):
     if d.get("fastconv_isa"):
         parts.append(d["fastconv_isa"])
     return "-".join(parts)
+
+
+def cpu_model():
+    """The CPU's model name, as lscpu or /proc/cpuinfo give it."""
+    return _lscpu_model() or _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def int_list(minimum=1):
+    """An argparse type: comma-separated integers, each at least ``minimum`` ("1,2" -> [1, 2])."""
+    def parse(text):
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(f"expected integers >= {minimum}, got {text!r}")
+        return values
+    return parse
 
 
 def results_path(kind, d, ext="json"):

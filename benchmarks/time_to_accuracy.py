@@ -339,21 +339,12 @@ def plot(results, target, budget_s, path, title):
     return path
 
 
-def _int_csv(text):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected integers >= 0, got {text!r}")
-    return values
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(presets.PRESETS), default="mnist99", help="the recipe")
-    p.add_argument("--seeds", type=_int_csv, default=[0, 1, 2], help="seeds, one run each (default 0,1,2)")
+    p.add_argument("--seeds", type=machine.int_list(0), default=[0, 1, 2], help="seeds, one run each (default 0,1,2)")
     p.add_argument("--threads", type=int, default=2, help="threads of every provider (default 2)")
     p.add_argument("--evals-per-epoch", type=int, default=2, help="test-set evaluations an epoch (default 2)")
     p.add_argument("--target", type=float, default=0.99, help="the accuracy to reach (default 0.99)")
