@@ -562,11 +562,13 @@ def machine_header():
     })
     if threadpoolctl is not None:
         pools = threadpoolctl.threadpool_info()
-        header["threadpools"] = [{k: lib.get(k) for k in ("user_api", "internal_api", "version", "filepath")}
+        header["threadpools"] = [{k: (os.path.basename(lib[k]) if k == "filepath" and lib.get(k) else lib.get(k))
+                                   for k in ("user_api", "internal_api", "version", "filepath")}
                                  for lib in pools]  # e.g. whether fastconv and torch share one libgomp
         for lib in pools:
             if lib.get("user_api") == "blas":
-                header["blas"].append({k: lib.get(k) for k in ("internal_api", "version", "architecture", "filepath")})
+                header["blas"].append({k: (os.path.basename(lib[k]) if k == "filepath" and lib.get(k) else lib.get(k))
+                                   for k in ("internal_api", "version", "architecture", "filepath")})
     return header
 
 
@@ -764,7 +766,7 @@ def run(args, batches, plan, header):
         print()
         print_markdown(rows)
     print(f"\n{len(rows)} rows in {header['wall_s']} s; load average at the end "
-          f"{header['load_average_end'][0]:.2f}; JSON: {args.out}")
+          f"{header['load_average_end'][0]:.2f}; JSON: {machine.shown_path(args.out)}")
     with open(args.out, "w") as f:
         json.dump({"header": header, "rows": records}, f, indent=1)
 

@@ -45,6 +45,9 @@ import numpy as np
 import fastconv
 from fastconv import models
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402  (cpu_model, shown_path)
+
 LENET_PARAMS, VGG_PARAMS = 61_706, 870_634
 
 
@@ -196,17 +199,9 @@ def mpiexec():
     return here if os.path.exists(here) else shutil.which("mpiexec")
 
 
-def machine():
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": model, "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
+def machine_info():
+    """The CPU, the load and the versions this run reports."""
+    return {"cpu": machine.cpu_model(), "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
             "python": platform.python_version(), "fastconv": fastconv.__version__,
             "isa": fastconv.cpu_isa(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 
@@ -228,7 +223,7 @@ def main():
     exe = mpiexec()
     if exe is None:
         sys.exit('bench_distributed: no mpiexec; pip install "fastconv[mpi]"')
-    info = machine()
+    info = machine_info()
     print("fastconv distributed benchmark")
     print(f"  machine   {info['cpu']}, {info['cpus']} CPUs, load average {info['load_average']:.2f}"
           " (shared with other work: ratios of competitors run in turn are what to read)")
@@ -285,7 +280,7 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             json.dump(table, f, indent=1)
-        print(f"JSON: {args.out}")
+        print(f"JSON: {machine.shown_path(args.out)}")
 
 
 if __name__ == "__main__":

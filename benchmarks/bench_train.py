@@ -559,7 +559,7 @@ def run(args, header, out, models, has_torch, skipped):
     header["load_average_end"] = list(os.getloadavg())
     header["skipped"] = skipped
     print(f"\nload average at the end {header['load_average_end'][0]:.2f}; <peer>/fc above 1x: fastconv is "
-          f"faster; JSON: {out}")
+          f"faster; JSON: {machine.shown_path(out)}")
     with open(out, "w") as f:
         json.dump({"header": header, "results": results}, f, indent=1)
 

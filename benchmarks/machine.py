@@ -163,6 +163,14 @@ def int_list(minimum=1):
     return parse
 
 
+def shown_path(path):
+    """``path`` relative to the repository when it lies inside it, so that a results file names
+    no machine's folders."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    full = os.path.abspath(path)
+    return os.path.relpath(full, root) if full.startswith(root + os.sep) else str(path)
+
+
 def results_path(kind, d, ext="json"):
     """benchmarks/results/<kind>_<slug>.<ext> for the machine described by d."""
     return os.path.join(RESULTS_DIR, f"{kind}_{d['machine_slug']}.{ext}")

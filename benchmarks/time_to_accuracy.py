@@ -46,8 +46,7 @@ from fastconv import datasets, models, presets
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import machine  # noqa: E402  (the machine's description and the results file named for it)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCS = os.path.join(ROOT, "docs")
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 
 
 def load_data():
@@ -406,7 +405,7 @@ def main(argv=None):
         for provider, why in skipped.items():
             print(f"\n{provider}: skipped: {why}")
         header["load_average_end"] = list(os.getloadavg())
-        print(f"\nload average at the end {header['load_average_end'][0]:.2f}; JSON: {_shown(out)}")
+        print(f"\nload average at the end {header['load_average_end'][0]:.2f}; JSON: {machine.shown_path(out)}")
         picture = None
         if not args.no_plot:
             picture = plot(results, args.target, args.budget,
@@ -414,19 +413,11 @@ def main(argv=None):
                            f"{recipe.name}: {recipe.summary}\n{header['machine']}, threads: {args.threads}, "
                            f"load average {header['load_average_start'][0]:.1f}, {header['date_utc'][:10]}")
             if picture:
-                print(f"picture: {_shown(picture)}")
+                print(f"picture: {machine.shown_path(picture)}")
     with open(out, "w") as f:
         json.dump({"header": header, "results": results, "skipped": skipped,
-                   "picture": _shown(picture) if picture else None}, f, indent=1)
+                   "picture": machine.shown_path(picture) if picture else None}, f, indent=1)
 
-
-def _shown(path):
-    """``path`` relative to the repository when it lies inside it (results files name no
-    machine's folders)."""
-    try:
-        return os.path.relpath(path, ROOT) if os.path.abspath(path).startswith(ROOT + os.sep) else str(path)
-    except ValueError:
-        return str(path)
 
 
 if __name__ == "__main__":
