@@ -80,6 +80,15 @@ def run(model, epochs, threads, folder, log_path):
         raise SystemExit(f"fastconv train {model} failed (status {status})")
 
 
+def _strip_folder(log_path, folder):
+    """Name the temporary pictures folder DIR and the home folder ~ in a log (a committed log
+    names no path of this machine)."""
+    if log_path.exists():
+        text = log_path.read_text().replace(str(folder), "DIR")
+        home = str(Path.home())
+        log_path.write_text(text.replace(home, "~") if len(home) > 1 else text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("denoise", "dcgan"), default=None)
@@ -98,6 +107,8 @@ def main():
             pictures = sorted((tmp / "dcgan").glob("samples_epoch_*.png"))
             shutil.copyfile(pictures[-1], docs / "dcgan_digits.png")
             shutil.copyfile(pictures[0], docs / "dcgan_digits_epoch_01.png")
+    for name in ("train_denoise_mnist_cpu.log", "train_dcgan_mnist_cpu.log"):
+        _strip_folder(results / name, tmp)
     print("wrote the pictures into docs/ and the logs into benchmarks/results/")
 
 
