@@ -27,7 +27,6 @@ import contextlib
 import datetime
 import io
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -37,6 +36,8 @@ import fastconv
 from fastconv import train
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import machine  # noqa: E402  (the CPU's name, as the benchmarks give it)
 
 
 class _Tee(io.TextIOBase):
@@ -52,16 +53,6 @@ class _Tee(io.TextIOBase):
         return len(text)
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
 
 def run(model, epochs, threads, folder, log_path):
     argv = ["train", model, "--epochs", str(epochs), "--threads", str(threads),
@@ -70,7 +61,7 @@ def run(model, epochs, threads, folder, log_path):
         tee = _Tee(sys.stdout, log)
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         print(f"$ fastconv {' '.join(argv)}", file=tee)
-        print(f"# {now}; {_cpu_model()}, {os.cpu_count()} CPUs, fastconv {fastconv.__version__} "
+        print(f"# {now}; {machine.cpu_model()}, {os.cpu_count()} CPUs, fastconv {fastconv.__version__} "
               f"({fastconv.cpu_isa()}); load average at the start {os.getloadavg()[0]:.1f} (the "
               f"machine is shared: times are as measured, with other jobs running)", file=tee)
         with contextlib.redirect_stdout(tee):
@@ -78,6 +69,15 @@ def run(model, epochs, threads, folder, log_path):
         print(f"# load average at the end {os.getloadavg()[0]:.1f}", file=tee)
     if status:
         raise SystemExit(f"fastconv train {model} failed (status {status})")
+
+
+def _strip_folder(log_path, folder):
+    """Name the temporary pictures folder DIR and the home folder ~ in a log (a committed log
+    names no path of this machine)."""
+    if log_path.exists():
+        text = log_path.read_text().replace(str(folder), "DIR")
+        home = str(Path.home())
+        log_path.write_text(text.replace(home, "~") if len(home) > 1 else text)
 
 
 def main():
@@ -98,6 +98,8 @@ def main():
             pictures = sorted((tmp / "dcgan").glob("samples_epoch_*.png"))
             shutil.copyfile(pictures[-1], docs / "dcgan_digits.png")
             shutil.copyfile(pictures[0], docs / "dcgan_digits_epoch_01.png")
+    for name in ("train_denoise_mnist_cpu.log", "train_dcgan_mnist_cpu.log"):
+        _strip_folder(results / name, tmp)
     print("wrote the pictures into docs/ and the logs into benchmarks/results/")
 
 
