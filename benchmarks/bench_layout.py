@@ -12,8 +12,8 @@ is 3% of a step.
 """
 import argparse
 import os
-import platform
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -22,6 +22,9 @@ import fastconv
 from fastconv import keras
 from fastconv import layers as L
 from fastconv.keras import layers as KL
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402  (the CPU's name)
 
 
 def keras_model():
@@ -80,12 +83,7 @@ def main():
         np.ascontiguousarray(full.transpose(0, 3, 1, 2))
     convert_ms = (time.perf_counter() - t0) / 5 * 1e3
     k, f = statistics.median(times["keras NHWC"]), statistics.median(times["fastconv NCHW"])
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = machine.cpu_model()
     print(f"{cpu}, {args.threads} threads, fastconv {fastconv.__version__} ({fastconv.cpu_isa()}), "
           f"{args.rounds} rounds of {args.steps} steps, batch 128; load average "
           f"{os.getloadavg()[0]:.2f}")

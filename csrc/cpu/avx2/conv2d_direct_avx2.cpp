@@ -269,32 +269,40 @@ void forward_direct(const float* x, const Conv2dParams& p, const Conv2dDirectPar
       for (int64_t s = 0; s < p.S; ++s, ++t) tap_off[size_t(t)] = (c * Hp + r * p.dil_h) * Wp + s * p.dil_w;
 
   ParallelErrors errors;                                     // the padded image's workspace
-#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (p.N > 1)
-  for (int64_t n = 0; n < p.N; ++n) errors.run([&] {
-    const float* xp = padded_image(x + n * CHW, p, Hp, Wp);  // (C, Hp, Wp)
-    for (int64_t i = 0; i < nparts; ++i) {
-      const Conv2dDirectPart& part = parts[i];
-      Conv2dParams q = p;                                    // this part's output size
-      q.P = part.P; q.Q = part.Q;
-      const float* window = xp + part.window;
-      float* yn = part.y + n * out.n;                        // (K, P, Q) at out's strides
-      for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
-        const int64_t kc = std::min(kChunk, p.K - k0);
-        const float* wc = wt_all + i * CRS * Kpad + k0 * CRS;
-        float* yk = yn + k0 * out.k;                         // the chunk's kc channels
-        switch ((kc + 7) / 8) {
-          case 1: forward_image<1>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
-          case 2: forward_image<2>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
-          case 3: forward_image<3>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
-          default: forward_image<4>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
+  const bool padded = Hp != p.H || Wp != p.W;
+#pragma omp parallel num_threads(omp_threads()) if (p.N > 1)
+  {
+    // padded_image's workspace first (the one step that can throw), then a plain loop
+    // (reserve_workspace says why); a thread without it skips its images and the call rethrows.
+    const bool ready = !padded || reserve_workspace(errors, 4, p.C * Hp * Wp);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < p.N; ++n) {
+      if (!ready) continue;
+      const float* xp = padded_image(x + n * CHW, p, Hp, Wp);  // (C, Hp, Wp)
+      for (int64_t i = 0; i < nparts; ++i) {
+        const Conv2dDirectPart& part = parts[i];
+        Conv2dParams q = p;                                    // this part's output size
+        q.P = part.P; q.Q = part.Q;
+        const float* window = xp + part.window;
+        float* yn = part.y + n * out.n;                        // (K, P, Q) at out's strides
+        for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
+          const int64_t kc = std::min(kChunk, p.K - k0);
+          const float* wc = wt_all + i * CRS * Kpad + k0 * CRS;
+          float* yk = yn + k0 * out.k;                         // the chunk's kc channels
+          switch ((kc + 7) / 8) {
+            case 1: forward_image<1>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
+            case 2: forward_image<2>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
+            case 3: forward_image<3>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
+            default: forward_image<4>(window, Wp, tap_off.data(), wc, yk, kc, q, out); break;
+          }
+        }
+        if (b || act != Activation::None) {                    // dense y (a single part)
+          const int64_t PQ = part.P * part.Q;
+          for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
         }
       }
-      if (b || act != Activation::None) {                    // dense y (a single part)
-        const int64_t PQ = part.P * part.Q;
-        for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
-      }
     }
-  });
+  }
   errors.rethrow();
 }
 

@@ -216,31 +216,38 @@ void conv2d_forward_rows_avx2(const float* x, const float* w, const float* b, fl
   }
 
   ParallelErrors errors;                                             // the padded image's workspace
-#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (p.N > 1)
-  for (int64_t n = 0; n < p.N; ++n) errors.run([&] {
-    const float* xp = x + n * CHW;                                   // (C, Hp, Wp)
-    if (padded) {
-      float* buf = thread_workspace(0, p.C * Hp * Wp);
-      pad_rows(xp, p, Hp, Wp, buf);
-      xp = buf;
-    }
-    float* yn = y + n * p.K * PQ;                                    // (K, P, Q)
-    for (int64_t i = 0; i < n_chunks; ++i) {
-      const int64_t k0 = chunk_start(p.K, i), kc = chunk_start(p.K, i + 1) - k0;
-      const float* wc = wt.data() + k0 * CRS;
-      float* yc = yn + k0 * PQ;
-      switch (kc) {
-        case 1: forward_chunk_nv<1>(xp, Hp, Wp, wc, p, yc); break;
-        case 2: forward_chunk_nv<2>(xp, Hp, Wp, wc, p, yc); break;
-        case 3: forward_chunk_nv<3>(xp, Hp, Wp, wc, p, yc); break;
-        case 4: forward_chunk_nv<4>(xp, Hp, Wp, wc, p, yc); break;
-        case 5: forward_chunk_nv<5>(xp, Hp, Wp, wc, p, yc); break;
-        default: forward_chunk_nv<6>(xp, Hp, Wp, wc, p, yc); break;
+#pragma omp parallel num_threads(omp_threads()) if (p.N > 1)
+  {
+    // The workspace first (the one step that can throw), then a plain loop (reserve_workspace
+    // says why); a thread without it skips its images and the call rethrows.
+    const bool ready = !padded || reserve_workspace(errors, 0, p.C * Hp * Wp);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < p.N; ++n) {
+      if (!ready) continue;
+      const float* xp = x + n * CHW;                                   // (C, Hp, Wp)
+      if (padded) {
+        float* buf = thread_workspace(0, p.C * Hp * Wp);
+        pad_rows(xp, p, Hp, Wp, buf);
+        xp = buf;
       }
+      float* yn = y + n * p.K * PQ;                                    // (K, P, Q)
+      for (int64_t i = 0; i < n_chunks; ++i) {
+        const int64_t k0 = chunk_start(p.K, i), kc = chunk_start(p.K, i + 1) - k0;
+        const float* wc = wt.data() + k0 * CRS;
+        float* yc = yn + k0 * PQ;
+        switch (kc) {
+          case 1: forward_chunk_nv<1>(xp, Hp, Wp, wc, p, yc); break;
+          case 2: forward_chunk_nv<2>(xp, Hp, Wp, wc, p, yc); break;
+          case 3: forward_chunk_nv<3>(xp, Hp, Wp, wc, p, yc); break;
+          case 4: forward_chunk_nv<4>(xp, Hp, Wp, wc, p, yc); break;
+          case 5: forward_chunk_nv<5>(xp, Hp, Wp, wc, p, yc); break;
+          default: forward_chunk_nv<6>(xp, Hp, Wp, wc, p, yc); break;
+        }
+      }
+      if (b || act != Activation::None)
+        for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
     }
-    if (b || act != Activation::None)
-      for (int64_t k = 0; k < p.K; ++k) out_pass(yn + k * PQ, b ? b[k] : 0.f, yn + k * PQ, PQ);
-  });
+  }
   errors.rethrow();
 }
 
