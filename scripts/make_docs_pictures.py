@@ -1,7 +1,7 @@
 """Regenerate the pictures in docs/ that the README shows (see docs/PLOTS.md).
 
     python scripts/make_docs_pictures.py                       # 2 epochs of LeNet-5 on MNIST
-    python scripts/make_docs_pictures.py --epochs 1 --out /tmp/pics
+    python scripts/make_docs_pictures.py --epochs 1 --out pics
 
 Trains the classic LeNet-5 (fastconv.models.lenet5: tanh, average pooling, C3 table) with Adam
 (1e-3, batch 64, seed 0) on the 60,000 MNIST training digits, validating on the 10,000 test

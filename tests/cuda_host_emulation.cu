@@ -15,7 +15,7 @@
 // configuration errors, real concurrency (races would not show up here). Build and run (a few
 // minutes to compile, since the kernels are compiled for sm_80 too):
 //   nvcc -std=c++17 -O1 -arch=sm_80 -Icsrc tests/cuda_host_emulation.cu csrc/cuda/runtime.cu \
-//        -o /tmp/cuda_host_emulation && /tmp/cuda_host_emulation
+//        -o build/cuda_host_emulation && build/cuda_host_emulation
 // With AddressSanitizer, which turns any out-of-bounds read by a loader into an error (every
 // buffer here has its exact size), compile with -Xcompiler=-fsanitize=address and link with
 //   g++ -fsanitize=address emu.o runtime.o -L/usr/local/cuda/lib64 -lcudart_static -ldl -lpthread -lrt
