@@ -49,7 +49,6 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -329,13 +328,8 @@ def keras_column(args, threads):
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        err = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        return None, f"the Keras worker failed (exit {proc.returncode}): {err[-1] if err else 'no output'}"
-    out = json.loads(lines[-1])
-    return out["versions"], out["results"]
+    out, why = machine.run_json_worker(cmd, env, "the Keras worker")
+    return (None, why) if out is None else (out["versions"], out["results"])
 
 
 # ----------------------------------------------------------------------------- fastconv side

@@ -16,6 +16,7 @@ average.
 """
 import argparse
 import datetime
+import json
 import os
 import platform
 import re
@@ -169,6 +170,17 @@ def shown_path(path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     full = os.path.abspath(path)
     return os.path.relpath(full, root) if full.startswith(root + os.sep) else str(path)
+
+
+def run_json_worker(cmd, env, what):
+    """Run a worker process (``cmd``, environment ``env``) whose last line of output is a JSON
+    object: (that object, None), or (None, why it failed) naming ``what`` ("the Keras worker")."""
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        err = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        return None, f"{what} failed (exit {proc.returncode}): {err[-1] if err else 'no output'}"
+    return json.loads(lines[-1]), None
 
 
 def results_path(kind, d, ext="json"):

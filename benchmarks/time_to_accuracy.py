@@ -34,7 +34,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -262,14 +261,9 @@ def run_keras(args):
     cmd = [sys.executable, os.path.abspath(__file__), "--keras-worker", "--preset", args.preset,
            "--seeds", ",".join(map(str, args.seeds)), "--threads", str(args.threads),
            "--evals-per-epoch", str(args.evals_per_epoch)]
-    proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        err = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        return None, f"the Keras worker failed (exit {proc.returncode}): {err[-1] if err else 'no output'}"
-    out = json.loads(lines[-1])
-    return out["versions"], out["runs"]
+    out, why = machine.run_json_worker(cmd, dict(os.environ, OMP_NUM_THREADS=str(args.threads)),
+                                       "the Keras worker")
+    return (None, why) if out is None else (out["versions"], out["runs"])
 
 
 # ----------------------------------------------------------------------------- report
