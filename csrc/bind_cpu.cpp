@@ -47,6 +47,23 @@ py::array_t<T, py::array::c_style | py::array::forcecast> empty_of(const std::ve
 }
 FArray empty(const std::vector<int64_t>& shape) { return empty_of<float>(shape); }
 
+// An output the caller gives (a view of a model's flat gradient buffer, say), so the kernel
+// writes there and no array is made and copied. Taken as a plain py::array and checked, not
+// converted: a converted copy would take the result and leave `out` untouched. The caller
+// keeps it apart from the inputs (fastconv.backend does).
+FArray output_or_empty(const char* op, const char* name, const std::optional<py::array>& out,
+                       const std::vector<int64_t>& shape) {
+  if (!out) return empty(shape);
+  const py::array& a = *out;
+  if (!a.dtype().is(py::dtype::of<float>()))
+    fail(op, ": ", name, " must be a float32 array, got dtype ", std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style))
+    fail(op, ": ", name, " must be C-contiguous");
+  if (!a.writeable()) fail(op, ": ", name, " must be writeable");
+  check_shape(op, name, shape_of(a), shape);
+  return py::reinterpret_borrow<FArray>(a);
+}
+
 const float* optional_bias(const char* op, const std::optional<FArray>& b, int64_t K) {
   if (!b) return nullptr;
   if (b->ndim() != 1 || b->shape(0) != K)
@@ -87,10 +104,10 @@ FArray conv2d_backward_input(const FArray& dy, const FArray& w, std::vector<int6
 }
 
 FArray conv2d_backward_weight(const FArray& dy, const FArray& x, std::vector<int64_t> w_shape,
-                              Pair stride, Pads pad, Pair dilation) {
+                              Pair stride, Pads pad, Pair dilation, const std::optional<py::array>& out) {
   const Conv2dParams p = make_conv_params("conv2d_backward_weight", shape_of(x), w_shape, stride, pad, dilation);
   check_shape("conv2d_backward_weight", "dy", shape_of(dy), {p.N, p.K, p.P, p.Q});
-  FArray dw = empty(w_shape);
+  FArray dw = output_or_empty("conv2d_backward_weight", "out", out, w_shape);
   float* dwp = dw.mutable_data();
   {
     py::gil_scoped_release nogil;
@@ -99,10 +116,10 @@ FArray conv2d_backward_weight(const FArray& dy, const FArray& x, std::vector<int
   return dw;
 }
 
-FArray conv2d_backward_bias(const FArray& dy) {
+FArray conv2d_backward_bias(const FArray& dy, const std::optional<py::array>& out) {
   if (dy.ndim() != 4) fail("conv2d_backward_bias: dy must be 4-D (N, K, P, Q), got shape ", shape_str(shape_of(dy)));
   const int64_t N = dy.shape(0), K = dy.shape(1), PQ = dy.shape(2) * dy.shape(3);
-  FArray db = empty({K});
+  FArray db = output_or_empty("conv2d_backward_bias", "out", out, {K});
   float* dbp = db.mutable_data();
   {
     py::gil_scoped_release nogil;
@@ -230,7 +247,8 @@ std::pair<const float*, const float*> backward_inputs(const char* op, Activation
 
 // (dx, db) for a conv layer: dx = dy * act'(y) and db = dx summed over N, P, Q, in one pass.
 py::tuple activation_backward_bias(const FArray& dy, const std::optional<FArray>& y, int act,
-                                   std::optional<double> alpha, const std::optional<FArray>& x) {
+                                   std::optional<double> alpha, const std::optional<FArray>& x,
+                                   const std::optional<py::array>& db_out) {
   const char* op = "activation_backward_bias";
   const Activation a = to_activation(act);
   const float al = alpha_of(op, a, alpha);
@@ -238,7 +256,7 @@ py::tuple activation_backward_bias(const FArray& dy, const std::optional<FArray>
     fail(op, ": dy must be 4-D (N, K, P, Q), got shape ", shape_str(shape_of(dy)));
   const auto [yp, xp] = backward_inputs(op, a, dy, y, x);
   const int64_t N = dy.shape(0), K = dy.shape(1), PQ = dy.shape(2) * dy.shape(3);
-  FArray dx = empty(shape_of(dy)), db = empty({K});
+  FArray dx = empty(shape_of(dy)), db = output_or_empty(op, "db_out", db_out, {K});
   float *dxp = dx.mutable_data(), *dbp = db.mutable_data();
   {
     py::gil_scoped_release nogil;
@@ -319,11 +337,13 @@ FArray linear_forward(const FArray& x, const FArray& w, const std::optional<FArr
   return y;
 }
 
-py::tuple linear_backward(const FArray& dy, const FArray& x, const FArray& w) {
+py::tuple linear_backward(const FArray& dy, const FArray& x, const FArray& w,
+                          const std::optional<py::array>& dw_out, const std::optional<py::array>& db_out) {
   check_linear("linear_backward", x, w);
   const int64_t N = x.shape(0), I = x.shape(1), O = w.shape(0);
   check_shape("linear_backward", "dy", shape_of(dy), {N, O});
-  FArray dx = empty({N, I}), dw = empty({O, I}), db = empty({O});
+  FArray dx = empty({N, I}), dw = output_or_empty("linear_backward", "dw_out", dw_out, {O, I}),
+         db = output_or_empty("linear_backward", "db_out", db_out, {O});
   float *dxp = dx.mutable_data(), *dwp = dw.mutable_data(), *dbp = db.mutable_data();
   {
     py::gil_scoped_release nogil;
@@ -566,8 +586,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("conv2d_backward_input", &conv2d_backward_input, py::arg("dy"), py::arg("w"), py::arg("x_shape"),
         py::arg("stride"), py::arg("pad"), py::arg("dilation"), "dx of conv2d");
   m.def("conv2d_backward_weight", &conv2d_backward_weight, py::arg("dy"), py::arg("x"), py::arg("w_shape"),
-        py::arg("stride"), py::arg("pad"), py::arg("dilation"), "dw of conv2d, summed over the batch");
-  m.def("conv2d_backward_bias", &conv2d_backward_bias, py::arg("dy"), "db of conv2d: dy summed over N, P, Q");
+        py::arg("stride"), py::arg("pad"), py::arg("dilation"), py::arg("out") = py::none(),
+        "dw of conv2d, summed over the batch; written into out (float32, C-contiguous, w_shape) "
+        "when given, and returned");
+  m.def("conv2d_backward_bias", &conv2d_backward_bias, py::arg("dy"), py::arg("out") = py::none(),
+        "db of conv2d: dy summed over N, P, Q (written into out when given)");
   m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("kernel"), py::arg("stride"), py::arg("pad"));
   m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("dy"), py::arg("x"), py::arg("kernel"),
         py::arg("stride"), py::arg("pad"));
@@ -585,8 +608,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("alpha") = py::none(), py::arg("x") = py::none(),
         "dx = dy * act'(x), from the forward output y (gelu: from the forward input x, y may be None)");
   m.def("activation_backward_bias", &activation_backward_bias, py::arg("dy"), py::arg("y"), py::arg("act"),
-        py::arg("alpha") = py::none(), py::arg("x") = py::none(),
-        "(dx, db): a conv layer's activation backward and bias gradient in one pass");
+        py::arg("alpha") = py::none(), py::arg("x") = py::none(), py::arg("db_out") = py::none(),
+        "(dx, db): a conv layer's activation backward and bias gradient in one pass (db written "
+        "into db_out when given)");
   m.def("bias_activation_", &bias_activation_inplace, py::arg("y"), py::arg("b"), py::arg("act") = 0,
         py::arg("alpha") = py::none(), "y (N, C, ...) = act(y + b[c]) in place; b may be None");
   m.def("softmax", &softmax, py::arg("x"), "softmax over the last axis of a 2-D array");
@@ -609,7 +633,9 @@ PYBIND11_MODULE(_core, m) {
         "(mean loss, dlogits) of softmax + cross-entropy");
   m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("act") = 0,
         py::arg("alpha") = py::none());
-  m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"), "(dx, dw, db)");
+  m.def("linear_backward", &linear_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
+        py::arg("dw_out") = py::none(), py::arg("db_out") = py::none(),
+        "(dx, dw, db); dw and db written into dw_out and db_out when given");
   m.def("sgemm", &sgemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
         "op(a) @ op(b) on fastconv's own SGEMM");
   m.def("sgd_update", &sgd_update, py::arg("p"), py::arg("g"), py::arg("velocity"), py::arg("lr"),

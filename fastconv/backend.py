@@ -8,8 +8,10 @@ resolved by the layer at build time (padding as (top, left, bottom, right), stri
 as pairs, activations as the kernels' integer codes), and return arrays of their own kind.
 
 The ``*_into`` methods write a result into an existing array (a view of a model's flat gradient
-buffer): on the GPU the kernel writes there directly; on the CPU the kernel's output is copied
-in, which is what the training step always did.
+buffer): the kernel writes there directly, on either device (the CPU bindings take ``out``).
+Where a backend method would only pass its arguments on, the CPU backend binds the kernel
+itself: a training step makes a few hundred of these calls, and on a small model such as LeNet-5
+each Python frame is a measurable part of the step.
 
 This module holds no state: a backend object is a namespace of functions.
 """
@@ -50,27 +52,26 @@ class CpuBackend:
     @staticmethod
     def conv2d_backward_weight_into(out, dy, x, stride, pad, dilation):
         """out (K, C, R, S) = dw from dy (N, K, P, Q) and x (N, C, H, W)."""
-        np.copyto(out, _core.conv2d_backward_weight(dy, x, list(out.shape), stride, pad, dilation))
+        _core.conv2d_backward_weight(dy, x, out.shape, stride, pad, dilation, out)
 
     @staticmethod
     def conv2d_backward_bias_into(out, dy):
         """out (K,) = dy (N, K, P, Q) summed over N, P and Q."""
-        np.copyto(out, _core.conv2d_backward_bias(dy))
+        _core.conv2d_backward_bias(dy, out)
 
     @staticmethod
     def conv2d_transpose_backward_weight_into(out, dy, x, stride, pad, dilation):
         """out (Cin, Cout, R, S) = the weight gradient of y = conv2d_transpose(x, w) from dy
         (N, Cout, Ho, Wo) and x (N, Cin, H, W): the convolution it transposes maps dy's shape to
         x's, so this is that convolution's weight gradient with x in dy's place."""
-        np.copyto(out, _core.conv2d_backward_weight(x, dy, list(out.shape), stride, pad, dilation))
+        _core.conv2d_backward_weight(x, dy, out.shape, stride, pad, dilation, out)
 
     @staticmethod
-    def activation_backward_bias(dy, y, act, alpha=None, x=None):
-        """(dz, db): a conv layer's activation backward and its bias gradient in one pass over dy
-        (N, K, P, Q); planes summed in a fixed order, so the result does not depend on threads."""
-        if alpha is None and x is None:
-            return _core.activation_backward_bias(dy, y, act)
-        return _core.activation_backward_bias(dy, y, act, alpha, x)
+    def activation_backward_bias_into(db_out, dy, y, act, alpha=None, x=None):
+        """dz: a conv layer's activation backward, and its bias gradient written into db_out
+        (K,), in one pass over dy (N, K, P, Q); planes summed in a fixed order, so the result
+        does not depend on threads."""
+        return _core.activation_backward_bias(dy, y, act, alpha, x, db_out)[0]
 
     @staticmethod
     def bias_activation_(y, b, act=0, alpha=None):
@@ -88,13 +89,8 @@ class CpuBackend:
     @staticmethod
     def linear_backward_into(dy, x, w, dw_out, db_out):
         """dx (N, I) of y = x w^T + b; dw (O, I) and db (O,) go into dw_out and db_out when they
-        are given (None skips copying that gradient)."""
-        dx, dw, db = _core.linear_backward(dy, x, w)
-        if dw_out is not None:
-            np.copyto(dw_out, dw)
-        if db_out is not None:
-            np.copyto(db_out, db)
-        return dx
+        are given (None: that gradient is computed and dropped)."""
+        return _core.linear_backward(dy, x, w, dw_out, db_out)[0]
 
     @staticmethod
     def linear_backward_input(dy, w):
@@ -302,7 +298,7 @@ class CudaBackend:
     def conv2d_transpose_backward_weight_into(self, out, dy, x, stride, pad, dilation):
         self.ext.conv2d_backward_weight(x, dy, list(out.shape), stride, pad, dilation, out=out)
 
-    activation_backward_bias = None  # no fused pass on the GPU: activation, then bias
+    activation_backward_bias_into = None  # no fused pass on the GPU: activation, then bias
 
     def bias_activation_(self, y, b, act=0, alpha=None):
         self.ext.bias_activation_(y, b, act, alpha)

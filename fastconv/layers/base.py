@@ -115,7 +115,7 @@ class Context:
     def weights(self, layer):
         """The arrays ``layer`` computes with in this call, in ``layer.params`` order."""
         if self._weights is None:
-            return layer.params
+            return layer._params_now()
         return self._weights[id(layer)]
 
     def state(self, layer):
@@ -446,10 +446,30 @@ class Layer:
                              f"shape {input_shape} (inputs of shape {('N',) + tuple(input_shape)})")
 
     # --- weights --------------------------------------------------------------------------
+    # Every call of a layer reads its weight list (Context.weights), so the list is kept and
+    # made again only after one of its attributes is assigned.
+    def __setattr__(self, name, value):
+        if name in self._param_names or name == "_param_names":
+            self.__dict__.pop("_param_list", None)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        if name in self._param_names or name == "_param_names":
+            self.__dict__.pop("_param_list", None)
+        object.__delattr__(self, name)
+
+    def _params_now(self):
+        """``params`` without the copy: the kept list, not to be changed by the caller."""
+        kept = self.__dict__.get("_param_list")
+        if kept is None:
+            kept = [getattr(self, n) for n in self._param_names if getattr(self, n, None) is not None]
+            self.__dict__["_param_list"] = kept
+        return kept
+
     @property
     def params(self):
         """The weight arrays (kernel, then bias where present), fastconv layout."""
-        return [getattr(self, n) for n in self._param_names if getattr(self, n, None) is not None]
+        return list(self._params_now())
 
     @property
     def state(self):

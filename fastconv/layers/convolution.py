@@ -189,10 +189,9 @@ class Conv2D(_Conv):
         alpha = self._alpha if act in (4, 5, 6, 7) else None
         db_done = False
         if act:
-            fused = be.activation_backward_bias  # the CPU has it: one pass over dy
+            fused = be.activation_backward_bias_into  # the CPU has it: one pass over dy
             if fused is not None and self.use_bias and grads is not None:
-                dy, db = fused(dy, y, act, alpha, z)
-                be.copy_into(grads[1], db)
+                dy = fused(grads[1], dy, y, act, alpha, z)
                 db_done = True
             else:
                 dy = be.activation_backward(dy, y, act, alpha, z)

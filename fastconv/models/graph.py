@@ -100,9 +100,17 @@ class Graph:
 
 
 class Step:
-    """One primitive layer call of a plan: read ``inputs`` slots, write the ``output`` slot."""
+    """One primitive layer call of a plan: read ``inputs`` slots, write the ``output`` slot.
 
-    __slots__ = ("layer", "inputs", "output", "kind", "pad", "need_dx", "run_backward", "bn")
+    Once the plan is final, ``bind`` fixes what the executor calls, so its loops do no lookups:
+    ``fwd(ctx, x) -> (y, saved)`` and ``bwd(ctx, saved, dy, need_dx, grads) -> dx`` (the
+    layer's own methods, or its logits or fused-padding forms), ``single`` (one input, passed
+    as itself), ``frees`` (the slots nobody reads after this step), ``grad_key`` (the layer's
+    id where its weight gradients are wanted, else None) and ``need_any``.
+    """
+
+    __slots__ = ("layer", "inputs", "output", "kind", "pad", "need_dx", "run_backward", "bn",
+                 "fwd", "bwd", "single", "frees", "grad_key", "need_any")
 
     def __init__(self, layer, inputs, output):
         self.layer = layer
@@ -114,24 +122,35 @@ class Step:
         self.need_dx = [True] * len(inputs)
         self.run_backward = True
 
-    def forward(self, ctx, values):
+    def bind(self, frees, grad_key):
         layer = self.layer
-        x = [values[s] for s in self.inputs] if layer._multi_input else values[self.inputs[0]]
-        if self.bn is not None:
-            return _folded_forward(self, ctx, x), None
+        self.single = not layer._multi_input
+        self.frees = frees
+        self.grad_key = grad_key
+        self.need_any = any(self.need_dx)
         if self.kind == "layer":
-            return layer.forward(ctx, x)
-        if self.kind == "logits":
-            return layer.forward_logits(ctx, x)
-        return layer.forward_padded(ctx, x, self.pad, layer._act)
+            self.fwd, self.bwd = layer.forward, layer.backward
+        elif self.kind == "logits":
+            self.fwd, self.bwd = layer.forward_logits, layer.backward_logits
+        else:
+            self.fwd, self.bwd = self._forward_padded, layer.backward_padded
+        if self.bn is not None:
+            self.fwd = self._forward_folded
+
+    def _forward_padded(self, ctx, x):
+        return self.layer.forward_padded(ctx, x, self.pad, self.layer._act)
+
+    def _forward_folded(self, ctx, x):
+        return _folded_forward(self, ctx, x), None
+
+    def forward(self, ctx, values):
+        """(y, saved) of this step, its inputs read from ``values`` (a list indexed by slot)."""
+        if self.single:
+            return self.fwd(ctx, values[self.inputs[0]])
+        return self.fwd(ctx, [values[s] for s in self.inputs])
 
     def backward(self, ctx, saved, dy, need_dx, grads):
-        layer = self.layer
-        if self.kind == "layer":
-            return layer.backward(ctx, saved, dy, need_dx, grads)
-        if self.kind == "logits":
-            return layer.backward_logits(ctx, saved, dy, need_dx, grads)
-        return layer.backward_padded(ctx, saved, dy, need_dx, grads)
+        return self.bwd(ctx, saved, dy, need_dx, grads)
 
 
 def _flatten(graph, input_slots, new_slot, steps, depth=0):
@@ -255,11 +274,19 @@ class Plan:
             has_grads = id(st.layer) in trainable and bool(st.layer.params)
             st.run_backward = has_grads or any(st.need_dx)
             wanted[st.output] = st.run_backward
+        keep = [s in outputs for s in range(self.n_slots)]
+        last_reader = {}
+        for i, st in enumerate(steps):
+            for s in st.inputs:
+                last_reader[s] = i
+        for i, st in enumerate(steps):
+            frees = tuple(sorted({s for s in st.inputs if last_reader[s] == i and not keep[s]}))
+            st.bind(frees, id(st.layer) if id(st.layer) in trainable else None)
         self.steps = steps
         self.trainable = trainable
         self.input_grads = bool(input_grads)
         self.readers = readers
-        self.keep = [s in outputs for s in range(self.n_slots)]
+        self.keep = keep
 
 
 def _fold_batch_norms(steps, readers, outputs):
@@ -300,18 +327,18 @@ def forward(plan, ctx, xs, keep_tape):
     values = [None] * plan.n_slots
     for s, x in zip(plan.input_slots, xs):
         values[s] = x
-    left = list(plan.readers)
-    keep = plan.keep
-    tape = [None] * len(plan.steps) if keep_tape else None
-    for i, st in enumerate(plan.steps):
-        y, saved = st.forward(ctx, values)
+    steps = plan.steps
+    tape = [None] * len(steps) if keep_tape else None
+    for i, st in enumerate(steps):
+        if st.single:
+            y, saved = st.fwd(ctx, values[st.inputs[0]])
+        else:
+            y, saved = st.fwd(ctx, [values[s] for s in st.inputs])
         values[st.output] = y
         if keep_tape:
             tape[i] = saved
-        for s in st.inputs:
-            left[s] -= 1
-            if left[s] == 0 and not keep[s]:
-                values[s] = None
+        for s in st.frees:   # nobody reads it again: let the array go
+            values[s] = None
     return [values[s] for s in plan.output_slots], tape
 
 
@@ -327,19 +354,21 @@ def backward(plan, ctx, tape, douts, grads, on_grads=None):
         if d is not None:
             g[s] = d if g[s] is None else be.add(g[s], d)
     written = set()
-    for i in range(len(plan.steps) - 1, -1, -1):
-        st = plan.steps[i]
+    steps = plan.steps
+    for i in range(len(steps) - 1, -1, -1):
+        st = steps[i]
         dy = g[st.output]
-        g[st.output] = None
-        if dy is None or not st.run_backward:
+        if dy is None:
             continue
-        key = id(st.layer)
-        views = grads.get(key) if key in plan.trainable else None
+        g[st.output] = None
+        if not st.run_backward:
+            continue
+        key = st.grad_key
+        views = grads.get(key) if key is not None else None
         dest = views
         if views is not None and key in written:  # a shared layer: add this call's share
             dest = [be.zeros(v.shape) for v in views]
-        need = any(st.need_dx)
-        dx = st.backward(ctx, tape[i], dy, need, dest)
+        dx = st.bwd(ctx, tape[i], dy, st.need_any, dest)
         tape[i] = None
         if views is not None:
             if dest is not views:
@@ -348,10 +377,14 @@ def backward(plan, ctx, tape, douts, grads, on_grads=None):
             written.add(key)
             if on_grads is not None:
                 on_grads(st.layer)
-        if not need:
+        if not st.need_any:
             continue
-        dxs = dx if st.layer._multi_input else [dx]
-        for s, wanted, d in zip(st.inputs, st.need_dx, dxs):
+        if st.single:
+            s = st.inputs[0]
+            if dx is not None:
+                g[s] = dx if g[s] is None else be.add(g[s], dx)
+            continue
+        for s, wanted, d in zip(st.inputs, st.need_dx, dx):
             if wanted and d is not None:
                 # out of place: the same array may have gone to two slots (Add's backward)
                 g[s] = d if g[s] is None else be.add(g[s], d)

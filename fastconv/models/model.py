@@ -244,6 +244,9 @@ class Model(B.Layer):
         return out
 
     # --- weights -----------------------------------------------------------------------------
+    def _params_now(self):
+        return self.params
+
     @property
     def params(self):
         """Every trainable-kind weight array of the model, layer by layer (running order)."""
