@@ -260,14 +260,15 @@ def cross_entropy_cases(n, rng):
 
 
 # ----------------------------------------------------------------------------- generative models
-# The ops of a denoising autoencoder (batch 128) and a DCGAN (batch 64) at their own batch sizes
-# (--suite generative): fastconv against PyTorch only (no NumPy baseline for these).
+# The ops of a denoising autoencoder (batch 128) and a DCGAN (batch 64; `train dcgan` steps at
+# 32 by default) (--suite generative): fastconv against PyTorch only (no NumPy baseline for these).
 GEN_CONVS = (  # name, batch, C, K, H, kernel, stride, padding "same" (TF's rule)
     ("ae_enc1", 128, 1, 16, 28, 3, 2), ("ae_enc2", 128, 16, 8, 14, 3, 2), ("ae_out", 128, 16, 1, 28, 3, 1),
     ("gan_d1", 64, 1, 32, 28, 4, 2), ("gan_d2", 64, 32, 64, 14, 4, 2),
 )
 GEN_DECONVS = (  # name, batch, Cin, Cout, H, kernel, stride: "same" = PyTorch's (padding, output_padding)
     ("ae_dec1", 128, 8, 8, 7, 3, 2, 1, 1), ("ae_dec2", 128, 8, 16, 14, 3, 2, 1, 1),
+    ("gan_g0", 64, 64, 64, 7, 3, 1, 1, 0),
     ("gan_g1", 64, 64, 32, 7, 4, 2, 1, 0), ("gan_g2", 64, 32, 1, 14, 4, 2, 1, 0),
 )
 

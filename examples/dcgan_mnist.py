@@ -2,16 +2,18 @@
 
     python examples/dcgan_mnist.py [--epochs 10] [--threads 2] [--limit N] [--samples samples/]
 
-The generator grows digits from 100 numbers of noise: Dense to 64 maps of 7x7, batch
-normalisation and ReLU, a transposed convolution to 32 maps of 14x14 (batch normalisation,
-ReLU), a transposed convolution to one 28x28 image with tanh. The discriminator reads a digit
-through two stride-2 convolutions with leaky ReLUs and dropout, and gives one logit: real or
-generated. Each step trains the discriminator on a batch of real digits and one of generated
-digits, then the generator through the frozen discriminator, to make it say "real" (binary
-cross-entropy from logits, Adam 2e-4 with beta_1 0.5, as Radford et al. 2015). After each
-epoch it prints the classifier score of 10,000 generated digits (about 9.8 for real digits,
-1 for one digit repeated). ``fastconv.models.gan.DCGAN`` and ``fastconv train dcgan`` run the
-same training.
+The generator grows digits from 100 numbers of noise: Dense to 48 maps of 7x7, batch
+normalisation and ReLU, a 3x3 stride-1 transposed convolution to 48 maps of 7x7 (batch
+normalisation, ReLU), a transposed convolution to 24 maps of 14x14 (batch normalisation,
+ReLU), a transposed convolution to one 28x28 image with tanh; the batch normalisations keep
+their moving statistics with momentum 0.9. The discriminator reads a digit through two
+stride-2 convolutions with leaky ReLUs and dropout, and gives one logit: real or generated.
+Each step trains the discriminator on a batch of 32 real digits (target 0.9: one-sided label
+smoothing) and 32 generated digits (target 0), then the generator through the frozen
+discriminator, to make it say "real" (target 1; binary cross-entropy from logits, Adam 2e-4
+with beta_1 0.5, as Radford et al. 2015). After each epoch it prints the classifier score of
+10,000 generated digits (about 9.8 for real digits, 1 for one digit repeated).
+``fastconv.models.gan.DCGAN`` and ``fastconv train dcgan`` run the same training.
 """
 import argparse
 import time
@@ -30,10 +32,12 @@ LATENT = 100
 def build_generator(seed=0):
     return fastconv.Sequential([
         fastconv.Input((LATENT,), name="noise"),
-        L.Dense(64 * 7 * 7, use_bias=False), L.BatchNormalization(), L.ReLU(),
-        L.Reshape((64, 7, 7)),                                                  # (64, 7, 7)
-        L.Conv2DTranspose(32, 4, strides=2, padding="same", use_bias=False),    # (32, 14, 14)
-        L.BatchNormalization(), L.ReLU(),
+        L.Dense(48 * 7 * 7, use_bias=False), L.BatchNormalization(momentum=0.9), L.ReLU(),
+        L.Reshape((48, 7, 7)),                                                  # (48, 7, 7)
+        L.Conv2DTranspose(48, 3, strides=1, padding="same", use_bias=False),    # (48, 7, 7)
+        L.BatchNormalization(momentum=0.9), L.ReLU(),
+        L.Conv2DTranspose(24, 4, strides=2, padding="same", use_bias=False),    # (24, 14, 14)
+        L.BatchNormalization(momentum=0.9), L.ReLU(),
         L.Conv2DTranspose(1, 4, strides=2, padding="same", activation="tanh"),  # (1, 28, 28)
     ], seed=seed, name="generator")
 
@@ -52,7 +56,7 @@ def build_discriminator(seed=1):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--limit", type=int, default=None, help="train on the first N digits only")
     parser.add_argument("--samples", default=None, help="write a grid of digits per epoch into this folder")
@@ -75,7 +79,9 @@ def main():
 
     rng = np.random.default_rng(0)
     b = args.batch_size
-    real_or_fake = np.concatenate([np.ones((b, 1)), np.zeros((b, 1))]).astype(np.float32)
+    # one-sided label smoothing: the real digits' target is 0.9, the generated ones' 0
+    real_or_fake = np.concatenate([np.full((b, 1), 0.9), np.zeros((b, 1))]).astype(np.float32)
+    ones = np.ones((b, 1), np.float32)                     # the generator aims at "real": 1
     fixed_noise = rng.standard_normal((100, LATENT), dtype=np.float32)
     for epoch in range(args.epochs):
         start = time.perf_counter()
@@ -87,7 +93,7 @@ def main():
             fake = generator(rng.standard_normal((b, LATENT), dtype=np.float32), training=True)
             d_loss += discriminator.train_on_batch(np.concatenate([real, fake]), real_or_fake)[0]
             g_loss += combined.train_on_batch(rng.standard_normal((b, LATENT), dtype=np.float32),
-                                              real_or_fake[:b])[0]
+                                              ones)[0]
         seconds = time.perf_counter() - start
         digits = (generator.predict(rng.standard_normal((10000, LATENT), dtype=np.float32),
                                     batch_size=500) + 1) / 2

@@ -63,18 +63,25 @@ def test_dcgan_generator_and_discriminator_shapes_and_parameters():
     gen = models.dcgan_generator(seed=0)
     assert gen.input_shape == (100,) and gen.output_shape == (1, 28, 28)
     shapes = [tuple(layer.output_shape) for layer in gen.layers]
-    assert shapes == [(3136,), (3136,), (3136,), (64, 7, 7), (32, 14, 14), (32, 14, 14),
-                      (32, 14, 14), (1, 28, 28)]
-    # Dense 100*3136 (no bias), BN 4*3136, deconv 64*32*16 (no bias), BN 4*32, deconv 32*16+1
-    assert gen.count_params() == 313600 + 12544 + 32768 + 128 + 513 == 359553
-    assert sum(w.size for w in gen.trainable_weights) == 313600 + 6272 + 32768 + 64 + 513
+    assert shapes == [(2352,), (2352,), (2352,), (48, 7, 7), (48, 7, 7), (48, 7, 7), (48, 7, 7),
+                      (24, 14, 14), (24, 14, 14), (24, 14, 14), (1, 28, 28)]
+    # Dense 100*2352 (no bias), BN 4*2352, stride-1 deconv 48*48*9 (no bias), BN 4*48, deconv
+    # 48*24*16 (no bias), BN 4*24, deconv 24*16+1
+    assert gen.count_params() == 235200 + 9408 + 20736 + 192 + 18432 + 96 + 385 == 284449
+    assert sum(w.size for w in gen.trainable_weights) == \
+        235200 + 4704 + 20736 + 96 + 18432 + 48 + 385 == 279601
+    deconvs = [layer for layer in gen.layers if isinstance(layer, L.Conv2DTranspose)]
+    assert [(d.filters, d.kernel_size, d.strides) for d in deconvs] == \
+        [(48, (3, 3), (1, 1)), (24, (4, 4), (2, 2)), (1, (4, 4), (2, 2))]
+    assert [layer.momentum for layer in gen.layers if isinstance(layer, L.BatchNormalization)] == \
+        [0.9] * 3
     disc = models.dcgan_discriminator(seed=0)
     assert disc.input_shape == (1, 28, 28) and disc.output_shape == (1,)
     assert disc.count_params() == (16 * 32 + 32) + (32 * 64 * 16 + 64) + (3136 + 1) == 36513
     assert [layer.activation for layer in disc.layers if isinstance(layer, L.Conv2D)] == \
         ["leaky_relu"] * 2
     assert models.dcgan_generator(latent_dim=8, width=16, seed=0).count_params() == \
-        8 * 784 + 4 * 784 + 16 * 8 * 16 + 4 * 8 + 8 * 16 + 1
+        8 * 784 + 4 * 784 + 16 * 16 * 9 + 4 * 16 + 16 * 8 * 16 + 4 * 8 + 8 * 16 + 1
     for kwargs, name in (({"latent_dim": 0}, "latent_dim"), ({"width": 7}, "width"),
                          ({"width": 2.0}, "width")):
         with pytest.raises(ValueError, match=name):
@@ -100,9 +107,11 @@ def test_generator_and_discriminator_forward_match_the_reference():
     rng = np.random.default_rng(0)
     gen = models.dcgan_generator(latent_dim=10, width=8, seed=2)
     z = rng.standard_normal((5, 10)).astype(np.float32)
-    dense, bn1, _, _, up1, bn2, _, up2 = gen.layers
+    dense, bn1, _, _, same7, bn7, _, up1, bn2, _, up2 = gen.layers
     h = ref.linear(z, dense.get_weights()[0])
     h = ref.relu(ref.batch_norm_training(h, *bn1.get_weights()[:2])[0]).reshape(5, 8, 7, 7)
+    h = ref.conv2d_transpose(h, same7.get_weights()[0], stride=1, padding="same")
+    h = ref.relu(ref.batch_norm_training(h, *bn7.get_weights()[:2])[0])
     h = ref.conv2d_transpose(h, up1.get_weights()[0], stride=2, padding="same")
     h = ref.relu(ref.batch_norm_training(h, *bn2.get_weights()[:2])[0])
     want = ref.tanh(ref.conv2d_transpose(h, *up2.get_weights(), stride=2, padding="same"))
@@ -229,6 +238,7 @@ def test_dcgan_train_checks_its_arguments(digits):
         G.DCGAN(generator="dcgan")
     with pytest.raises(ValueError, match="label_smoothing"):
         _small_gan().__class__(label_smoothing=0.5)
+    assert _small_gan().label_smoothing == 0.1                 # the default: one-sided 0.1
 
 
 def test_one_sided_label_smoothing_moves_only_the_real_target(digits):
@@ -423,8 +433,9 @@ def test_cli_dcgan_writes_samples_and_saves_the_generator(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "128 training and 10000 test images" in out
-    assert "Total params: 359,553" in out and "Total params: 36,513" in out
-    assert len(re.findall(r"Epoch \d/2 - 2/2 - .* - d_loss: \d\.\d{4} - g_loss: \d\.\d{4}", out)) == 2, out
+    assert "Total params: 284,449" in out and "Total params: 36,513" in out
+    assert "batch size 32 real + 32 generated" in out
+    assert len(re.findall(r"Epoch \d/2 - 4/4 - .* - d_loss: \d\.\d{4} - g_loss: \d\.\d{4}", out)) == 2, out
     assert "beta_1=0.5" in out and "classifier score" not in out
     assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == \
         ["samples_epoch_01.png", "samples_epoch_02.png"]
@@ -445,7 +456,7 @@ def test_cli_dcgan_writes_samples_and_saves_the_generator(tmp_path):
     (["dcgan", "--distributed"], "--distributed trains the classifiers only"),
     (["dcgan", "--classifier", "."], "is a folder"),
     (["dcgan", "--epochs", "1", "--limit", "10", "--score-samples", "0"],
-     "10 images are fewer than one batch of 64"),
+     "10 images are fewer than one batch of 32"),
 ])
 def test_cli_generative_arguments_are_checked_before_training(tmp_path, args, message):
     result = run_cli("train", *args, cwd=tmp_path, timeout=120)
@@ -471,7 +482,7 @@ def test_cli_dcgan_prints_the_classifier_score(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert re.search(r"the 10000 real test digits score 9\.\d\d", out), out
-    assert re.search(r"4/4 - .* - score: \d+\.\d{4} - classes: \d+", out), out
+    assert re.search(r"8/8 - .* - score: \d+\.\d{4} - classes: \d+", out), out
     assert re.search(r"classifier score of 500 generated digits: \d+\.\d\d; classes present: "
                      r"\d+ of 10", out), out
     assert path.exists()

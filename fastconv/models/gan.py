@@ -2,7 +2,7 @@
 the noise of the denoising autoencoder.
 
     gan = DCGAN(seed=0)                               # dcgan_generator + dcgan_discriminator
-    gan.train(x_train * 2 - 1, epochs=10, batch_size=64, callbacks=[SampleGrid("samples/")])
+    gan.train(x_train * 2 - 1, epochs=10, batch_size=32, callbacks=[SampleGrid("samples/")])
     digits = gan.sample(10000)                        # (10000, 1, 28, 28) in [0, 1]
     classifier = score_classifier()                   # LeNet-5 (modern) at >= 99 %, cached
     classifier_score(classifier, digits)              # exp(E_x[KL(p(y|x) || p(y))]), 1 to 10
@@ -199,15 +199,18 @@ class DCGAN:
         while it still trains in its own (fastconv reads the flags at compile). As in Keras,
         the flag stays False afterwards (its summary shows no trainable weights), and a
         BatchNormalization in a discriminator would run on its moving statistics: keep batch
-        normalisation out of the discriminator (dcgan_discriminator has none). seed: the default models' weights, the noise, the
-        shuffling and dropout.
+        normalisation out of the discriminator (dcgan_discriminator has none). seed: the default
+        models' weights, the noise, the shuffling and dropout. label_smoothing: one-sided (the
+        real images' target is 1 - label_smoothing, the generated ones' 0; the generator still
+        aims at 1), in [0, 0.5); the default 0.1 lifts the classifier score of the default
+        models on MNIST.
 
     Attributes: generator, discriminator, combined (z -> discriminator(generator(z))),
     latent_dim, history (the last train's History), stop_training (a callback may set it).
     """
 
     def __init__(self, generator=None, discriminator=None, latent_dim=100, learning_rate=2e-4,
-                 beta_1=0.5, seed=None, label_smoothing=0.0):
+                 beta_1=0.5, seed=None, label_smoothing=0.1):
         seeds = np.random.SeedSequence(seed).spawn(3)
         seed_of = lambda s: None if seed is None else int(s.generate_state(1)[0])  # noqa: E731
         if generator is None:
@@ -268,7 +271,7 @@ class DCGAN:
         images = self.generator.predict(z, batch_size=batch_size, device=device)
         return np.clip((images + 1.0) * 0.5, 0.0, 1.0)
 
-    def train(self, x, epochs=1, batch_size=64, callbacks=None, verbose=1, shuffle=True,
+    def train(self, x, epochs=1, batch_size=32, callbacks=None, verbose=1, shuffle=True,
               device="cpu"):
         """Train on real images ``x`` (N, C, H, W), scaled to [-1, 1] like the generator's tanh.
 
@@ -353,14 +356,15 @@ class DCGAN:
         self.discriminator.save(folder / "discriminator.npz")
 
     @classmethod
-    def load(cls, folder, learning_rate=2e-4, beta_1=0.5, seed=None):
+    def load(cls, folder, learning_rate=2e-4, beta_1=0.5, seed=None, label_smoothing=0.1):
         """A DCGAN from the two files DCGAN.save wrote into ``folder`` (compiled afresh)."""
         from .saving import load_model
 
         folder = Path(folder)
         gen = load_model(folder / "generator.npz")
         disc = load_model(folder / "discriminator.npz")   # saved frozen; __init__ unfreezes it
-        return cls(gen, disc, learning_rate=learning_rate, beta_1=beta_1, seed=seed)
+        return cls(gen, disc, learning_rate=learning_rate, beta_1=beta_1, seed=seed,
+                   label_smoothing=label_smoothing)
 
 
 # ------------------------------------------------------------------------------------ steps
