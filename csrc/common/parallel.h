@@ -54,6 +54,14 @@ inline int omp_thread_id() {
   return 0;
 #endif
 }
+// Threads in the running region (1 outside one): may be fewer than num_threads asked for.
+inline int omp_team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
 
 // Keeps the first exception thrown by any thread of a parallel region, to rethrow on the
 // calling thread after it. Once one body has failed, later bodies are skipped.

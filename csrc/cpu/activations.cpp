@@ -191,20 +191,25 @@ void activation_backward_bias(Activation act, const float* dy, const float* y, f
   // Leaky ReLU, ELU and GELU: each plane's dx first, then its sum in the same 8-lane order.
   const bool two_step = act >= Activation::LeakyReLU;
   const VecGradFn gelu_grad = activation_backward_needs_input(act) ? gelu_grad_kernel(act) : nullptr;
-#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (N * K * PQ > kParallelMin)
-  for (int64_t i = 0; i < N * K; ++i) {
-    const int64_t o = i * PQ;
-    if (!two_step) {
-      plane_sum[size_t(i)] = plane(dy + o, y + o, dx + o, PQ);
-      continue;
+  const bool parallel = N * K * PQ > kParallelMin;
+  // Two loops, not one with a branch: the one-pass loop's body stays one call (with PQ = 1,
+  // a dense layer's 1x1 planes, the branch and the extra shared variables showed).
+  if (!two_step) {
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (parallel)
+    for (int64_t i = 0; i < N * K; ++i)
+      plane_sum[size_t(i)] = plane(dy + i * PQ, y + i * PQ, dx + i * PQ, PQ);
+  } else {
+#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (parallel)
+    for (int64_t i = 0; i < N * K; ++i) {
+      const int64_t o = i * PQ;
+      if (gelu_grad)
+        gelu_grad(x + o, dy + o, dx + o, PQ);
+      else if (act == Activation::LeakyReLU)
+        leaky_relu_backward_from_output(dy + o, y + o, dx + o, PQ, alpha);
+      else
+        elu_backward_from_output(dy + o, y + o, dx + o, PQ, alpha);
+      plane_sum[size_t(i)] = plane_total(dx + o, PQ);
     }
-    if (gelu_grad)
-      gelu_grad(x + o, dy + o, dx + o, PQ);
-    else if (act == Activation::LeakyReLU)
-      leaky_relu_backward_from_output(dy + o, y + o, dx + o, PQ, alpha);
-    else
-      elu_backward_from_output(dy + o, y + o, dx + o, PQ, alpha);
-    plane_sum[size_t(i)] = plane_total(dx + o, PQ);
   }
   for (int64_t k = 0; k < K; ++k) {                              // in n order: thread-independent
     double s = 0.0;

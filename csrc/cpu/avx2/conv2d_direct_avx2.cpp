@@ -202,10 +202,19 @@ void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* 
   // [N*t/nt, N*(t+1)/nt) (nt <= max_nt: parallel_team).
   const int max_nt = static_cast<int>(std::min<int64_t>(omp_threads(), p.N));
   std::vector<float> partial(size_t(max_nt) * CRS * Kpad, 0.f);
-  const int team = parallel_team(max_nt, [&](int t, int nt) {
+  ParallelErrors errors;
+  int team = 1;
+#pragma omp parallel num_threads(max_nt) if (max_nt > 1)
+  {
+    // Workspaces reserved first, then a plain loop (reserve_workspace says why).
+    const int nt = omp_team_size(), t = omp_thread_id();
+    if (t == 0) team = nt;
+    const bool padded = Hp != p.H || Wp != p.W;
+    const bool ready = reserve_workspace(errors, 2, PQ * Kpad) &&
+                       (!padded || reserve_workspace(errors, 4, p.C * Hp * Wp));
     float* dwt = partial.data() + size_t(t) * CRS * Kpad;
-    float* dyt = thread_workspace(2, PQ * Kpad);              // dy_n transposed, chunk by chunk
-    for (int64_t n = p.N * t / nt; n < p.N * (t + 1) / nt; ++n) {
+    float* dyt = ready ? thread_workspace(2, PQ * Kpad) : nullptr;  // dy_n transposed, by chunk
+    for (int64_t n = p.N * t / nt; ready && n < p.N * (t + 1) / nt; ++n) {
       const float* xp = padded_image(x + n * CHW, p, Hp, Wp);        // (C, Hp, Wp)
       const float* dyn = dy + n * p.K * PQ;                          // (K, P*Q)
       for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
@@ -222,7 +231,8 @@ void conv2d_backward_weight_direct_avx2(const float* dy, const float* x, float* 
         }
       }
     }
-  });
+  }
+  errors.rethrow();
   // dw (K, CRS) = the partials summed in thread order, read back from the chunked dw^T.
   for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
     const int64_t kc = std::min(kChunk, p.K - k0), ld = (kc + 7) / 8 * 8;

@@ -261,11 +261,21 @@ void conv2d_backward_weight_rows_avx2(const float* dy, const float* x, float* dw
   const int64_t n_chunks = (p.K + kMaxChunk - 1) / kMaxChunk;
   const int max_nt = static_cast<int>(std::min<int64_t>(omp_threads(), p.N));
   std::vector<float> partial(size_t(max_nt) * p.K * CRS, 0.f);       // per thread: dw (K, CRS)
-  const int team = parallel_team(max_nt, [&](int t, int nt) {          // nt <= max_nt may run
+  // Thread t of the nt that run (nt <= max_nt, read inside the region) takes images
+  // [N*t/nt, N*(t+1)/nt). The workspaces are reserved first and the loop is a plain region
+  // body, not parallel_team's lambda (reserve_workspace says why).
+  ParallelErrors errors;
+  int team = 1;
+#pragma omp parallel num_threads(max_nt) if (max_nt > 1)
+  {
+    const int nt = omp_team_size(), t = omp_thread_id();
+    if (t == 0) team = nt;
+    const bool ready = reserve_workspace(errors, 0, p.C * Hp * ld) &&
+                       reserve_workspace(errors, 2, p.K * p.P * Qp);
     float* dwt = partial.data() + size_t(t) * p.K * CRS;
-    float* xp = thread_workspace(0, p.C * Hp * ld);                  // (C, Hp, ld)
-    float* dyp = thread_workspace(2, p.K * p.P * Qp);                // (K, P, Qp)
-    for (int64_t n = p.N * t / nt; n < p.N * (t + 1) / nt; ++n) {
+    float* xp = ready ? thread_workspace(0, p.C * Hp * ld) : nullptr;     // (C, Hp, ld)
+    float* dyp = ready ? thread_workspace(2, p.K * p.P * Qp) : nullptr;   // (K, P, Qp)
+    for (int64_t n = p.N * t / nt; ready && n < p.N * (t + 1) / nt; ++n) {
       pad_rows(x + n * CHW, p, Hp, ld, xp);
       const float* dyn = dy + n * p.K * PQ;                          // (K, P, Q)
       for (int64_t row = 0; row < p.K * p.P; ++row) {
@@ -286,7 +296,8 @@ void conv2d_backward_weight_rows_avx2(const float* dy, const float* x, float* dw
         }
       }
     }
-  });
+  }
+  errors.rethrow();
   for (int64_t i = 0; i < p.K * CRS; ++i) {
     float sum = partial[size_t(i)];
     for (int th = 1; th < team; ++th) sum += partial[size_t(th) * p.K * CRS + i];

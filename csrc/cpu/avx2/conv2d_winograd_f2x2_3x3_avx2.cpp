@@ -255,28 +255,39 @@ void conv2d_forward_winograd_f2x2_3x3_avx2(const float* x, const float* w, const
   transform_filters(w, K, C, U.data());
   const ActivationKernel out_pass = activation_kernel(vec_math(), act, alpha);
 
-  ParallelErrors errors;                              // the workspaces may fail to allocate
-#pragma omp parallel for schedule(static) num_threads(omp_threads()) if (groups > 1)
-  for (int64_t grp = 0; grp < groups; ++grp) errors.run([&] {
-    const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0), T = Gn * tiles;
-    float* V = thread_workspace(0, 16 * C * T);       // (16, C, T)
-    float* M = thread_workspace(1, 16 * K * T);       // (16, K, T)
-    float* xp = thread_workspace(2, Hp * Wp);         // one padded plane
-    for (int64_t g = 0; g < Gn; ++g)
-      for (int64_t c = 0; c < C; ++c) {
-        pad_plane(x + ((n0 + g) * C + c) * H * W, H, W, p.pad_top, p.pad_left, xp, Hp, Wp);
-        input_transform(xp, Wp, th, tw, V, c, C, T, g * tiles);
-      }
-    for (int xi = 0; xi < 16; ++xi)
-      sgemm(false, false, K, T, C, 1.f, U.data() + xi * K * C, C, V + xi * C * T, T, 0.f,
-            M + xi * K * T, T);
-    for (int64_t g = 0; g < Gn; ++g)
-      for (int64_t k = 0; k < K; ++k) {
-        float* yk = y + ((n0 + g) * K + k) * P * Q;
-        output_transform(M, k, K, T, g * tiles, th, tw, b ? b[k] : 0.f, yk, P, Q);
-        if (act != Activation::None) out_pass(yk, 0.f, yk, P * Q);
-      }
-  });
+  // The workspaces are reserved first (they may fail to allocate), then the groups run as a
+  // plain loop: inside errors.run's lambda the many small transform calls of a 14x14 layer
+  // reloaded the captured variables around each call (reserve_workspace says more).
+  ParallelErrors errors;
+#pragma omp parallel num_threads(omp_threads()) if (groups > 1)
+  {
+    const int64_t T_max = G * tiles;
+    const bool ready = reserve_workspace(errors, 0, 16 * C * T_max) &&
+                       reserve_workspace(errors, 1, 16 * K * T_max) &&
+                       reserve_workspace(errors, 2, Hp * Wp);
+#pragma omp for schedule(static)
+    for (int64_t grp = 0; grp < groups; ++grp) {
+      if (!ready) continue;
+      const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0), T = Gn * tiles;
+      float* V = thread_workspace(0, 16 * C * T);       // (16, C, T)
+      float* M = thread_workspace(1, 16 * K * T);       // (16, K, T)
+      float* xp = thread_workspace(2, Hp * Wp);         // one padded plane
+      for (int64_t g = 0; g < Gn; ++g)
+        for (int64_t c = 0; c < C; ++c) {
+          pad_plane(x + ((n0 + g) * C + c) * H * W, H, W, p.pad_top, p.pad_left, xp, Hp, Wp);
+          input_transform(xp, Wp, th, tw, V, c, C, T, g * tiles);
+        }
+      for (int xi = 0; xi < 16; ++xi)
+        sgemm(false, false, K, T, C, 1.f, U.data() + xi * K * C, C, V + xi * C * T, T, 0.f,
+              M + xi * K * T, T);
+      for (int64_t g = 0; g < Gn; ++g)
+        for (int64_t k = 0; k < K; ++k) {
+          float* yk = y + ((n0 + g) * K + k) * P * Q;
+          output_transform(M, k, K, T, g * tiles, th, tw, b ? b[k] : 0.f, yk, P, Q);
+          if (act != Activation::None) out_pass(yk, 0.f, yk, P * Q);
+        }
+    }
+  }
   errors.rethrow();
 }
 
@@ -299,10 +310,21 @@ void conv2d_backward_weight_winograd_f2x2_3x3_avx2(const float* dy, const float*
   const int64_t UKC = 16 * K * C;
   std::vector<float> partial(size_t(max_nt) * UKC, 0.f);
 
-  // Thread t of the nt that run (nt <= max_nt: parallel_team) takes a contiguous range of groups.
-  const int team = parallel_team(max_nt, [&](int t, int nt) {
+  // Thread t of the nt that run (nt <= max_nt, read inside the region) takes a contiguous
+  // range of groups; workspaces reserved first, then a plain loop (as in the forward).
+  ParallelErrors errors;
+  int team = 1;
+#pragma omp parallel num_threads(max_nt) if (max_nt > 1)
+  {
+    const int nt = omp_team_size(), t = omp_thread_id();
+    if (t == 0) team = nt;
+    const int64_t T_max = G * tiles;
+    const bool ready = reserve_workspace(errors, 0, 16 * C * T_max) &&
+                       reserve_workspace(errors, 1, 16 * K * T_max) &&
+                       reserve_workspace(errors, 2, Hp * Wp) &&
+                       reserve_workspace(errors, 3, 2 * th * Wq);
     float* dU = partial.data() + size_t(t) * UKC;
-    for (int64_t grp = groups * t / nt; grp < groups * (t + 1) / nt; ++grp) {
+    for (int64_t grp = groups * t / nt; ready && grp < groups * (t + 1) / nt; ++grp) {
       const int64_t n0 = grp * G, Gn = std::min(G, p.N - n0), T = Gn * tiles;
       float* V = thread_workspace(0, 16 * C * T);     // (16, C, T)
       float* Wt = thread_workspace(1, 16 * K * T);    // (16, K, T)
@@ -322,7 +344,8 @@ void conv2d_backward_weight_winograd_f2x2_3x3_avx2(const float* dy, const float*
         sgemm(false, true, K, C, T, 1.f, Wt + xi * K * T, T, V + xi * C * T, T, 1.f,
               dU + xi * K * C, C);
     }
-  });
+  }
+  errors.rethrow();
   for (int t = 1; t < team; ++t)
     for (int64_t i = 0; i < UKC; ++i) partial[size_t(i)] += partial[size_t(t) * UKC + i];
   untransform_filters(partial.data(), K, C, dw);
