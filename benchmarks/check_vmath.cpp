@@ -6,10 +6,11 @@
 // +-inf, NaN, the overflow and underflow edges), prints the worst relative error, then times
 // each kernel on a 1M-element array (napkin floor: 8 MB in + 4 MB out per call).
 //
-//   c++ -O3 -std=c++17 -DFASTCONV_X86 -Icsrc -c csrc/cpu/avx2/vmath_avx2.cpp -mavx2 -mfma -o /tmp/a.o
-//   c++ -O3 -std=c++17 -DFASTCONV_X86 -Icsrc -c csrc/cpu/avx512/vmath_avx512.cpp -mavx512f -mavx512dq -o /tmp/b.o
+//   mkdir -p build/vm
+//   c++ -O3 -std=c++17 -DFASTCONV_X86 -Icsrc -c csrc/cpu/avx2/vmath_avx2.cpp -mavx2 -mfma -o build/vm/a.o
+//   c++ -O3 -std=c++17 -DFASTCONV_X86 -Icsrc -c csrc/cpu/avx512/vmath_avx512.cpp -mavx512f -mavx512dq -o build/vm/b.o
 //   c++ -O3 -std=c++17 -DFASTCONV_X86 -Icsrc benchmarks/check_vmath.cpp csrc/cpu/vmath.cpp
-//       csrc/cpu/isa.cpp /tmp/a.o /tmp/b.o -o /tmp/check_vmath && /tmp/check_vmath
+//       csrc/cpu/isa.cpp build/vm/a.o build/vm/b.o -o build/vm/check_vmath && build/vm/check_vmath
 // Exit status 1 when any error is above 1e-6 (relative; in the denormal range, more than one denormal step).
 #include <chrono>
 #include <cmath>

@@ -3,19 +3,19 @@
 // (llm.c style: reference, fast path, validate, time, napkin math).
 //
 // Build (each ISA folder's files with their own flags, as CMakeLists.txt does):
-//   cd <repo> && mkdir -p /tmp/gh && for f in csrc/cpu/gemm/*.cpp csrc/cpu/isa.cpp
+//   cd <repo> && mkdir -p build/gh && for f in csrc/cpu/gemm/*.cpp csrc/cpu/isa.cpp
 //       csrc/cpu/avx2/sgemm_*.cpp csrc/cpu/avx512/sgemm_*.cpp benchmarks/gemm_harness.cpp; do
 //     case $f in */avx512/*) fl="-mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma";;
 //                */avx2/*) fl="-mavx2 -mfma";; *) fl="";; esac
-//     g++ -O3 -std=c++17 -fopenmp -DFASTCONV_X86=1 -Icsrc $fl -c $f -o /tmp/gh/$(basename $f).o
-//   done && g++ -fopenmp /tmp/gh/*.o -o /tmp/gh/gemm_harness
+//     g++ -O3 -std=c++17 -fopenmp -DFASTCONV_X86=1 -Icsrc $fl -c $f -o build/gh/$(basename $f).o
+//   done && g++ -fopenmp build/gh/*.o -o build/gh/gemm_harness
 // Run:
-//   /tmp/gh/gemm_harness check            edge sizes x trans x alpha/beta vs the double loop,
+//   build/gh/gemm_harness check            edge sizes x trans x alpha/beta vs the double loop,
 //                                         epilogue, packed-B (im2col) entry, nested parallel
-//   /tmp/gh/gemm_harness bench [reps]     GFLOP/s (best and median of reps) at n = 256..2048
+//   build/gh/gemm_harness bench [reps]     GFLOP/s (best and median of reps) at n = 256..2048
 //                                         and conv-shaped sizes
-//   /tmp/gh/gemm_harness size M N K [ta tb]  one size
-//   /tmp/gh/gemm_harness clock            the clock the core runs at and its FP32 FMA peak,
+//   build/gh/gemm_harness size M N K [ta tb]  one size
+//   build/gh/gemm_harness clock            the clock the core runs at and its FP32 FMA peak,
 //                                         measured (the peak bench_gemm.py's %peak divides by)
 //   FASTCONV_ISA=avx2|generic|avx512 picks the kernel; OMP_NUM_THREADS=1|2 the threads;
 //   FASTCONV_BENCH_CPUTIME=1 times by thread CPU time (one thread on a busy machine);
