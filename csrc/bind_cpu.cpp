@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
 #include <optional>
 
 #include "common/shapes.h"
@@ -49,10 +50,10 @@ FArray empty(const std::vector<int64_t>& shape) { return empty_of<float>(shape);
 
 // An output the caller gives (a view of a model's flat gradient buffer, say), so the kernel
 // writes there and no array is made and copied. Taken as a plain py::array and checked, not
-// converted: a converted copy would take the result and leave `out` untouched. The caller
-// keeps it apart from the inputs (fastconv.backend does).
+// converted: a converted copy would take the result and leave `out` untouched. It must not
+// overlap an input (the kernel would read what it has already written).
 FArray output_or_empty(const char* op, const char* name, const std::optional<py::array>& out,
-                       const std::vector<int64_t>& shape) {
+                       const std::vector<int64_t>& shape, std::initializer_list<const FArray*> inputs) {
   if (!out) return empty(shape);
   const py::array& a = *out;
   if (!a.dtype().is(py::dtype::of<float>()))
@@ -61,6 +62,13 @@ FArray output_or_empty(const char* op, const char* name, const std::optional<py:
     fail(op, ": ", name, " must be C-contiguous");
   if (!a.writeable()) fail(op, ": ", name, " must be writeable");
   check_shape(op, name, shape_of(a), shape);
+  const char* lo = static_cast<const char*>(a.data());
+  const char* hi = lo + a.nbytes();
+  for (const FArray* in : inputs) {
+    const char* in_lo = reinterpret_cast<const char*>(in->data());
+    if (lo < in_lo + in->nbytes() && in_lo < hi)
+      fail(op, ": ", name, " shares memory with an input; give it an array of its own");
+  }
   return py::reinterpret_borrow<FArray>(a);
 }
 
@@ -107,7 +115,7 @@ FArray conv2d_backward_weight(const FArray& dy, const FArray& x, std::vector<int
                               Pair stride, Pads pad, Pair dilation, const std::optional<py::array>& out) {
   const Conv2dParams p = make_conv_params("conv2d_backward_weight", shape_of(x), w_shape, stride, pad, dilation);
   check_shape("conv2d_backward_weight", "dy", shape_of(dy), {p.N, p.K, p.P, p.Q});
-  FArray dw = output_or_empty("conv2d_backward_weight", "out", out, w_shape);
+  FArray dw = output_or_empty("conv2d_backward_weight", "out", out, w_shape, {&dy, &x});
   float* dwp = dw.mutable_data();
   {
     py::gil_scoped_release nogil;
@@ -119,7 +127,7 @@ FArray conv2d_backward_weight(const FArray& dy, const FArray& x, std::vector<int
 FArray conv2d_backward_bias(const FArray& dy, const std::optional<py::array>& out) {
   if (dy.ndim() != 4) fail("conv2d_backward_bias: dy must be 4-D (N, K, P, Q), got shape ", shape_str(shape_of(dy)));
   const int64_t N = dy.shape(0), K = dy.shape(1), PQ = dy.shape(2) * dy.shape(3);
-  FArray db = output_or_empty("conv2d_backward_bias", "out", out, {K});
+  FArray db = output_or_empty("conv2d_backward_bias", "out", out, {K}, {&dy});
   float* dbp = db.mutable_data();
   {
     py::gil_scoped_release nogil;
@@ -256,7 +264,7 @@ py::tuple activation_backward_bias(const FArray& dy, const std::optional<FArray>
     fail(op, ": dy must be 4-D (N, K, P, Q), got shape ", shape_str(shape_of(dy)));
   const auto [yp, xp] = backward_inputs(op, a, dy, y, x);
   const int64_t N = dy.shape(0), K = dy.shape(1), PQ = dy.shape(2) * dy.shape(3);
-  FArray dx = empty(shape_of(dy)), db = output_or_empty(op, "db_out", db_out, {K});
+  FArray dx = empty(shape_of(dy)), db = output_or_empty(op, "db_out", db_out, {K}, {&dy});
   float *dxp = dx.mutable_data(), *dbp = db.mutable_data();
   {
     py::gil_scoped_release nogil;
@@ -342,8 +350,8 @@ py::tuple linear_backward(const FArray& dy, const FArray& x, const FArray& w,
   check_linear("linear_backward", x, w);
   const int64_t N = x.shape(0), I = x.shape(1), O = w.shape(0);
   check_shape("linear_backward", "dy", shape_of(dy), {N, O});
-  FArray dx = empty({N, I}), dw = output_or_empty("linear_backward", "dw_out", dw_out, {O, I}),
-         db = output_or_empty("linear_backward", "db_out", db_out, {O});
+  FArray dx = empty({N, I}), dw = output_or_empty("linear_backward", "dw_out", dw_out, {O, I}, {&dy, &x, &w}),
+         db = output_or_empty("linear_backward", "db_out", db_out, {O}, {&dy, &x, &w});
   float *dxp = dx.mutable_data(), *dwp = dw.mutable_data(), *dbp = db.mutable_data();
   {
     py::gil_scoped_release nogil;

@@ -9,9 +9,6 @@ as pairs, activations as the kernels' integer codes), and return arrays of their
 
 The ``*_into`` methods write a result into an existing array (a view of a model's flat gradient
 buffer): the kernel writes there directly, on either device (the CPU bindings take ``out``).
-Where a backend method would only pass its arguments on, the CPU backend binds the kernel
-itself: a training step makes a few hundred of these calls, and on a small model such as LeNet-5
-each Python frame is a measurable part of the step.
 
 This module holds no state: a backend object is a namespace of functions.
 """

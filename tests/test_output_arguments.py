@@ -117,3 +117,21 @@ def test_layer_params_follow_assignment():
     assert len(dense.params) == 2
     del dense.bias
     assert len(dense.params) == 1
+
+
+def test_out_sharing_memory_with_an_input_is_refused():
+    """An out that overlaps an input would be read after the kernel wrote into it: refused."""
+    rng = np.random.default_rng(8)
+    buf = _rand(rng, 6 * 7 + 4 * 7)
+    x = buf[:42].reshape(6, 7)
+    w, dy = _rand(rng, 4, 7), _rand(rng, 6, 4)
+    overlapping = buf[40:68].reshape(4, 7)          # its first two floats are x's last two
+    before = buf.copy()
+    with pytest.raises(ValueError, match="linear_backward: dw_out shares memory with an input"):
+        _core.linear_backward(dy, x, w, overlapping)
+    np.testing.assert_array_equal(buf, before)
+    apart = buf[42:70].reshape(4, 7)                # right after x: no overlap, accepted
+    _core.linear_backward(dy, x, w, apart)
+    dy4 = _rand(rng, 1, 3, 3, 3)
+    with pytest.raises(ValueError, match="conv2d_backward_bias: out shares memory"):
+        _core.conv2d_backward_bias(dy4, dy4.reshape(-1)[:3])

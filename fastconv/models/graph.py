@@ -143,15 +143,6 @@ class Step:
     def _forward_folded(self, ctx, x):
         return _folded_forward(self, ctx, x), None
 
-    def forward(self, ctx, values):
-        """(y, saved) of this step, its inputs read from ``values`` (a list indexed by slot)."""
-        if self.single:
-            return self.fwd(ctx, values[self.inputs[0]])
-        return self.fwd(ctx, [values[s] for s in self.inputs])
-
-    def backward(self, ctx, saved, dy, need_dx, grads):
-        return self.bwd(ctx, saved, dy, need_dx, grads)
-
 
 def _flatten(graph, input_slots, new_slot, steps, depth=0):
     """Append the primitive steps of ``graph`` (its inputs already in ``input_slots``); return
@@ -274,19 +265,16 @@ class Plan:
             has_grads = id(st.layer) in trainable and bool(st.layer.params)
             st.run_backward = has_grads or any(st.need_dx)
             wanted[st.output] = st.run_backward
-        keep = [s in outputs for s in range(self.n_slots)]
         last_reader = {}
         for i, st in enumerate(steps):
             for s in st.inputs:
                 last_reader[s] = i
         for i, st in enumerate(steps):
-            frees = tuple(sorted({s for s in st.inputs if last_reader[s] == i and not keep[s]}))
+            frees = tuple(sorted({s for s in st.inputs if last_reader[s] == i and s not in outputs}))
             st.bind(frees, id(st.layer) if id(st.layer) in trainable else None)
         self.steps = steps
         self.trainable = trainable
         self.input_grads = bool(input_grads)
-        self.readers = readers
-        self.keep = keep
 
 
 def _fold_batch_norms(steps, readers, outputs):
