@@ -397,6 +397,20 @@ void sgd_update(py::array p, const FArray& g, std::optional<py::array> velocity,
   cpu::sgd_update(pp, g.data(), vp, n, lr, momentum, weight_decay, nesterov);
 }
 
+// (y, mask) of inverted dropout: mask = (u >= rate) / (1 - rate), u from the counter-based
+// generator of (seed, step, index) that the CUDA kernel uses; y = x * mask.
+py::tuple dropout_forward(const FArray& x, double rate, uint64_t seed, uint64_t step) {
+  if (!(rate >= 0.0 && rate < 1.0)) fail("dropout_forward: rate must be in [0, 1), got ", rate);
+  FArray y = empty(shape_of(x)), mask = empty(shape_of(x));
+  float* yp = y.mutable_data();
+  float* mp = mask.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::dropout_forward(x.data(), yp, mp, x.size(), float(rate), seed, step);
+  }
+  return py::make_tuple(y, mask);
+}
+
 void adam_update(py::array p, const FArray& g, py::array m, py::array v, float alpha, float b1,
                  float c1, float b2, float c2, float eps, float decay) {
   const int64_t n = p.size();
@@ -649,6 +663,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("sgd_update", &sgd_update, py::arg("p"), py::arg("g"), py::arg("velocity"), py::arg("lr"),
         py::arg("momentum"), py::arg("weight_decay"), py::arg("nesterov"),
         "one SGD step in place (fastconv/optimizers.py's float32 arithmetic)");
+  m.def("dropout_forward", &dropout_forward, py::arg("x"), py::arg("rate"), py::arg("seed"),
+        py::arg("step") = 0,
+        "(y, mask): inverted dropout, mask = (u >= rate) / (1 - rate) with u from a counter-based "
+        "generator of (seed, step, index), the CUDA kernel's numbers; y = x * mask");
   m.def("adam_update", &adam_update, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"),
         py::arg("alpha"), py::arg("b1"), py::arg("c1"), py::arg("b2"), py::arg("c2"), py::arg("eps"),
         py::arg("decay"), "one Adam step in place (fastconv/optimizers.py's float32 arithmetic)");

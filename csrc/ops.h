@@ -197,6 +197,12 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, in
 void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
                      float* db, int64_t N, int64_t I, int64_t O);
 
+// --- dropout (csrc/cpu/dropout.cpp), n elements -------------------------------------------
+// mask = (u >= rate) / (1 - rate) with u = uniform01(seed, step, index) (common/counter_rng.h,
+// the CUDA kernel's numbers); y = x * mask. rate in [0, 1).
+void dropout_forward(const float* x, float* y, float* mask, int64_t n, float rate, uint64_t seed,
+                     uint64_t step);
+
 // --- optimiser steps (csrc/cpu/optimizers.cpp), in place over n floats ---------------------
 // velocity may be null (no momentum). The float32 arithmetic of fastconv/optimizers.py.
 void sgd_update(float* p, const float* g, float* velocity, int64_t n, float lr, float momentum,

@@ -255,13 +255,11 @@ class CpuBackend:
         return np.ascontiguousarray(dy[:, :, top:top + h, left:left + w])
 
     @staticmethod
-    def dropout(x, rate, rng, counters=None):
-        """(x * mask, mask), mask = (u >= rate) / (1 - rate) with u uniform from ``rng`` (a NumPy
-        Generator), drawn for x's shape."""
-        mask = rng.random(x.shape, dtype=np.float32)
-        keep = mask >= rate
-        np.multiply(keep, np.float32(1.0 / (1.0 - rate)), out=mask)
-        return x * mask, mask
+    def dropout(x, rate, rng):
+        """(x * mask, mask), mask = (u >= rate) / (1 - rate): u from the counter-based generator
+        of the CUDA kernel (csrc/common/counter_rng.h), its seed drawn from ``rng`` (a NumPy
+        Generator), so a seeded generator gives the same masks run after run."""
+        return _core.dropout_forward(x, rate, int(rng.integers(0, 2**64, dtype=np.uint64)))
 
     @staticmethod
     def to_host(x):

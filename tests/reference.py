@@ -571,6 +571,25 @@ def binary_cross_entropy_with_logits(logits, targets, weights=None):
 # --------------------------------------------------------------------------------------
 
 
+def counter_uniform01(seed, step, i):
+    """Dropout's counter-based number for element i: the top 24 bits of SplitMix64's finaliser
+    over seed + step * c1 + (i + 1) * c2 (mod 2^64), over 2^24. Python integers, one at a time."""
+    mod = 1 << 64
+    z = (seed + step * 0xD1B54A32D192ED03 + (i + 1) * 0x9E3779B97F4A7C15) % mod
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % mod
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % mod
+    z ^= z >> 31
+    return (z >> 40) / 2.0 ** 24
+
+
+def dropout_mask(n, rate, seed, step=0):
+    """The inverted-dropout mask (n,) of (seed, step): 1 / (1 - rate) where u >= rate, else 0
+    (rate compared as the float32 the kernels get)."""
+    rate32 = float(np.float32(rate))
+    keep = np.array([counter_uniform01(seed, step, i) >= rate32 for i in range(n)])
+    return np.where(keep, 1.0 / (1.0 - rate32), 0.0)
+
+
 def rel_error(got, want):
     """max|got - want| / max(max|want|, 1): the suite's one error measure."""
     got = np.asarray(got, np.float64)

@@ -20,6 +20,7 @@ import pytest
 import fake_cuda
 import fastconv
 import fastconv.cuda as fc_cuda
+from fastconv import _core
 from fastconv import layers as L
 from fastconv import models, optimizers
 from fastconv.models import cuda_step
@@ -173,6 +174,11 @@ def test_dropout_kernel_is_inverted_dropout_and_counter_based():
     ext.step_end(counters)  # next step: a new mask
     ext.dropout_forward(x, y, mask, rate, 1234, counters)
     assert np.mean(mask.numpy() != m1) > 0.2
+    # the CPU kernel draws the same numbers for the same seed and step (common/counter_rng.h)
+    np.testing.assert_array_equal(m1, _core.dropout_forward(np.full(n, 2.0, np.float32), rate,
+                                                            1234, 0)[1])
+    np.testing.assert_array_equal(mask.numpy(), _core.dropout_forward(
+        np.full(n, 2.0, np.float32), rate, 1234, 1)[1])
 
 
 # ---------------------------------------------------------------- graphs

@@ -497,8 +497,8 @@ def _gan_for_devices(dropout):
 
 def test_dcgan_on_the_gpu_path_follows_the_cpu_step_for_step(monkeypatch, digits):
     """DCGAN.train(device="cuda") on tests/fake_cuda.py (the CUDA extension's functions on the
-    CPU): without dropout (whose GPU masks come from another generator) the same arithmetic
-    as the CPU path, so the same losses, weights, batch statistics and Adam state."""
+    CPU): without dropout (the same generator of masks, but the GPU seeds it per layer and
+    step where the CPU layers draw their seeds) the same arithmetic as the CPU path, so the same losses, weights, batch statistics and Adam state."""
     import fake_cuda
 
     x = digits[0][:48] * 2 - 1

@@ -215,7 +215,8 @@ void elu_backward_from_output(const float* dy, const float* y, float* dx, int64_
 const VecMath kVecMathGeneric = {identity_generic, relu_generic, exp_generic,
                                  tanh_generic, sigmoid_generic, leaky_relu_generic, elu_generic,
                                  gelu_generic, gelu_tanh_generic, gelu_backward_generic,
-                                 gelu_tanh_backward_generic};
+                                 gelu_tanh_backward_generic,
+                                 dropout_loop};
 
 namespace {
 

@@ -14,6 +14,7 @@
 // p, g, and the optimiser state are the model's flat parameter buffers (n).
 #include <cstdint>
 
+#include "common/counter_rng.h"
 #include "cuda/common.cuh"
 
 namespace fastconv {
@@ -93,17 +94,8 @@ __global__ void softmax_xent_sums_kernel(const float* __restrict__ logits,
   }
 }
 
-// A counter-based generator (SplitMix64's finaliser over seed, step and element index): the
-// same (seed, step, i) always gives the same number, with no state to carry between kernels.
-__device__ __forceinline__ float uniform01(uint64_t seed, uint64_t step, uint64_t i) {
-  uint64_t z = seed + step * 0xD1B54A32D192ED03ull + (i + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return float(z >> 40) * (1.f / 16777216.f);  // 24 random bits -> [0, 1)
-}
-
-// mask[i] = (u >= rate) / (1 - rate); y = x * mask.
+// mask[i] = (u >= rate) / (1 - rate); y = x * mask, with u = uniform01(seed, step, i)
+// (common/counter_rng.h: the numbers cpu/dropout.cpp draws for the same seed and step).
 __global__ void dropout_forward_kernel(const float* __restrict__ x, float* __restrict__ y,
                                        float* __restrict__ mask, int64_t n, float rate,
                                        float scale, uint64_t seed, const int64_t* counters) {

@@ -182,9 +182,9 @@ class _SeededLayer(Layer):
 
 class Dropout(_SeededLayer):
     """Inverted dropout: in training, zero each value with probability ``rate`` and scale the
-    rest by 1 / (1 - rate); in inference, the identity. Draws from the model's seeded generator
-    (or ``seed``), so a seeded run is repeatable. On the GPU the masks come from a counter-based
-    generator instead."""
+    rest by 1 / (1 - rate); in inference, the identity. The masks come from a counter-based
+    generator (the same on the CPU and the GPU); on the CPU each call takes its seed from the
+    model's seeded generator (or ``seed``), so a seeded run is repeatable."""
 
     _base_name = "dropout"
 

@@ -283,7 +283,8 @@ void apply_grad(const float* x, const float* dy, float* dx, int64_t n) {
 const VecMath kVecMathAvx2 = {apply<identity8>, apply<relu8>, apply<exp8>, apply<tanh8>,
                               apply<sigmoid8>, apply_param<leaky_relu8>, apply_param<elu8>,
                               gelu_avx2, apply_param<gelu_tanh8>, gelu_backward_avx2,
-                              apply_grad<gelu_tanh_grad8>};
+                              apply_grad<gelu_tanh_grad8>,
+                              dropout_loop};
 
 }  // namespace cpu
 }  // namespace fastconv

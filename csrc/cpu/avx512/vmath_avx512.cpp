@@ -252,7 +252,8 @@ void apply_grad(const float* x, const float* dy, float* dx, int64_t n) {
 const VecMath kVecMathAvx512 = {apply<identity16>, apply<relu16>, apply<exp16>,
                                 apply<tanh16>, apply<sigmoid16>, apply_param<leaky_relu16>,
                                 apply_param<elu16>, gelu_avx512, apply_param<gelu_tanh16>,
-                                gelu_backward_avx512, apply_grad<gelu_tanh_grad16>};
+                                gelu_backward_avx512, apply_grad<gelu_tanh_grad16>,
+                                dropout_loop};
 
 }  // namespace cpu
 }  // namespace fastconv
