@@ -73,6 +73,7 @@ import machine  # noqa: E402  (the machine's description and the results file na
 
 import fastconv  # noqa: E402
 import fastconv.functional as F  # noqa: E402
+import fastconv.layers as L  # noqa: E402
 
 try:
     import torch
@@ -142,6 +143,7 @@ class Case:
     flops: float = 0.0  # arithmetic of one call (convolutions)
     bytes: float = 0.0  # compulsory memory traffic of one call (memory-bound ops)
     fns: dict = field(default_factory=dict)
+    same_values: bool = True  # False where the providers draw different random numbers
 
 
 def _randn(rng, *shape):
@@ -382,6 +384,17 @@ def gen_elementwise_cases(rng):
             fwd.fns["torch"] = lambda tx=tx, f=t_f: f(tx)
             bwd.fns["torch"] = _torch_backward(t_f, x, dy)
         cases += [fwd, bwd]
+    # dropout 0.3 (training) at the discriminator's two maps, batch 64 (32 real + 32 generated):
+    # the layer's forward (mask drawn, x * mask); the backward is one multiply
+    for maps in ((32, 14, 14), (64, 7, 7)):
+        x = _randn(rng, 64, *maps)
+        label = "x".join(map(str, maps))
+        case = Case("dropout 0.3", label, "fwd", 64, bytes=4.0 * 3 * x.size, same_values=False)
+        case.fns["fastconv"] = lambda x=x, layer=L.Dropout(0.3, seed=0): layer(x, training=True)
+        if torch is not None:
+            tx = torch.from_numpy(x)
+            case.fns["torch"] = lambda tx=tx: TF.dropout(tx, 0.3, training=True)
+        cases.append(case)
     # upsampling x2: the autoencoder's two decoder resolutions
     for maps in ((8, 7, 7), (16, 14, 14)):
         for mode in ("nearest", "bilinear"):
@@ -450,6 +463,8 @@ def _as_numpy(result):
 def check_providers(cases):
     """Assert every provider computes what fastconv computes (run once, before timing)."""
     for case in cases:
+        if not case.same_values:   # dropout: each provider its own generator
+            continue
         want = _as_numpy(case.fns["fastconv"]())
         for provider, fn in case.fns.items():
             if provider == "fastconv":
