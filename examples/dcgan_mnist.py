@@ -8,8 +8,8 @@ normalisation, ReLU), a transposed convolution to 24 maps of 14x14 (batch normal
 ReLU), a transposed convolution to one 28x28 image with tanh; the batch normalisations keep
 their moving statistics with momentum 0.9. The discriminator reads a digit through two
 stride-2 convolutions with leaky ReLUs and dropout, and gives one logit: real or generated.
-Each step trains the discriminator on a batch of 32 real digits (target 0.9: one-sided label
-smoothing) and 32 generated digits (target 0), then the generator through the frozen
+Each step trains the discriminator on a batch of 16 real digits (target 0.9: one-sided label
+smoothing) and 16 generated digits (target 0), then the generator through the frozen
 discriminator, to make it say "real" (target 1; binary cross-entropy from logits, Adam 2e-4
 with beta_1 0.5, as Radford et al. 2015). After each epoch it prints the classifier score of
 10,000 generated digits (about 9.8 for real digits, 1 for one digit repeated).
@@ -46,9 +46,9 @@ def build_discriminator(seed=1):
     return fastconv.Sequential([
         fastconv.Input((1, 28, 28), name="image"),
         L.Conv2D(32, 4, strides=2, padding="same", activation="leaky_relu"),    # (32, 14, 14)
-        L.Dropout(0.3),
+        L.Dropout(0.2),
         L.Conv2D(64, 4, strides=2, padding="same", activation="leaky_relu"),    # (64, 7, 7)
-        L.Dropout(0.3),
+        L.Dropout(0.2),
         L.Flatten(), L.Dense(1),                                                # a logit
     ], seed=seed, name="discriminator")
 
@@ -56,7 +56,7 @@ def build_discriminator(seed=1):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--limit", type=int, default=None, help="train on the first N digits only")
     parser.add_argument("--samples", default=None, help="write a grid of digits per epoch into this folder")

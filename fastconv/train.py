@@ -32,7 +32,7 @@ Two generative models train on the same data (fastconv.models.gan):
 squared error, and prints the test MSE against the clean images:
 ``test MSE against the clean images: 0.0087 (the noisy images: 0.0212; 10000 images)``;
 ``--samples DIR`` writes DIR/denoised.png (rows of noisy, denoised and clean test digits).
-``dcgan`` trains models.gan.DCGAN (Adam 2e-4 with beta_1 0.5, batch 32, one-sided label
+``dcgan`` trains models.gan.DCGAN (Adam 2e-4 with beta_1 0.5, batch 16, one-sided label
 smoothing 0.1) on the training images scaled to [-1, 1] and, on MNIST, prints the classifier
 score of ``--score-samples`` generated digits after each epoch and at the end
 (models.gan.classifier_score with the LeNet-5 of models.gan.score_classifier, trained once and
@@ -66,7 +66,7 @@ DEFAULTS = {  # model -> (optimizer, learning rate, batch size)
     "vgg_small": ("adam", 1e-3, 128),
     "resnet_small": ("adam", 1e-3, 128),
     "denoise": ("adam", 1e-3, 128),
-    "dcgan": ("adam", 2e-4, 32),
+    "dcgan": ("adam", 2e-4, 16),
 }
 NOISE_FACTOR = 0.2      # denoise: x + 0.2 N(0, 1), clipped to [0, 1]
 LATENT_DIM = 100        # dcgan: the generator's noise vector
@@ -113,7 +113,7 @@ def build_parser():
     t.add_argument("--dataset", choices=DATASETS, default=None, help="the data set (default: mnist)")
     t.add_argument("--epochs", type=int, default=None, help="passes over the training set (default: 10)")
     t.add_argument("--batch-size", type=int, default=None,
-                   help="images per step (default: 64 for lenet5 and lenet5_modern, 32 for dcgan, "
+                   help="images per step (default: 64 for lenet5 and lenet5_modern, 16 for dcgan, "
                         "128 for vgg_small, resnet_small and denoise)")
     t.add_argument("--data-dir", default=None,
                    help="folder with the four IDX files (default: FASTCONV_DATA, the cache, then "

@@ -434,8 +434,8 @@ def test_cli_dcgan_writes_samples_and_saves_the_generator(tmp_path):
     out = result.stdout
     assert "128 training and 10000 test images" in out
     assert "Total params: 284,449" in out and "Total params: 36,513" in out
-    assert "batch size 32 real + 32 generated" in out
-    assert len(re.findall(r"Epoch \d/2 - 4/4 - .* - d_loss: \d\.\d{4} - g_loss: \d\.\d{4}", out)) == 2, out
+    assert "batch size 16 real + 16 generated" in out
+    assert len(re.findall(r"Epoch \d/2 - 8/8 - .* - d_loss: \d\.\d{4} - g_loss: \d\.\d{4}", out)) == 2, out
     assert "beta_1=0.5" in out and "classifier score" not in out
     assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == \
         ["samples_epoch_01.png", "samples_epoch_02.png"]
@@ -456,7 +456,7 @@ def test_cli_dcgan_writes_samples_and_saves_the_generator(tmp_path):
     (["dcgan", "--distributed"], "--distributed trains the classifiers only"),
     (["dcgan", "--classifier", "."], "is a folder"),
     (["dcgan", "--epochs", "1", "--limit", "10", "--score-samples", "0"],
-     "10 images are fewer than one batch of 32"),
+     "10 images are fewer than one batch of 16"),
 ])
 def test_cli_generative_arguments_are_checked_before_training(tmp_path, args, message):
     result = run_cli("train", *args, cwd=tmp_path, timeout=120)

@@ -2,7 +2,7 @@
 the noise of the denoising autoencoder.
 
     gan = DCGAN(seed=0)                               # dcgan_generator + dcgan_discriminator
-    gan.train(x_train * 2 - 1, epochs=10, batch_size=32, callbacks=[SampleGrid("samples/")])
+    gan.train(x_train * 2 - 1, epochs=10, batch_size=16, callbacks=[SampleGrid("samples/")])
     digits = gan.sample(10000)                        # (10000, 1, 28, 28) in [0, 1]
     classifier = score_classifier()                   # LeNet-5 (modern) at >= 99 %, cached
     classifier_score(classifier, digits)              # exp(E_x[KL(p(y|x) || p(y))]), 1 to 10
@@ -271,7 +271,7 @@ class DCGAN:
         images = self.generator.predict(z, batch_size=batch_size, device=device)
         return np.clip((images + 1.0) * 0.5, 0.0, 1.0)
 
-    def train(self, x, epochs=1, batch_size=32, callbacks=None, verbose=1, shuffle=True,
+    def train(self, x, epochs=1, batch_size=16, callbacks=None, verbose=1, shuffle=True,
               device="cpu"):
         """Train on real images ``x`` (N, C, H, W), scaled to [-1, 1] like the generator's tanh.
 

@@ -173,7 +173,7 @@ def dcgan_generator(latent_dim=100, width=48, seed=None):
     return Sequential(layers, input_shape=(int(latent_dim),), seed=seed, name="dcgan_generator")
 
 
-def dcgan_discriminator(input_shape=(1, 28, 28), width=32, dropout=0.3, seed=None):
+def dcgan_discriminator(input_shape=(1, 28, 28), width=32, dropout=0.2, seed=None):
     """The DCGAN's discriminator: one logit per image (real > 0, fake < 0).
 
     Conv2D width 4x4 stride 2 "same", LeakyReLU 0.2, Dropout -> Conv2D 2*width 4x4 stride 2
@@ -181,8 +181,9 @@ def dcgan_discriminator(input_shape=(1, 28, 28), width=32, dropout=0.3, seed=Non
     fastconv.losses.BinaryCrossentropy(from_logits=True)). The leaky ReLUs are the
     convolutions' own activation ("leaky_relu", slope 0.2), applied in the kernel's output
     pass. No batch normalisation, so a batch of real images and one of generated images can go
-    through it together. Glorot uniform kernels. With the defaults and (1, 28, 28) images:
-    36,513 parameters.
+    through it together. Dropout 0.2 by default (TensorFlow's DCGAN tutorial has 0.3; with 0.2
+    the default DCGAN's classifier score rose a little faster on MNIST). Glorot uniform
+    kernels. With the defaults and (1, 28, 28) images: 36,513 parameters.
     """
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3:
