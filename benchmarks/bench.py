@@ -262,16 +262,19 @@ def cross_entropy_cases(n, rng):
 
 
 # ----------------------------------------------------------------------------- generative models
-# The ops of a denoising autoencoder (batch 128) and a DCGAN (batch 64; `train dcgan` steps at
-# 32 by default) (--suite generative): fastconv against PyTorch only (no NumPy baseline for these).
+# The ops of a denoising autoencoder (batch 128) and of the default DCGAN as `train dcgan` runs
+# it (--suite generative): the generator (width 48) at batch 16, the discriminator at batch 32
+# (16 real and 16 generated digits). fastconv against PyTorch only (no NumPy baseline for these).
+GAN_G_BATCH, GAN_D_BATCH, GAN_WIDTH = 16, 32, 48
 GEN_CONVS = (  # name, batch, C, K, H, kernel, stride, padding "same" (TF's rule)
     ("ae_enc1", 128, 1, 16, 28, 3, 2), ("ae_enc2", 128, 16, 8, 14, 3, 2), ("ae_out", 128, 16, 1, 28, 3, 1),
-    ("gan_d1", 64, 1, 32, 28, 4, 2), ("gan_d2", 64, 32, 64, 14, 4, 2),
+    ("gan_d1", GAN_D_BATCH, 1, 32, 28, 4, 2), ("gan_d2", GAN_D_BATCH, 32, 64, 14, 4, 2),
 )
 GEN_DECONVS = (  # name, batch, Cin, Cout, H, kernel, stride: "same" = PyTorch's (padding, output_padding)
     ("ae_dec1", 128, 8, 8, 7, 3, 2, 1, 1), ("ae_dec2", 128, 8, 16, 14, 3, 2, 1, 1),
-    ("gan_g0", 64, 64, 64, 7, 3, 1, 1, 0),
-    ("gan_g1", 64, 64, 32, 7, 4, 2, 1, 0), ("gan_g2", 64, 32, 1, 14, 4, 2, 1, 0),
+    ("gan_g0", GAN_G_BATCH, GAN_WIDTH, GAN_WIDTH, 7, 3, 1, 1, 0),
+    ("gan_g1", GAN_G_BATCH, GAN_WIDTH, GAN_WIDTH // 2, 7, 4, 2, 1, 0),
+    ("gan_g2", GAN_G_BATCH, GAN_WIDTH // 2, 1, 14, 4, 2, 1, 0),
 )
 
 
@@ -340,8 +343,8 @@ def gen_deconv_cases(rng):
 
 def gen_elementwise_cases(rng):
     cases = []
-    # batch norm: DCGAN's (64, 3136) dense and (64, 32, 14, 14) feature maps
-    for shape in ((64, 3136), (64, 32, 14, 14)):
+    # batch norm: the generator's dense output and its 14x14 maps
+    for shape in ((GAN_G_BATCH, 49 * GAN_WIDTH), (GAN_G_BATCH, GAN_WIDTH // 2, 14, 14)):
         x = _randn(rng, *shape)
         dy = _randn(rng, *shape)
         c = shape[1]
@@ -363,7 +366,7 @@ def gen_elementwise_cases(rng):
                 lambda t, gg, bb, trm=trm, trv=trv: TF.batch_norm(t, trm, trv, gg, bb, training=True, eps=1e-3),
                 [x, g, be], dy): f()[0])
         cases += [fwd, bwd]
-    # activations: LeakyReLU 0.2 at the discriminator's maps, elu and gelu on (64, 32, 14, 14)
+    # activations: LeakyReLU 0.2 at the discriminator's maps, elu and gelu on its first maps
     for name, maps, fc_f, fc_b, t_f in (
             ("leaky_relu", (32, 14, 14), lambda x: F.leaky_relu(x, 0.2), lambda dy, y, x: F.leaky_relu_backward(dy, y, 0.2),
              lambda t: TF.leaky_relu(t, 0.2)),
@@ -371,12 +374,12 @@ def gen_elementwise_cases(rng):
              lambda t: TF.leaky_relu(t, 0.2)),
             ("elu", (32, 14, 14), F.elu, lambda dy, y, x: F.elu_backward(dy, y), lambda t: TF.elu(t)),
             ("gelu", (32, 14, 14), F.gelu, lambda dy, y, x: F.gelu_backward(dy, x), lambda t: TF.gelu(t))):
-        x = _randn(rng, 64, *maps)
-        dy = _randn(rng, 64, *maps)
+        x = _randn(rng, GAN_D_BATCH, *maps)
+        dy = _randn(rng, GAN_D_BATCH, *maps)
         y = fc_f(x)
         label = "x".join(map(str, maps))
-        fwd = Case(name, label, "fwd", 64, bytes=4.0 * 2 * x.size)
-        bwd = Case(name, label, "bwd", 64, bytes=4.0 * 3 * x.size)
+        fwd = Case(name, label, "fwd", GAN_D_BATCH, bytes=4.0 * 2 * x.size)
+        bwd = Case(name, label, "bwd", GAN_D_BATCH, bytes=4.0 * 3 * x.size)
         fwd.fns["fastconv"] = lambda x=x, f=fc_f: f(x)
         bwd.fns["fastconv"] = lambda dy=dy, y=y, x=x, f=fc_b: f(dy, y, x)
         if torch is not None:
@@ -384,16 +387,16 @@ def gen_elementwise_cases(rng):
             fwd.fns["torch"] = lambda tx=tx, f=t_f: f(tx)
             bwd.fns["torch"] = _torch_backward(t_f, x, dy)
         cases += [fwd, bwd]
-    # dropout 0.3 (training) at the discriminator's two maps, batch 64 (32 real + 32 generated):
-    # the layer's forward (mask drawn, x * mask); the backward is one multiply
+    # dropout 0.2 (training) at the discriminator's two maps: the layer's forward (mask drawn,
+    # x * mask); the backward is one multiply
     for maps in ((32, 14, 14), (64, 7, 7)):
-        x = _randn(rng, 64, *maps)
+        x = _randn(rng, GAN_D_BATCH, *maps)
         label = "x".join(map(str, maps))
-        case = Case("dropout 0.3", label, "fwd", 64, bytes=4.0 * 3 * x.size, same_values=False)
-        case.fns["fastconv"] = lambda x=x, layer=L.Dropout(0.3, seed=0): layer(x, training=True)
+        case = Case("dropout 0.2", label, "fwd", GAN_D_BATCH, bytes=4.0 * 3 * x.size, same_values=False)
+        case.fns["fastconv"] = lambda x=x, layer=L.Dropout(0.2, seed=0): layer(x, training=True)
         if torch is not None:
             tx = torch.from_numpy(x)
-            case.fns["torch"] = lambda tx=tx: TF.dropout(tx, 0.3, training=True)
+            case.fns["torch"] = lambda tx=tx: TF.dropout(tx, 0.2, training=True)
         cases.append(case)
     # upsampling x2: the autoencoder's two decoder resolutions
     for maps in ((8, 7, 7), (16, 14, 14)):
@@ -412,10 +415,10 @@ def gen_elementwise_cases(rng):
                 fwd.fns["torch"] = lambda tx=tx, f=tf_: f(tx)
                 bwd.fns["torch"] = _torch_backward(tf_, x, dy)
             cases += [fwd, bwd]
-    # the discriminator's loss: BCE from logits on (64, 1)
-    z = _randn(rng, 64, 1)
-    t = (rng.random((64, 1)) > 0.5).astype(np.float32)
-    case = Case("bce_with_logits", "64x1", "fwd+bwd", 64, bytes=4.0 * 3 * z.size)
+    # the discriminator's loss: BCE from logits on (32, 1)
+    z = _randn(rng, GAN_D_BATCH, 1)
+    t = (rng.random((GAN_D_BATCH, 1)) > 0.5).astype(np.float32)
+    case = Case("bce_with_logits", f"{GAN_D_BATCH}x1", "fwd+bwd", GAN_D_BATCH, bytes=4.0 * 3 * z.size)
     case.fns["fastconv"] = lambda: F.binary_cross_entropy_with_logits(z, t)
     if torch is not None:
         tz = torch.from_numpy(z.copy()).requires_grad_(True)

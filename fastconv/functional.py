@@ -33,6 +33,7 @@ Beyond conv2d and pooling (each op has its backward, on the CPU and on CUDA tens
 
 Bad input raises ``ValueError`` or ``TypeError`` whose message names the argument and shapes.
 """
+import math
 import numbers
 import operator
 
@@ -494,6 +495,8 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0, count_
 # ----------------------------------------------------------------------------- activations
 def _alpha(op, name, v):
     """A finite, non-negative activation parameter as a float (ValueError/TypeError naming it)."""
+    if type(v) is float and 0.0 <= v < math.inf:   # the usual case, without the ABC check
+        return v
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
         raise TypeError(f"{op}: {name} must be a real number, got {v!r}")
     v = float(v)
@@ -517,10 +520,14 @@ def _act_code(op, act):
 
 
 def _act_forward(op, code, x, alpha=None):
-    x = _array(op, "x", x)
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
+        backend = _core               # the usual case, checked in one line
+    else:
+        x = _array(op, "x", x)
+        backend = _backend(x)
     if alpha is None:
-        return _backend(x).activation_forward(x, code)
-    return _backend(x).activation_forward(x, code, alpha)
+        return backend.activation_forward(x, code)
+    return backend.activation_forward(x, code, alpha)
 
 
 def _act_backward(op, code, dy, y, alpha=None, x=None):

@@ -245,8 +245,10 @@ bool winograd_fits(const Conv2dParams& p) {
   const int mode = winograd_mode();
   if (mode == 0) return false;
   const int64_t min_channels = mode == 2 ? 1 : kWinogradMinChannels;
+  const int64_t min_side = mode == 2 ? 2 : kWinogradMinOutputSide;
   return p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
-         p.dil_w == 1 && p.C >= min_channels && p.K >= min_channels && p.P >= 2 && p.Q >= 2;
+         p.dil_w == 1 && p.C >= min_channels && p.K >= min_channels && p.P >= min_side &&
+         p.Q >= min_side;
 }
 
 // ---- The shape dispatch table: which kernel runs each pass of a problem, first match wins ---
@@ -256,6 +258,7 @@ bool winograd_fits(const Conv2dParams& p) {
 //   backward input   one GEMM      flipped 3x3     flipped, 2..7 C  flipped, C >= 16    (*)
 //   backward weight  one GEMM      3x3, C,K >= 16  stride_w 1       K 4..128            im2col
 //
+// Winograd also needs an output of at least kWinogradMinOutputSide (10) a side.
 // "flipped": backward input with stride 1 is itself a forward convolution (flipped_problem),
 // so it takes the forward kernels. (*) With stride 1 and K < 8 <= C, the flipped problem's
 // forward im2col + GEMM ("flipped_im2col_gemm", no ISA kernel needed); with a stride, sh*sw

@@ -87,6 +87,10 @@ inline bool rows_fits(const Conv2dParams& p) {
 // Below this many input or output channels the Winograd transforms cost more than the
 // products save.
 constexpr int64_t kWinogradMinChannels = 16;
+// Nor does it pay on outputs smaller than this a side: F(2x2, 3x3) tiles a 7x7 output as 4x4
+// tiles of 2x2 (64 outputs computed for 49), and small maps leave too few tiles a channel to
+// amortise the transforms; the direct and im2col kernels were faster at every pass up to 9x9.
+constexpr int64_t kWinogradMinOutputSide = 10;
 
 // Which 3x3 path conv2d uses: 0 never Winograd, 1 where winograd_fits (the default),
 // 2 for every 3x3 stride-1 problem (tests use it to reach small shapes).
@@ -94,7 +98,8 @@ int winograd_mode();
 void set_winograd_mode(int mode);
 
 // 3x3 filter, stride 1, dilation 1, an output of at least 2x2, and (winograd_mode() 1) at
-// least kWinogradMinChannels channels in and out; false in mode 0.
+// least kWinogradMinChannels channels in and out and an output of at least
+// kWinogradMinOutputSide a side; false in mode 0.
 bool winograd_fits(const Conv2dParams& p);
 
 // ---- The AVX2+FMA kernels (csrc/cpu/avx2/); they run at the avx2 and avx512 levels ---------
